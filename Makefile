@@ -1,0 +1,38 @@
+# ahtwist: the two commands a new user needs are `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.ahtwist-installed
+TWISTD_ARGS ?=
+
+.PHONY: install run test lint bench clean
+
+install: $(STAMP)
+
+# A PEP 660 editable install maps the package but hides twisted/plugins/ from
+# Twisted's plugin scanner, which looks for twisted/plugins directories on
+# sys.path.  The .pth file puts the checkout itself on sys.path, so
+# `twistd ahtwist` finds twisted/plugins/ahtwist_plugin.py.
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
+	  | xargs -I{} sh -c 'echo "$(CURDIR)" > {}/ahtwist-checkout.pth'
+	rm -f twisted/plugins/dropin.cache
+	touch $(STAMP)
+
+run: install
+	$(BIN)/twistd -n --pidfile= ahtwist $(TWISTD_ARGS)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check ahtwist tests bench twisted
+
+bench: install
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info twisted/plugins/dropin.cache

@@ -1,0 +1,27 @@
+"""ahtwist: an ActionHero-compatible API server on Twisted.
+
+One set of actions is served over HTTP(S), WebSockets and a line-oriented
+TCP/TLS socket at once; connections from every transport meet in shared chat
+rooms; several nodes share state through Redis.  Run it with
+``twistd -n ahtwist``.
+
+The public API for writing actions and middleware is re-exported here.
+"""
+
+from ahtwist._version import __version__
+from ahtwist.actions.action import Action, Input
+from ahtwist.actions.middleware import ActionMiddleware, ChatMiddleware, ConnectionMiddleware
+from ahtwist.actions.processor import ActionData
+from ahtwist.errors import ActionError, RoomError
+
+__all__ = [
+    "Action",
+    "ActionData",
+    "ActionError",
+    "ActionMiddleware",
+    "ChatMiddleware",
+    "ConnectionMiddleware",
+    "Input",
+    "RoomError",
+    "__version__",
+]

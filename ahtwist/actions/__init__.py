@@ -1,0 +1,1 @@
+"""Actions: definitions, registry, loader, processor and the built-ins."""

@@ -1,0 +1,16 @@
+"""randomNumber: a random float in [0, 1) and the same number as text."""
+
+import random
+
+from ahtwist.actions.action import Action
+
+
+class RandomNumber(Action):
+    name = "randomNumber"
+    description = "I am an API method which will generate a random number"
+    output_example = {"randomNumber": 0.123, "stringRandomNumber": "Your random number is 0.123"}
+
+    def run(self, data):
+        number = random.random()
+        data.response["randomNumber"] = number
+        data.response["stringRandomNumber"] = f"Your random number is {number!r}"

@@ -1,0 +1,372 @@
+"""The action processor: one request through limits, middleware, inputs and run.
+
+Transport-neutral.  A transport builds the raw params and calls
+:meth:`ActionProcessor.process`; the returned Deferred fires with the
+:class:`ActionData` once the action is complete (synchronously when nothing in
+the chain is asynchronous), and the transport renders ``data.response``.
+Order and texts follow BEHAVIOUR.md section 4.6 exactly.
+"""
+
+import time
+from collections.abc import Mapping
+from inspect import isawaitable
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger, LogLevel
+
+from ahtwist import errors
+from ahtwist.actions.action import Action, Input, render_version, takes_args, wants_data
+from ahtwist.actions.registry import SAFE_PARAMS
+from ahtwist.encoding import dumps
+from ahtwist.errors import ActionError
+
+if TYPE_CHECKING:
+    from ahtwist.connection import Connection
+    from ahtwist.node import Node
+
+log = Logger(namespace="ahtwist.action")
+
+_SAFE = frozenset(SAFE_PARAMS)
+_LEVELS = {
+    "debug": LogLevel.debug,
+    "info": LogLevel.info,
+    "warn": LogLevel.warn,
+    "error": LogLevel.error,
+    "critical": LogLevel.critical,
+}
+
+# action_status values (ActionHero's names); transports map them to codes
+UNKNOWN_ACTION = "unknown_action"
+MISSING_PARAMS = "missing_params"
+VALIDATOR_ERRORS = "validator_errors"
+SERVER_ERROR = "server_error"
+SHUTTING_DOWN = "server_shutting_down"
+TOO_MANY_REQUESTS = "too_many_requests"
+UNSUPPORTED_TYPE = "unsupported_server_type"
+PRE_PROCESSOR_ERROR = "pre_processor_error"
+POST_PROCESSOR_ERROR = "post_processor_error"
+ACTION_ERROR = "action_error"
+SUCCESS = "success"
+
+
+class ActionData:
+    """What ``run`` and middleware receive, and what the transport renders.
+
+    ``response`` is the reply (a dict; its keys are the reply's keys).  Set
+    ``to_process = False`` in a pre-processor to skip ``run`` without error,
+    ``to_render = False`` to answer yourself (``connection.send_file``...).
+    """
+
+    __slots__ = (
+        "node",
+        "connection",
+        "params",
+        "raw_params",
+        "response",
+        "to_process",
+        "to_render",
+        "action",
+        "action_template",
+        "message_count",
+        "message_id",
+        "missing_params",
+        "validator_errors",
+        "action_status",
+        "duration",
+        "error",
+        "started_at",
+        "validated",
+    )
+
+    def __init__(
+        self,
+        node: "Node",
+        connection: "Connection",
+        params: dict[str, Any],
+        message_id: Any,
+        message_count: int,
+    ) -> None:
+        self.node = node
+        self.connection = connection
+        self.raw_params = params
+        self.params = params
+        self.response: Any = {}
+        self.to_process = True
+        self.to_render = True
+        self.action = params.get("action")
+        self.action_template: Action | None = None
+        self.message_count = message_count
+        self.message_id = message_id
+        self.missing_params: list[str] = []
+        self.validator_errors: list[Any] = []
+        self.action_status: str | None = None
+        self.duration = 0
+        self.error: Any = None
+        self.started_at = time.monotonic()
+        self.validated = False
+
+    def received_params(self, post_variables: frozenset[str], scrub: bool) -> dict[str, Any]:
+        """Web ``receivedParams``: processed params (or raw ones when processing
+        stopped before validation) filtered to the post variables."""
+        params = self.params if self.validated else self.raw_params
+        if not scrub:
+            return dict(params)
+        return {k: v for k, v in params.items() if k in post_variables}
+
+
+class _JSONText:
+    """Renders a value as JSON only when a log observer formats the event."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return dumps(self.value).decode("utf-8", "replace")
+
+
+def _maybe_await(result: Any) -> bool:
+    return result is not None and isawaitable(result)
+
+
+def _call(fn: Any, value: Any, data: ActionData) -> Any:
+    return fn(value, data) if wants_data(fn) else fn(value)
+
+
+def _error_value(exc: BaseException) -> Any:
+    """The reply ``error`` for an action error: text, or an object verbatim."""
+    if isinstance(exc, ActionError):
+        return exc.error
+    return str(exc)
+
+
+class ActionProcessor:
+    """Runs actions for every transport."""
+
+    def __init__(self, node: "Node") -> None:
+        self.node = node
+        self.registry = node.registry
+        general = node.config.general
+        self.limit = general.simultaneousActions
+        self.scrub = not general.disableParamScrubbing
+        self.expose_errors = general.exposeErrors
+        self.missing_checks = tuple(general.missingParamChecks)
+        self.filtered = frozenset(general.filteredParams)
+
+    def process(
+        self,
+        connection: "Connection",
+        params: dict[str, Any],
+        message_id: Any = None,
+        message_count: int | None = None,
+    ) -> "Deferred[ActionData]":
+        """Run the action named by ``params["action"]`` for ``connection``.
+
+        ``params`` is used as the action's working copy: pass a copy when the
+        caller keeps the original (socket sticky params).
+        """
+        data = ActionData(
+            self.node,
+            connection,
+            params,
+            message_id,
+            connection.message_count if message_count is None else message_count,
+        )
+        return Deferred.fromCoroutine(self._process(data))
+
+    async def _process(self, data: ActionData) -> ActionData:
+        connection = data.connection
+        connection.total_actions += 1
+        connection.pending_actions += 1
+        try:
+            await self._steps(data)
+        except Exception as e:  # a bug in middleware plumbing; never lose the reply
+            log.failure("unexpected error processing action {action}", action=data.action)
+            self._fail(data, self._unexpected(e), SERVER_ERROR)
+        finally:
+            connection.pending_actions -= 1
+        data.duration = round((time.monotonic() - data.started_at) * 1000)
+        if data.error is not None and isinstance(data.response, dict):
+            data.response.setdefault("error", data.error)
+        if data.action_status is None:
+            data.action_status = SUCCESS
+        self._log(data)
+        return data
+
+    def _fail(self, data: ActionData, error: Any, status: str) -> None:
+        data.error = error
+        data.action_status = status
+
+    def _unexpected(self, exc: BaseException) -> str:
+        if self.expose_errors:
+            return str(exc) or type(exc).__name__
+        return errors.INTERNAL_ERROR
+
+    async def _steps(self, data: ActionData) -> None:
+        node = self.node
+        connection = data.connection
+        params = data.params
+        version = params.get("apiVersion")
+        template = self.registry.get(data.action, version)
+        data.action_template = template
+        if node.stopping:
+            return self._fail(data, errors.SHUTTING_DOWN, SHUTTING_DOWN)
+        if connection.pending_actions > self.limit:
+            return self._fail(data, errors.TOO_MANY_PENDING, TOO_MANY_REQUESTS)
+        if template is None:
+            return self._fail(data, errors.UNKNOWN_ACTION, UNKNOWN_ACTION)
+        if connection.type in template.blocked_connection_types:
+            return self._fail(
+                data,
+                errors.BLOCKED_CONNECTION_TYPE.format(type=connection.type),
+                UNSUPPORTED_TYPE,
+            )
+
+        params = dict(params)
+        if version is None:
+            params["apiVersion"] = render_version(template.version)
+        data.params = params
+        chain = self.registry.middleware_for(template)
+
+        # pre-processors see every param the client sent
+        for middleware in chain:
+            hook = middleware.pre_processor
+            if hook is None:
+                continue
+            try:
+                result = hook(data)
+                if _maybe_await(result):
+                    await result
+            except ActionError as e:
+                return self._fail(data, e.error, PRE_PROCESSOR_ERROR)
+            except Exception as e:
+                log.failure("preProcessor {name} failed", name=middleware.name)
+                return self._fail(data, self._unexpected(e), SERVER_ERROR)
+
+        if self.scrub:
+            inputs = template.inputs
+            data.params = {k: v for k, v in data.params.items() if k in inputs or k in _SAFE}
+        data.validated = True
+        if template.inputs:
+            await self._validate(data, template.inputs, data.params, "")
+        if data.missing_params:
+            return self._fail(
+                data, errors.MISSING_PARAM.format(param=data.missing_params[0]), MISSING_PARAMS
+            )
+        if data.validator_errors:
+            return self._fail(data, data.validator_errors[0], VALIDATOR_ERRORS)
+        if not data.to_process:
+            return None
+
+        try:
+            result = template.run(data)
+            if _maybe_await(result):
+                result = await result
+        except ActionError as e:
+            return self._fail(data, e.error, ACTION_ERROR)
+        except Exception as e:
+            log.failure("action {action} raised", action=template.name)
+            return self._fail(data, self._unexpected(e), SERVER_ERROR)
+        if isinstance(result, ActionError):
+            return self._fail(data, result.error, ACTION_ERROR)
+        if isinstance(data.response, dict) and "error" in data.response:
+            data.action_status = ACTION_ERROR
+            return None
+
+        for middleware in chain:
+            hook = middleware.post_processor
+            if hook is None:
+                continue
+            try:
+                result = hook(data)
+                if _maybe_await(result):
+                    await result
+            except ActionError as e:
+                return self._fail(data, e.error, POST_PROCESSOR_ERROR)
+            except Exception as e:
+                log.failure("postProcessor {name} failed", name=middleware.name)
+                return self._fail(data, self._unexpected(e), SERVER_ERROR)
+        return None
+
+    def _is_missing(self, params: Mapping[str, Any], key: str) -> bool:
+        if key not in params:
+            return True
+        value = params[key]
+        if value is None:
+            return True
+        return any(type(value) is type(check) and value == check for check in self.missing_checks)
+
+    async def _validate(
+        self, data: ActionData, inputs: Mapping[str, Input], params: dict[str, Any], prefix: str
+    ) -> None:
+        for key, spec in inputs.items():
+            if key not in params and spec.has_default:
+                default = spec.default
+                if callable(default):
+                    try:
+                        default = _call(default, None, data) if takes_args(default) else default()
+                        if _maybe_await(default):
+                            default = await default
+                    except Exception as e:
+                        data.validator_errors.append(_error_value(e))
+                        continue
+                params[key] = default
+            value = params.get(key)
+            if value is not None:
+                ok = True
+                for formatter in spec.formatter:
+                    try:
+                        value = _call(formatter, value, data)
+                        if _maybe_await(value):
+                            value = await value
+                    except Exception as e:
+                        data.validator_errors.append(_error_value(e))
+                        ok = False
+                        break
+                    params[key] = value
+                    if value is None:
+                        ok = False
+                        break
+                if ok:
+                    for validator in spec.validator:
+                        try:
+                            verdict = _call(validator, value, data)
+                            if _maybe_await(verdict):
+                                verdict = await verdict
+                        except Exception as e:
+                            data.validator_errors.append(_error_value(e))
+                            continue
+                        if verdict is not True:
+                            if verdict is False or verdict is None:
+                                verdict = errors.VALIDATION_FAILED.format(param=prefix + key)
+                            data.validator_errors.append(verdict)
+            if spec.required and self._is_missing(params, key):
+                data.missing_params.append(prefix + key)
+            if spec.schema is not None and isinstance(params.get(key), dict):
+                nested = params[key]
+                if self.scrub:
+                    nested = {k: v for k, v in nested.items() if k in spec.schema}
+                    params[key] = nested
+                await self._validate(data, spec.schema, nested, f"{prefix}{key}.")
+
+    def _log(self, data: ActionData) -> None:
+        template = data.action_template
+        level = _LEVELS.get(template.log_level if template else "info", LogLevel.info)
+        params = data.params
+        if self.filtered:
+            params = {k: "[FILTERED]" if k in self.filtered else v for k, v in params.items()}
+        connection = data.connection
+        log.emit(
+            level,
+            "[ action @ {type} ] to={remoteIP} action={action} params={params} "
+            "duration={duration} error={error}",
+            type=connection.type,
+            remoteIP=connection.remote_ip,
+            action=data.action,
+            params=_JSONText(params),
+            duration=data.duration,
+            error=_JSONText(data.error) if data.error is not None else "",
+        )
+

@@ -1,0 +1,143 @@
+"""The set of known actions (all versions) and action middleware."""
+
+from collections.abc import Iterable
+from typing import Any
+
+from ahtwist.actions.action import Action, render_version, validate_action
+from ahtwist.actions.middleware import ActionMiddleware, by_priority, check_middleware
+from ahtwist.errors import ConfigError
+
+#: Params every action may see (BEHAVIOUR.md section 4.5).
+SAFE_PARAMS = ("file", "apiVersion", "callback", "action", "messageId")
+
+
+def parse_version(value: Any) -> float | None:
+    """``1``, ``"1"``, ``"1.0"`` -> 1.0; None when not a number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+class ActionRegistry:
+    """Actions by name and version, plus the action middleware.
+
+    ``post_variables`` (safe params plus every input name of every action) and
+    the lower-cased simple-route table are kept up to date on every change, so
+    the request path only does dictionary lookups.
+    """
+
+    def __init__(self, default_priority: int = 100) -> None:
+        self.default_priority = default_priority
+        self.versions: dict[str, dict[float, Action]] = {}
+        self.latest: dict[str, Action] = {}
+        self.middleware: dict[str, ActionMiddleware] = {}
+        self.global_middleware: list[ActionMiddleware] = []
+        self.post_variables: frozenset[str] = frozenset(SAFE_PARAMS)
+        self.simple_routes: dict[str, str] = {}
+
+    # --- actions -----------------------------------------------------------
+
+    def add(self, action: Action | type[Action]) -> Action:
+        """Register an action (class or instance); refuses duplicates."""
+        if isinstance(action, type):
+            action = action()
+        validate_action(action)
+        versions = self.versions.setdefault(action.name, {})
+        key = float(action.version)
+        if key in versions:
+            raise ConfigError(
+                f"Action {action.name} version {render_version(action.version)} is defined twice"
+            )
+        versions[key] = action
+        self._reindex()
+        return action
+
+    def remove(self, name: str) -> None:
+        self.versions.pop(name, None)
+        self._reindex()
+
+    def get(self, name: Any, version: Any = None) -> Action | None:
+        """The action ``name`` at ``version`` (None: the highest version)."""
+        if not isinstance(name, str):
+            return None
+        if version is None:
+            return self.latest.get(name)
+        versions = self.versions.get(name)
+        if versions is None:
+            return None
+        number = parse_version(version)
+        return versions.get(number) if number is not None else None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.latest
+
+    def _reindex(self) -> None:
+        self.latest = {
+            name: versions[max(versions)] for name, versions in self.versions.items() if versions
+        }
+        names = set(SAFE_PARAMS)
+        for versions in self.versions.values():
+            for action in versions.values():
+                names.update(action.inputs)
+        self.post_variables = frozenset(names)
+        simple: dict[str, str] = {}
+        for name in self.versions:
+            simple.setdefault(name.lower(), name)
+        self.simple_routes = simple
+
+    def check_middleware_references(self) -> None:
+        """Every middleware name an action lists must be registered."""
+        for versions in self.versions.values():
+            for action in versions.values():
+                for name in action.middleware:
+                    if name not in self.middleware:
+                        raise ConfigError(
+                            f"Action {action.name} uses middleware {name!r}, which is not registered"
+                        )
+
+    # --- middleware --------------------------------------------------------
+
+    def add_middleware(self, middleware: ActionMiddleware | type[ActionMiddleware]) -> None:
+        if isinstance(middleware, type):
+            middleware = middleware()
+        check_middleware(middleware)
+        if middleware.name in self.middleware:
+            raise ConfigError(f"action middleware {middleware.name!r} is registered twice")
+        self.middleware[middleware.name] = middleware
+        self.global_middleware = by_priority(
+            (m for m in self.middleware.values() if m.is_global), self.default_priority
+        )
+
+    def middleware_for(self, action: Action) -> list[ActionMiddleware]:
+        """Global middleware by priority, then the action's own in list order."""
+        chain = list(self.global_middleware)
+        for name in action.middleware:
+            m = self.middleware[name]
+            if m not in chain:
+                chain.append(m)
+        return chain
+
+    # --- documentation -----------------------------------------------------
+
+    def documentation(self) -> dict[str, dict[str, Any]]:
+        """showDocumentation's object: names sorted, versions ascending."""
+        doc: dict[str, dict[str, Any]] = {}
+        for name in sorted(self.versions):
+            entries = {
+                str(render_version(action.version)): action.documentation()
+                for _, action in sorted(self.versions[name].items())
+                if action.to_document
+            }
+            if entries:
+                doc[name] = entries
+        return doc
+
+    def names(self) -> Iterable[str]:
+        return self.latest.keys()

@@ -1,0 +1,1 @@
+"""Shared-state backends: in-memory (standalone) and Redis (cluster)."""

@@ -1,0 +1,87 @@
+"""Interfaces every backend provides; the core only talks to these.
+
+All methods that may need the network return Deferreds (the in-memory
+providers return already-fired ones), so callers are written once.
+"""
+
+from zope.interface import Attribute, Interface
+
+
+class ICache(Interface):
+    """A key/value cache with expiry (ActionHero's ``api.cache``)."""
+
+    def save(key, value, expire_ms=None):
+        """Store ``value``; fires True."""
+
+    def load(key):
+        """Fires ``{key, value, expireTimestamp, createdAt, readAt}`` (readAt =
+        the previous read, or None) and records this read; fails with
+        :class:`CacheMiss` when absent or expired."""
+
+    def destroy(key):
+        """Fires True if the key existed, else False."""
+
+    def size():
+        """Fires the number of unexpired entries."""
+
+
+class IStats(Interface):
+    """Request counters: local to this node and cluster-wide totals."""
+
+    def increment(key, count=1):
+        """Add to a counter (never blocks: cluster providers batch)."""
+
+    def local(key):
+        """This node's value of a counter (int, synchronous)."""
+
+    def global_counts():
+        """Fires a dict of cluster-wide counter totals."""
+
+
+class IPeers(Interface):
+    """Live node ids of the cluster (this node included)."""
+
+    node_id = Attribute("this node's id")
+
+    def peers():
+        """Fires the sorted list of live node ids."""
+
+
+class IRoomBackend(Interface):
+    """Where rooms and memberships live, and how room events reach every node.
+
+    Membership records are ``{"id", "joinedAt", "host"}`` (host = node id).
+    Events published with :meth:`publish` are delivered, once, to the
+    ``on_event`` callable of every node's :class:`~ahtwist.rooms.RoomService`
+    (this node's included), never synchronously from inside ``publish``.
+    """
+
+    on_event = Attribute("callable(event: dict) set by the RoomService")
+
+    def add_room(room):
+        """Fires True if created, False if it already existed."""
+
+    def remove_room(room):
+        """Fires True if it existed."""
+
+    def room_exists(room):
+        """Fires a bool."""
+
+    def list_rooms():
+        """Fires the sorted room names."""
+
+    def members(room):
+        """Fires ``{id: record}`` in join order."""
+
+    def add_member(room, record):
+        """Fires True if added, False if already a member."""
+
+    def remove_member(room, connection_id):
+        """Fires True if removed."""
+
+    def publish(event):
+        """Send a room event (a JSON-able dict) to every node."""
+
+    def call_remote(connection_id, method, args):
+        """Run ``method`` for a connection held by another node; fires its
+        result or fails with RoomError(RPC_TIMEOUT)."""

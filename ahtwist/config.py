@@ -1,0 +1,532 @@
+"""Configuration: TOML file + environment + command line -> frozen objects.
+
+Precedence (lowest first): built-in defaults < the ``--config`` file <
+environment (``PORT``, ``ALLOWED_HOSTS``, ``REDIS_URL``) < command line.
+
+Attribute names mirror the TOML keys (ActionHero's camelCase), so the key a
+user writes, the key an error names and the attribute the code reads are the
+same word.  Every value is checked here; a bad one raises :class:`ConfigError`
+naming the file, the key and the reason.  Derived defaults ("" meaning "the
+hostname", "the package version", "the system temp dir", ...) are resolved
+here too, so the rest of the code reads final values only.
+"""
+
+import os
+import socket
+import tempfile
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+from twisted.internet.endpoints import quoteStringArgument
+
+from ahtwist._version import __version__
+from ahtwist.errors import ConfigError
+
+_KIND = "ahtwist.kind"
+
+
+def _setting(default: Any, kind: str) -> Any:
+    """An attrs field holding a config value of the given ``kind``."""
+    if isinstance(default, (dict, list)):
+        raise TypeError("use an immutable default")
+    return attrs.field(default=default, metadata={_KIND: kind})
+
+
+def _table(cls: type) -> Any:
+    """An attrs field holding a nested config table."""
+    return attrs.field(factory=cls, metadata={_KIND: cls})
+
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@attrs.frozen
+class Paths:
+    public: tuple[str, ...] = _setting((), "pathlist")
+    actions: tuple[str, ...] = _setting((), "pathlist")
+
+
+@attrs.frozen
+class General:
+    id: str = _setting("", "str")
+    serverName: str = _setting("ahtwist", "str")
+    apiVersion: str = _setting("", "str")
+    description: str = _setting("ActionHero-compatible API server on Twisted", "str")
+    serverToken: str = _setting("change-me", "str")
+    simultaneousActions: int = _setting(5, "posint")
+    disableParamScrubbing: bool = _setting(False, "bool")
+    missingParamChecks: tuple[Any, ...] = _setting(("",), "list")
+    filteredParams: tuple[str, ...] = _setting((), "strlist")
+    directoryFileType: str = _setting("index.html", "str")
+    defaultMiddlewarePriority: int = _setting(100, "int")
+    channel: str = _setting("actionhero", "str")
+    rpcTimeout: int = _setting(5000, "posint")
+    exposeErrors: bool = _setting(False, "bool")
+    paths: Paths = _table(Paths)
+    startingChatRooms: tuple[str, ...] = _setting(("defaultRoom", "otherRoom"), "rooms")
+
+
+@attrs.frozen
+class FingerprintOptions:
+    cookieKey: str = _setting("sessionID", "str")
+    toSetCookie: bool = _setting(True, "bool")
+    onlyStaticElements: bool = _setting(False, "bool")
+    settings: Mapping[str, Any] = _setting(
+        MappingProxyType({"path": "/", "expires": 3600000}), "map"
+    )
+
+
+@attrs.frozen
+class FormOptions:
+    uploadDir: str = _setting("", "path")
+    keepExtensions: bool = _setting(False, "bool")
+    maxFieldsSize: int = _setting(104857600, "posint")
+    maxFileSize: int = _setting(209715200, "posint")
+    maxTotalFileSize: int = _setting(1073741824, "posint")
+
+
+@attrs.frozen
+class MetadataOptions:
+    serverInformation: bool = _setting(True, "bool")
+    requesterInformation: bool = _setting(True, "bool")
+
+
+@attrs.frozen
+class QueryParseOptions:
+    depth: int = _setting(5, "int")
+    parameterLimit: int = _setting(1000, "posint")
+    arrayLimit: int = _setting(20, "int")
+
+
+_DEFAULT_HEADERS = MappingProxyType(
+    {
+        "X-Powered-By": None,  # None: general.serverName (resolved in load_config)
+        "Access-Control-Allow-Origin": "*",
+        "Access-Control-Allow-Methods": "HEAD, GET, POST, PUT, PATCH, DELETE, OPTIONS, TRACE",
+        "Access-Control-Allow-Headers": "Content-Type",
+    }
+)
+
+
+@attrs.frozen
+class WebConfig:
+    enabled: bool = _setting(True, "bool")
+    port: int = _setting(8080, "port")
+    bindIP: str = _setting("0.0.0.0", "str")
+    secure: bool = _setting(False, "bool")
+    serverOptions: Mapping[str, Any] = _setting(_EMPTY, "pathmap")
+    endpoints: tuple[str, ...] = _setting((), "strlist")
+    urlPathForActions: str = _setting("api", "str")
+    urlPathForFiles: str = _setting("public", "str")
+    rootEndpointType: str = _setting("file", "rootEndpointType")
+    simpleRouting: bool = _setting(True, "bool")
+    queryRouting: bool = _setting(True, "bool")
+    flatFileCacheDuration: int = _setting(60, "int")
+    enableEtag: bool = _setting(True, "bool")
+    directoryFileType: str = _setting("", "str")
+    padding: int = _setting(2, "int")
+    returnErrorCodes: bool = _setting(True, "bool")
+    compress: bool = _setting(False, "bool")
+    allowedRequestHosts: tuple[str, ...] = _setting((), "strlist")
+    idleTimeout: int = _setting(60, "posint")
+    httpHeaders: Mapping[str, str] = _setting(_DEFAULT_HEADERS, "headers")
+    fingerprintOptions: FingerprintOptions = _table(FingerprintOptions)
+    formOptions: FormOptions = _table(FormOptions)
+    metadataOptions: MetadataOptions = _table(MetadataOptions)
+    queryParseOptions: QueryParseOptions = _table(QueryParseOptions)
+
+
+@attrs.frozen
+class WebsocketConfig:
+    enabled: bool = _setting(True, "bool")
+    path: str = _setting("/ws", "str")
+    destroyClientsOnShutdown: bool = _setting(False, "bool")
+    pingInterval: int = _setting(30, "int")
+    pingTimeout: int = _setting(10, "int")
+    maxMessageSize: int = _setting(1048576, "posint")
+    maxFileSize: int = _setting(10485760, "posint")
+
+
+@attrs.frozen
+class SocketConfig:
+    enabled: bool = _setting(True, "bool")
+    port: int = _setting(5000, "port")
+    bindIP: str = _setting("0.0.0.0", "str")
+    secure: bool = _setting(False, "bool")
+    serverOptions: Mapping[str, Any] = _setting(_EMPTY, "pathmap")
+    endpoints: tuple[str, ...] = _setting((), "strlist")
+    setKeepAlive: bool = _setting(False, "bool")
+    delimiter: str = _setting("\n", "nonempty")
+    maxDataLength: int = _setting(0, "int")
+    maxBufferLength: int = _setting(1048576, "posint")
+    pendingShutdownWaitLimit: int = _setting(5000, "int")
+    idleTimeout: int = _setting(600, "int")
+
+
+@attrs.frozen
+class Servers:
+    web: WebConfig = _table(WebConfig)
+    websocket: WebsocketConfig = _table(WebsocketConfig)
+    socket: SocketConfig = _table(SocketConfig)
+
+
+@attrs.frozen
+class RedisConfig:
+    url: str = _setting("", "str")
+    reconnectMaxDelay: int = _setting(5, "posint")
+
+
+@attrs.frozen
+class Config:
+    """The whole configuration of one node (immutable)."""
+
+    general: General = _table(General)
+    servers: Servers = _table(Servers)
+    redis: RedisConfig = _table(RedisConfig)
+    #: the parsed route table (:class:`ahtwist.web.routes.RouteTable`)
+    routes: Any = attrs.field(default=None, metadata={_KIND: "routes"})
+    #: the file this was read from ("" for built-in defaults)
+    source: str = attrs.field(default="", metadata={_KIND: "internal"})
+    #: warnings found while loading (unknown keys), logged at start-up
+    warnings: tuple[str, ...] = attrs.field(default=(), metadata={_KIND: "internal"})
+
+    @property
+    def web_endpoints(self) -> tuple[str, ...]:
+        """The web listeners as Twisted endpoint strings (empty when disabled)."""
+        return _endpoints(self.servers.web)
+
+    @property
+    def socket_endpoints(self) -> tuple[str, ...]:
+        """The socket listeners as Twisted endpoint strings (empty when disabled)."""
+        return _endpoints(self.servers.socket)
+
+
+def _endpoints(server: WebConfig | SocketConfig) -> tuple[str, ...]:
+    if not server.enabled:
+        return ()
+    if server.endpoints:
+        return server.endpoints
+    ip = server.bindIP
+    if ":" in ip:
+        kind, ip = "tcp6", ip.replace(":", "\\:")
+    else:
+        kind = "tcp"
+    desc = f"{kind}:{server.port}"
+    if ip:
+        desc += f":interface={ip}"
+    if server.secure:
+        desc = "ssl" + desc[len(kind) :] if kind == "tcp" else desc
+        key = server.serverOptions.get("key", "")
+        cert = server.serverOptions.get("cert", "")
+        desc += f":privateKey={quoteStringArgument(key)}:certKey={quoteStringArgument(cert)}"
+    return (desc,)
+
+
+@attrs.frozen
+class Overrides:
+    """Values from the command line; ``None``/empty means "not given"."""
+
+    web: tuple[str, ...] = ()
+    socket: tuple[str, ...] = ()
+    public: tuple[str, ...] = ()
+    redis: str | None = None
+
+
+def bundled_path(*parts: str) -> Path:
+    """A file shipped with ahtwist (``etc/ahtwist.toml``, ``public/``).
+
+    In a checkout (or an editable install) it is next to the package; after
+    ``pip install .`` it is under ``<prefix>/share/ahtwist``.
+    """
+    here = Path(__file__).resolve().parent.parent
+    if (here / "etc" / "ahtwist.toml").is_file():
+        return here.joinpath(*parts)
+    import sysconfig
+
+    for scheme in (None, "posix_user"):
+        base = sysconfig.get_path("data", scheme) if scheme else sysconfig.get_path("data")
+        candidate = Path(base, "share", "ahtwist")
+        if (candidate / "etc" / "ahtwist.toml").is_file():
+            return candidate.joinpath(*parts)
+    return here.joinpath(*parts)
+
+
+def default_config_path() -> Path:
+    return bundled_path("etc", "ahtwist.toml")
+
+
+# --- loading ---------------------------------------------------------------
+
+
+class _Loader:
+    """Walks a TOML table against the attrs classes above."""
+
+    def __init__(self, source: str, base_dir: Path) -> None:
+        self.source = source
+        self.base_dir = base_dir
+        self.warnings: list[str] = []
+
+    def fail(self, key: str, reason: str) -> ConfigError:
+        where = f"{self.source}: " if self.source else ""
+        return ConfigError(f"{where}{key}: {reason}")
+
+    def build(self, cls: type, table: Mapping[str, Any], prefix: str) -> Any:
+        if not isinstance(table, Mapping):
+            raise self.fail(prefix, f"expected a table, got {_describe(table)}")
+        fields = {f.name: f for f in attrs.fields(cls)}
+        values: dict[str, Any] = {}
+        for key, raw in table.items():
+            keypath = f"{prefix}.{key}" if prefix else key
+            field = fields.get(key)
+            kind = field.metadata.get(_KIND) if field is not None else None
+            if field is None or kind == "internal":
+                self.warnings.append(f"unknown config key {keypath!r} ignored")
+                continue
+            if isinstance(kind, type):
+                values[key] = self.build(kind, raw, keypath)
+            else:
+                values[key] = self.convert(kind, raw, keypath)
+        return cls(**values)
+
+    def convert(self, kind: str, raw: Any, key: str) -> Any:
+        def expect(ok: bool, what: str) -> None:
+            if not ok:
+                raise self.fail(key, f"expected {what}, got {_describe(raw)}")
+
+        if kind == "bool":
+            expect(isinstance(raw, bool), "true or false")
+            return raw
+        if kind in ("int", "posint", "port"):
+            expect(isinstance(raw, int) and not isinstance(raw, bool), "an integer")
+            if kind == "posint" and raw <= 0:
+                raise self.fail(key, f"must be greater than 0, got {raw}")
+            if kind == "port" and not 0 <= raw <= 65535:
+                raise self.fail(key, f"must be a port number (0-65535), got {raw}")
+            return raw
+        if kind in ("str", "nonempty"):
+            expect(isinstance(raw, str), "a string")
+            if kind == "nonempty" and not raw:
+                raise self.fail(key, "must not be empty")
+            return raw
+        if kind == "rootEndpointType":
+            if raw not in ("api", "file"):
+                raise self.fail(key, f'must be "api" or "file", got {_describe(raw)}')
+            return raw
+        if kind == "path":
+            expect(isinstance(raw, str), "a string")
+            return self.path(raw)
+        if kind in ("strlist", "pathlist"):
+            expect(
+                isinstance(raw, list) and all(isinstance(x, str) for x in raw),
+                "a list of strings",
+            )
+            return tuple(self.path(x) for x in raw) if kind == "pathlist" else tuple(raw)
+        if kind == "list":
+            expect(isinstance(raw, list), "a list")
+            return tuple(raw)
+        if kind == "rooms":
+            if isinstance(raw, Mapping):
+                return tuple(raw)
+            expect(
+                isinstance(raw, list) and all(isinstance(x, str) and x for x in raw),
+                "a table or a list of room names",
+            )
+            return tuple(raw)
+        if kind in ("map", "headers", "pathmap"):
+            expect(isinstance(raw, Mapping), "a table")
+            if kind == "headers":
+                for name, value in raw.items():
+                    if not isinstance(value, str):
+                        raise self.fail(f"{key}.{name}", f"expected a string, got {_describe(value)}")
+                    if any(c in name + value for c in "\r\n\0") or not name:
+                        raise self.fail(f"{key}.{name}", "invalid header name or value")
+                merged = dict(_DEFAULT_HEADERS)
+                merged.update(raw)
+                return MappingProxyType(merged)
+            if kind == "pathmap":
+                out = {}
+                for name, value in raw.items():
+                    if not isinstance(value, str):
+                        raise self.fail(f"{key}.{name}", f"expected a string, got {_describe(value)}")
+                    out[name] = self.path(value)
+                return MappingProxyType(out)
+            return MappingProxyType(dict(raw))
+        raise AssertionError(kind)  # pragma: no cover
+
+    def path(self, value: str) -> str:
+        if not value:
+            return value
+        return str((self.base_dir / os.path.expanduser(value)).resolve())
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config file: {e.strerror or e}") from None
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Overrides | None = None,
+    cwd: str | None = None,
+) -> Config:
+    """Build the :class:`Config` for one node.
+
+    ``path`` None means the bundled ``etc/ahtwist.toml``.  ``environ`` defaults
+    to ``os.environ``; pass ``{}`` in tests for isolation.
+    """
+    environ = os.environ if environ is None else environ
+    overrides = overrides or Overrides()
+    cwd_path = Path(cwd or os.getcwd())
+    if path is None:
+        file = default_config_path()
+    else:
+        file = (cwd_path / os.fspath(path)).resolve()
+    table = _read_toml(file) if path is not None or file.is_file() else {}
+    loader = _Loader(str(file), file.parent)
+
+    table = dict(table)
+    raw_routes = table.pop("routes", None)
+    config = loader.build(Config, table, "")
+
+    # environment
+    env_loader = _Loader("environment", cwd_path)
+    servers = config.servers
+    web = servers.web
+    if environ.get("PORT"):
+        port = environ["PORT"]
+        if not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise env_loader.fail("PORT", f"must be a port number, got {port!r}")
+        web = attrs.evolve(web, port=int(port))
+    if "ALLOWED_HOSTS" in environ:
+        hosts = tuple(h.strip() for h in environ["ALLOWED_HOSTS"].split(",") if h.strip())
+        web = attrs.evolve(web, allowedRequestHosts=hosts)
+    redis = config.redis
+    if environ.get("REDIS_URL"):
+        redis = attrs.evolve(redis, url=environ["REDIS_URL"])
+
+    # command line
+    cli = _Loader("command line", cwd_path)
+    socket_cfg = servers.socket
+    if overrides.web:
+        web = _apply_endpoints(web, overrides.web)
+    if overrides.socket:
+        socket_cfg = _apply_endpoints(socket_cfg, overrides.socket)
+    general = config.general
+    if overrides.public:
+        general = attrs.evolve(
+            general, paths=attrs.evolve(general.paths, public=tuple(cli.path(p) for p in overrides.public))
+        )
+    if overrides.redis is not None:
+        redis = attrs.evolve(redis, url=overrides.redis)
+
+    # derived defaults
+    general = attrs.evolve(
+        general,
+        id=general.id or f"{socket.gethostname()}-{os.getpid()}",
+        apiVersion=general.apiVersion or __version__,
+        paths=attrs.evolve(
+            general.paths,
+            public=general.paths.public or (str(bundled_path("public")),),
+        ),
+    )
+    headers = {
+        name: general.serverName if value is None else value
+        for name, value in web.httpHeaders.items()
+    }
+    form = web.formOptions
+    web = attrs.evolve(
+        web,
+        httpHeaders=MappingProxyType({k: v for k, v in headers.items() if v}),
+        directoryFileType=web.directoryFileType or general.directoryFileType,
+        formOptions=attrs.evolve(form, uploadDir=form.uploadDir or tempfile.gettempdir()),
+        endpoints=tuple(_resolve_endpoint_paths(e, loader) for e in web.endpoints)
+        if not overrides.web
+        else web.endpoints,
+    )
+    if not overrides.socket:
+        socket_cfg = attrs.evolve(
+            socket_cfg,
+            endpoints=tuple(_resolve_endpoint_paths(e, loader) for e in socket_cfg.endpoints),
+        )
+    _check_url_prefix(loader, "servers.web.urlPathForActions", web.urlPathForActions)
+    _check_url_prefix(loader, "servers.web.urlPathForFiles", web.urlPathForFiles)
+    if not servers.websocket.path.startswith("/") or servers.websocket.path == "/":
+        raise loader.fail("servers.websocket.path", 'must start with "/" and name a path')
+
+    from ahtwist.web.routes import parse_routes
+
+    routes = parse_routes(raw_routes, loader)
+    return attrs.evolve(
+        config,
+        general=general,
+        servers=attrs.evolve(servers, web=web, socket=socket_cfg),
+        redis=redis,
+        routes=routes,
+        source=str(file),
+        warnings=tuple(loader.warnings),
+    )
+
+
+def _check_url_prefix(loader: _Loader, key: str, value: str) -> None:
+    if "?" in value or "#" in value:
+        raise loader.fail(key, "must be a URL path without ? or #")
+
+
+def _apply_endpoints(server: Any, given: Sequence[str]) -> Any:
+    if list(given) == ["none"]:
+        return attrs.evolve(server, enabled=False, endpoints=())
+    return attrs.evolve(server, enabled=True, endpoints=tuple(e for e in given if e != "none"))
+
+
+_ENDPOINT_PATH_ARGS = ("privateKey", "certKey", "extraCertChain", "dhParameters", "caCertsDir")
+
+
+def _resolve_endpoint_paths(desc: str, loader: _Loader) -> str:
+    """Make file arguments of an endpoint string from the config file absolute."""
+    out = []
+    for part in _split_endpoint(desc):
+        name, sep, value = part.partition("=")
+        if sep and name in _ENDPOINT_PATH_ARGS and value and not value.startswith("/"):
+            part = f"{name}={quoteStringArgument(loader.path(value.replace(chr(92), '')))}"
+        out.append(part)
+    return ":".join(out)
+
+
+def _split_endpoint(desc: str) -> list[str]:
+    parts, current, escaped = [], "", False
+    for ch in desc:
+        if escaped:
+            current += "\\" + ch
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == ":":
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    parts.append(current)
+    return parts

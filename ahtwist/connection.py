@@ -1,0 +1,141 @@
+"""Connections: the seam between transports and the core.
+
+Every transport (web, websocket, socket) makes one :class:`Connection` per
+client (web: per request) and gives it an :class:`IConnectionTransport` the
+core pushes through.  Rooms, actions and middleware only ever see the
+:class:`Connection`; they never know which transport is behind it.
+"""
+
+import uuid
+from typing import Any
+
+from zope.interface import Attribute, Interface, implementer
+
+
+class IConnectionTransport(Interface):
+    """What a transport does for the core (one provider per connection)."""
+
+    def send_message(message: dict[str, Any]) -> None:
+        """Deliver one message (socket: a JSON line; websocket: a frame)."""
+
+    def send_file(path: str) -> Any:
+        """Send a static file through the containment resolver."""
+
+    def close() -> None:
+        """Say goodbye if the transport has one, then close."""
+
+
+class IConnection(Interface):
+    id = Attribute("unique id")
+    type = Attribute("'web', 'websocket' or 'socket'")
+    fingerprint = Attribute("stable client id (web cookie) or the id")
+    rooms = Attribute("joined rooms, in join order")
+    params = Attribute("params (sticky on the socket)")
+
+    def send_message(message: dict[str, Any]) -> None:
+        """Push a message to the client."""
+
+    def send_file(path: str) -> Any:
+        """Push a file to the client."""
+
+    def destroy() -> None:
+        """Close the connection from the server side."""
+
+
+def new_id() -> str:
+    """A fresh lowercase RFC 4122 v4 uuid."""
+    return str(uuid.uuid4())
+
+
+@implementer(IConnection)
+class Connection:
+    """One client of any transport (BEHAVIOUR.md section 3)."""
+
+    __slots__ = (
+        "id",
+        "type",
+        "remote_ip",
+        "remote_port",
+        "fingerprint",
+        "params",
+        "rooms",
+        "pending_actions",
+        "total_actions",
+        "message_count",
+        "connected_at",
+        "can_chat",
+        "extension",
+        "matched_route",
+        "raw",
+        "transport",
+        "destroyed",
+        "node",
+        "__weakref__",
+    )
+
+    def __init__(
+        self,
+        type: str,
+        remote_ip: str,
+        remote_port: int,
+        connected_at: int,
+        transport: Any = None,
+        id: str | None = None,
+        fingerprint: str | None = None,
+        node: Any = None,
+    ) -> None:
+        self.id = id or new_id()
+        self.type = type
+        self.remote_ip = remote_ip
+        self.remote_port = remote_port
+        self.fingerprint = fingerprint or self.id
+        self.params: dict[str, Any] = {}
+        self.rooms: list[str] = []
+        self.pending_actions = 0
+        self.total_actions = 0
+        self.message_count = 0
+        self.connected_at = connected_at
+        self.can_chat = type != "web"
+        self.extension: str | None = None
+        self.matched_route: Any = None
+        #: transport-specific state (web: the request, query/body/files)
+        self.raw: Any = None
+        self.transport = transport
+        self.destroyed = False
+        self.node = node
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.type} {self.id}>"
+
+    def details(self) -> dict[str, Any]:
+        """The ``detailsView`` object, keys in ActionHero's order."""
+        return {
+            "id": self.id,
+            "fingerprint": self.fingerprint,
+            "remoteIP": self.remote_ip,
+            "remotePort": self.remote_port,
+            "params": self.params,
+            "connectedAt": self.connected_at,
+            "rooms": list(self.rooms),
+            "totalActions": self.total_actions,
+            "pendingActions": self.pending_actions,
+        }
+
+    # --- what the core and actions call -------------------------------------
+
+    def send_message(self, message: dict[str, Any]) -> None:
+        if self.transport is not None and not self.destroyed:
+            self.transport.send_message(message)
+
+    def send_file(self, path: str) -> Any:
+        if self.transport is not None and not self.destroyed:
+            return self.transport.send_file(path)
+        return None
+
+    def destroy(self) -> None:
+        """Close from the server side; the transport's close path calls
+        ``node.destroy_connection`` which runs the destroy middleware."""
+        if self.transport is not None and not self.destroyed:
+            self.transport.close()
+        elif self.node is not None:
+            self.node.destroy_connection(self)

@@ -1,0 +1,59 @@
+"""JSON encoding shared by every transport (orjson, with a stdlib fallback).
+
+ActionHero's JSON is JavaScript's: UTF-8, non-ASCII unescaped, compact
+(``{"a":1}``) on the socket and websocket, indented by ``padding`` spaces over
+HTTP.  orjson produces exactly that for padding 0 and 2 and preserves key
+order; other paddings, and values orjson refuses (integers over 64 bits),
+fall back to the stdlib encoder with the same separators.
+"""
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+_COMPACT = orjson.OPT_NON_STR_KEYS
+_INDENT2 = _COMPACT | orjson.OPT_INDENT_2
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "replace")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _stdlib(value: Any, indent: int | None) -> bytes:
+    separators = (",", ": ") if indent else (",", ":")
+    return json.dumps(
+        value, indent=indent or None, separators=separators, ensure_ascii=False, default=_default
+    ).encode("utf-8")
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON bytes (socket lines, websocket frames)."""
+    try:
+        return orjson.dumps(value, default=_default, option=_COMPACT)
+    except TypeError:
+        return _stdlib(value, None)
+
+
+def dumps_padded(value: Any, padding: int) -> bytes:
+    """JSON bytes indented by ``padding`` spaces (0: compact)."""
+    try:
+        if padding == 2:
+            return orjson.dumps(value, default=_default, option=_INDENT2)
+        if padding <= 0:
+            return orjson.dumps(value, default=_default, option=_COMPACT)
+    except TypeError:
+        pass
+    return _stdlib(value, padding if padding > 0 else None)
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse JSON; raises ValueError (orjson.JSONDecodeError) when invalid."""
+    return orjson.loads(data)

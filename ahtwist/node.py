@@ -1,0 +1,194 @@
+"""One ahtwist process: the transport-neutral core every server shares.
+
+A :class:`Node` owns the configuration, the action registry and processor,
+the rooms, cache, stats and peers backends, and the table of live
+connections.  Transports receive the node and call into it; nothing in here
+knows about HTTP, websockets or TCP.  Actions reach it as ``data.node``.
+"""
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from inspect import isawaitable
+
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from ahtwist.actions.loader import Plugins, load_plugins
+from ahtwist.actions.middleware import ConnectionMiddleware, by_priority, check_middleware
+from ahtwist.actions.processor import ActionProcessor
+from ahtwist.actions.registry import ActionRegistry
+from ahtwist.backends.interfaces import ICache, IPeers, IRoomBackend, IStats
+from ahtwist.backends.memory import (
+    MemoryCache,
+    MemoryPeers,
+    MemoryRoomBackend,
+    MemoryStats,
+)
+from ahtwist.config import Config
+from ahtwist.connection import Connection
+from ahtwist.errors import ConfigError
+from ahtwist.rooms import RoomService
+
+log = Logger(namespace="ahtwist.node")
+
+#: stats counter names
+WEB_REQUESTS = "web:requests"
+SOCKET_REQUESTS = "socket:requests"
+WEBSOCKET_REQUESTS = "websocket:requests"
+
+
+class Node:
+    """The shared core of one process (ActionHero's ``api`` object)."""
+
+    def __init__(
+        self,
+        config: Config,
+        reactor: IReactorTime,
+        *,
+        cache: ICache | None = None,
+        stats: IStats | None = None,
+        peers: IPeers | None = None,
+        room_backend: IRoomBackend | None = None,
+        builtin_actions: bool = True,
+    ) -> None:
+        self.config = config
+        self.reactor = reactor
+        self.id = config.general.id
+        self.started_at = self.now_ms()
+        self.stopping = False
+        self.registry = ActionRegistry(config.general.defaultMiddlewarePriority)
+        self.cache: ICache = cache or MemoryCache(reactor)
+        self.stats: IStats = stats or MemoryStats()
+        self.peers: IPeers = peers or MemoryPeers(self.id)
+        self.rooms = RoomService(self, room_backend or MemoryRoomBackend(reactor))
+        #: long-lived connections (socket, websocket) by id
+        self.connections: dict[str, Connection] = {}
+        self.active_by_type: Counter[str] = Counter()
+        self.connection_middleware: list[ConnectionMiddleware] = []
+        self._connection_middleware_names: set[str] = set()
+        #: reactor latency in ms, sampled by the node service
+        self.event_loop_delay = 0.0
+        #: callables returning a list of problem texts for the status action
+        self.health_checks: list[Callable[[], list[str]]] = []
+        if builtin_actions:
+            from ahtwist.actions.builtin import BUILTIN_ACTIONS
+
+            for action in BUILTIN_ACTIONS:
+                self.registry.add(action)
+        self.processor = ActionProcessor(self)
+
+    def now_ms(self) -> int:
+        return int(self.reactor.seconds() * 1000)
+
+    # --- plugins -------------------------------------------------------------
+
+    def load_plugins(self, folders: Iterable[str] | None = None) -> Plugins:
+        """Import user actions and middleware (``general.paths.actions``)."""
+        folders = self.config.general.paths.actions if folders is None else folders
+        plugins = load_plugins(folders)
+        for folder in plugins.missing_folders:
+            log.warn("actions folder {folder} does not exist; skipped", folder=folder)
+        self.register(plugins)
+        return plugins
+
+    def register(self, plugins: Plugins) -> None:
+        for middleware in plugins.action_middleware:
+            self.registry.add_middleware(middleware)
+        for middleware in plugins.connection_middleware:
+            self.add_connection_middleware(middleware)
+        for middleware in plugins.chat_middleware:
+            self.rooms.add_middleware(middleware)
+        for action in plugins.actions:
+            self.registry.add(action)
+        self.registry.check_middleware_references()
+
+    def add_connection_middleware(
+        self, middleware: ConnectionMiddleware | type[ConnectionMiddleware]
+    ) -> None:
+        if isinstance(middleware, type):
+            middleware = middleware()
+        check_middleware(middleware)
+        if middleware.name in self._connection_middleware_names:
+            raise ConfigError(f"connection middleware {middleware.name!r} is registered twice")
+        self._connection_middleware_names.add(middleware.name)
+        self.connection_middleware = by_priority(
+            [*self.connection_middleware, middleware],
+            self.config.general.defaultMiddlewarePriority,
+        )
+
+    # --- connections ---------------------------------------------------------
+
+    def _run_connection_hooks(self, hook: str, connection: Connection) -> None:
+        for middleware in self.connection_middleware:
+            fn = getattr(middleware, hook, None)
+            if fn is None:
+                continue
+            try:
+                result = fn(connection)
+                if result is not None and isawaitable(result):
+                    ensureDeferred(result).addErrback(
+                        lambda f, name=middleware.name: log.failure(
+                            "connection middleware {name}.{hook} failed", f, name=name, hook=hook
+                        )
+                    )
+            except Exception:
+                log.failure(
+                    "connection middleware {name}.{hook} failed", name=middleware.name, hook=hook
+                )
+
+    def add_connection(self, connection: Connection) -> Connection:
+        """Register a new connection and run the ``create`` middleware.
+
+        Long-lived connections (socket, websocket) are kept in
+        :attr:`connections` until destroyed; web connections are not kept.
+        """
+        connection.node = self
+        if connection.type != "web":
+            self.connections[connection.id] = connection
+            self.active_by_type[connection.type] += 1
+        if self.connection_middleware:
+            self._run_connection_hooks("create", connection)
+        return connection
+
+    def destroy_connection(self, connection: Connection) -> Deferred[None]:
+        """Run ``destroy`` middleware, leave every room, forget the connection."""
+        return Deferred.fromCoroutine(self._destroy_connection(connection))
+
+    async def _destroy_connection(self, connection: Connection) -> None:
+        if connection.destroyed:
+            return
+        connection.destroyed = True
+        if self.connection_middleware:
+            self._run_connection_hooks("destroy", connection)
+        if connection.rooms:
+            await self.rooms.leave_all(connection)
+        if self.connections.pop(connection.id, None) is not None:
+            self.active_by_type[connection.type] -= 1
+
+    # --- status ----------------------------------------------------------------
+
+    def health_problems(self) -> list[str]:
+        """Problems reported by backends (e.g. ``Redis unavailable``)."""
+        return [problem for check in self.health_checks for problem in check()]
+
+    def uptime_ms(self) -> int:
+        return self.now_ms() - self.started_at
+
+    def sample_event_loop_delay(self) -> None:
+        """Measure how long a zero-delay call waits for the reactor."""
+        start = time.perf_counter()
+
+        def done() -> None:
+            self.event_loop_delay = round((time.perf_counter() - start) * 1000, 3)
+
+        self.reactor.callLater(0, done)
+
+    def start(self) -> Deferred[None]:
+        """Create the starting chat rooms (an existing room is fine)."""
+        return Deferred.fromCoroutine(self._start())
+
+    async def _start(self) -> None:
+        for room in self.config.general.startingChatRooms:
+            await self.rooms.backend.add_room(room)

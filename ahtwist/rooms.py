@@ -1,0 +1,266 @@
+"""Chat rooms shared by every transport (BEHAVIOUR.md section 11).
+
+The :class:`RoomService` holds the rules (errors, middleware, payload shape);
+an :class:`~ahtwist.backends.interfaces.IRoomBackend` holds the state and
+carries events between nodes.  Transports call the service through verbs and
+receive chat messages through ``connection.send_message``.
+
+Events on the backend channel:
+
+* ``{"type": "say", "room", "payload"}`` -- deliver ``payload`` to this node's
+  members of ``room`` (per-recipient ``say`` middleware runs here);
+* ``{"type": "destroy", "room", "payload"}`` -- deliver the deletion notice,
+  then remove this node's members of ``room``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from inspect import isawaitable
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from ahtwist import errors
+from ahtwist.actions.middleware import ChatMiddleware, by_priority, check_middleware
+from ahtwist.backends.interfaces import IRoomBackend
+from ahtwist.errors import ActionError, ConfigError, RoomError
+
+from ahtwist.connection import Connection
+
+if TYPE_CHECKING:
+    from ahtwist.node import Node
+
+log = Logger(namespace="ahtwist.rooms")
+
+
+async def _resolve(value: Any) -> Any:
+    if value is not None and isawaitable(value):
+        return await value
+    return value
+
+
+def _veto_text(exc: BaseException) -> Any:
+    return exc.error if isinstance(exc, ActionError) else str(exc)
+
+
+class RoomService:
+    """Rooms, membership and chat, over a backend."""
+
+    def __init__(self, node: "Node", backend: IRoomBackend) -> None:
+        self.node = node
+        self.backend = backend
+        self.middleware: list[ChatMiddleware] = []
+        self._names: set[str] = set()
+        self._has_say_hooks = False
+        #: room -> {connection id: connection} for this node's members, join order
+        self._local: dict[str, dict[str, Connection]] = {}
+        backend.on_event = self._on_event
+
+    # --- middleware --------------------------------------------------------
+
+    def add_middleware(self, middleware: ChatMiddleware | type[ChatMiddleware]) -> None:
+        if isinstance(middleware, type):
+            middleware = middleware()
+        check_middleware(middleware)
+        if middleware.name in self._names:
+            raise ConfigError(f"chat middleware {middleware.name!r} is registered twice")
+        self._names.add(middleware.name)
+        self.middleware = by_priority(
+            [*self.middleware, middleware], self.node.config.general.defaultMiddlewarePriority
+        )
+        self._has_say_hooks = any(m.say is not None for m in self.middleware)
+
+    async def _run_hooks(
+        self, hook: str, connection: "Connection | None", room: str, payload: Any = None
+    ) -> Any:
+        """Run one hook of every chat middleware; a truthy return replaces the
+        payload.  Exceptions propagate (the caller decides: veto or ignore)."""
+        current = dict(payload) if payload is not None else None
+        for middleware in self.middleware:
+            fn: Callable[..., Any] | None = getattr(middleware, hook, None)
+            if fn is None:
+                continue
+            if current is None:
+                await _resolve(fn(connection, room))
+            else:
+                result = await _resolve(fn(connection, room, current))
+                if result:
+                    current = result
+        return current
+
+    # --- rooms ---------------------------------------------------------------
+
+    def add(self, room: str) -> Deferred[int]:
+        """Create ``room``: fires 1, or fails with ``room exists``."""
+        return Deferred.fromCoroutine(self._add(room))
+
+    async def _add(self, room: str) -> int:
+        if not room or not isinstance(room, str):
+            raise RoomError(errors.ROOM_REQUIRED)
+        if not await self.backend.add_room(room):
+            raise RoomError(errors.ROOM_EXISTS)
+        return 1
+
+    def exists(self, room: str) -> Deferred[bool]:
+        return self.backend.room_exists(room)
+
+    def list(self) -> Deferred[list[str]]:
+        return self.backend.list_rooms()
+
+    def destroy(self, room: str) -> Deferred[None]:
+        """Tell the members ``this room has been deleted``, remove them, delete it."""
+        return Deferred.fromCoroutine(self._destroy(room))
+
+    async def _destroy(self, room: str) -> None:
+        if not room or not await self.backend.room_exists(room):
+            raise RoomError(errors.ROOM_DOES_NOT_EXIST)
+        await self.backend.remove_room(room)
+        payload = self._payload(errors.ROOM_DELETED, room, 0)
+        await self.backend.publish({"type": "destroy", "room": room, "payload": payload})
+
+    def status(self, room: str) -> Deferred[dict[str, Any]]:
+        """``{"room", "members": {id: {id, joinedAt}}, "membersCount"}``."""
+        return Deferred.fromCoroutine(self._status(room))
+
+    async def _status(self, room: str) -> dict[str, Any]:
+        if not room:
+            raise RoomError(errors.ROOM_REQUIRED)
+        if not await self.backend.room_exists(room):
+            raise RoomError(errors.ROOM_DOES_NOT_EXIST)
+        members = await self.backend.members(room)
+        return {
+            "room": room,
+            "members": {
+                mid: {"id": rec["id"], "joinedAt": rec["joinedAt"]} for mid, rec in members.items()
+            },
+            "membersCount": len(members),
+        }
+
+    # --- membership ----------------------------------------------------------
+
+    def add_member(self, connection_id: str, room: str) -> Deferred[bool]:
+        return Deferred.fromCoroutine(self._add_member(connection_id, room))
+
+    async def _add_member(self, connection_id: str, room: str) -> bool:
+        connection = self.node.connections.get(connection_id)
+        if connection is None:
+            return await self.backend.call_remote(connection_id, "add_member", [room])
+        if room in connection.rooms:
+            raise RoomError(errors.ALREADY_IN_ROOM.format(room=room))
+        if not await self.backend.room_exists(room):
+            raise RoomError(errors.ROOM_DOES_NOT_EXIST)
+        try:
+            await self._run_hooks("join", connection, room)
+        except Exception as e:
+            raise RoomError(_veto_text(e)) from None
+        record = {"id": connection.id, "joinedAt": self.node.now_ms(), "host": self.node.id}
+        await self.backend.add_member(room, record)
+        if room not in connection.rooms:
+            connection.rooms.append(room)
+        self._local.setdefault(room, {})[connection.id] = connection
+        return True
+
+    def remove_member(self, connection_id: str, room: str) -> Deferred[bool]:
+        return Deferred.fromCoroutine(self._remove_member(connection_id, room))
+
+    async def _remove_member(self, connection_id: str, room: str, force: bool = False) -> bool:
+        connection = self.node.connections.get(connection_id)
+        if connection is None:
+            return await self.backend.call_remote(connection_id, "remove_member", [room])
+        if room not in connection.rooms:
+            raise RoomError(errors.NOT_IN_ROOM.format(room=room))
+        if not force and not await self.backend.room_exists(room):
+            raise RoomError(errors.ROOM_DOES_NOT_EXIST)
+        try:
+            await self._run_hooks("leave", connection, room)
+        except Exception as e:
+            if not force:
+                raise RoomError(_veto_text(e)) from None
+            log.info("leave middleware veto ignored for {id} in {room}: {e}", id=connection.id, room=room, e=e)
+        await self.backend.remove_member(room, connection.id)
+        self._forget_local(connection, room)
+        return True
+
+    def _forget_local(self, connection: "Connection", room: str) -> None:
+        if room in connection.rooms:
+            connection.rooms.remove(room)
+        members = self._local.get(room)
+        if members is not None:
+            members.pop(connection.id, None)
+            if not members:
+                del self._local[room]
+
+    async def leave_all(self, connection: "Connection") -> None:
+        """A connection going away leaves every room (vetoes ignored)."""
+        for room in list(connection.rooms):
+            try:
+                await self._remove_member(connection.id, room, force=True)
+            except Exception:
+                log.failure("removing {id} from {room}", id=connection.id, room=room)
+                self._forget_local(connection, room)
+
+    # --- chat ----------------------------------------------------------------
+
+    def _payload(self, message: Any, room: str, sender: Any) -> dict[str, Any]:
+        return {
+            "message": message,
+            "room": room,
+            "from": sender,
+            "context": "user",
+            "sentAt": self.node.now_ms(),
+        }
+
+    def broadcast(self, connection: "Connection | None", room: str, message: Any) -> Deferred[None]:
+        """Send ``message`` to every member of ``room`` (sender included).
+
+        Fires once the message is accepted (after ``on_say_receive``); the
+        delivery itself happens later, so a reply to the sender goes first.
+        ``connection`` None is the server speaking (``from: 0``).
+        """
+        return Deferred.fromCoroutine(self._broadcast(connection, room, message))
+
+    async def _broadcast(self, connection: "Connection | None", room: str, message: Any) -> None:
+        if not room or message is None or message == "":
+            raise RoomError(errors.ROOM_AND_MESSAGE_REQUIRED)
+        if connection is not None and room not in connection.rooms:
+            raise RoomError(errors.NOT_IN_ROOM.format(room=room))
+        payload = self._payload(message, room, connection.id if connection is not None else 0)
+        try:
+            payload = await self._run_hooks("on_say_receive", connection, room, payload)
+        except Exception as e:
+            raise RoomError(_veto_text(e)) from None
+        await self.backend.publish({"type": "say", "room": room, "payload": payload})
+
+    # --- events from the backend ---------------------------------------------
+
+    def local_members(self, room: str) -> list["Connection"]:
+        """This node's connections in ``room``, in join order."""
+        return list(self._local.get(room, {}).values())
+
+    def _on_event(self, event: dict[str, Any]) -> Awaitable[None]:
+        return Deferred.fromCoroutine(self._handle_event(event))
+
+    async def _handle_event(self, event: dict[str, Any]) -> None:
+        try:
+            kind, room, payload = event["type"], event["room"], event["payload"]
+            if kind in ("say", "destroy"):
+                for recipient in self.local_members(room):
+                    await self._deliver(recipient, room, payload)
+            if kind == "destroy":
+                for member in self.local_members(room):
+                    await self._remove_member(member.id, room, force=True)
+        except Exception:
+            log.failure("handling room event {event!r}", event=event)
+
+    async def _deliver(self, recipient: "Connection", room: str, payload: dict[str, Any]) -> None:
+        if not self._has_say_hooks:
+            recipient.send_message(payload)
+            return
+        try:
+            message = await self._run_hooks("say", recipient, room, payload)
+        except Exception as e:
+            log.debug("say middleware vetoed delivery to {id}: {e}", id=recipient.id, e=e)
+            return
+        recipient.send_message(message)

@@ -1,0 +1,100 @@
+"""Services: the node's lifecycle and the web listeners, under one MultiService.
+
+``AhtwistService`` is what ``twistd ahtwist`` runs.  Starting it creates the
+starting rooms and opens every listener; stopping it (SIGTERM) marks the node
+as stopping first -- new actions answer ``the server is shutting down`` --
+then each server stops accepting, lets in-flight work finish for up to
+``servers.socket.pendingShutdownWaitLimit`` ms and closes what is left.
+"""
+
+from typing import Any
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from ahtwist.node import Node
+from ahtwist.web.api import WebServer
+from ahtwist.web.site import WebSite
+
+log = Logger(namespace="ahtwist.service")
+
+
+def listen_on(parent: MultiService, reactor: Any, description: str, factory: Any) -> None:
+    """Add a listener for a Twisted endpoint string (errors raise at start)."""
+    service = StreamServerEndpointService(serverFromString(reactor, description), factory)
+    service._raiseSynchronously = True  # a port in use stops start-up
+    service.description = description
+    service.setServiceParent(parent)
+
+
+def wait_until(reactor: Any, done: Any, timeout: float, step: float = 0.05) -> Deferred[bool]:
+    """Fire True once ``done()`` is true, or False after ``timeout`` seconds."""
+    result: Deferred[bool] = Deferred()
+    deadline = reactor.seconds() + timeout
+
+    def check() -> None:
+        if done():
+            result.callback(True)
+        elif reactor.seconds() >= deadline:
+            result.callback(False)
+        else:
+            reactor.callLater(step, check)
+
+    check()
+    return result
+
+
+class WebService(MultiService):
+    """The web listeners of one node (one WebServer shared by all)."""
+
+    def __init__(self, node: Node, reactor: Any, endpoints: tuple[str, ...]) -> None:
+        super().__init__()
+        self.node = node
+        self.reactor = reactor
+        self.server = WebServer(node)
+        self.site = WebSite(
+            self.server, timeout=node.config.servers.web.idleTimeout, reactor=reactor
+        )
+        for description in endpoints:
+            listen_on(self, reactor, description, self.site)
+
+    def stopService(self) -> Deferred[Any]:
+        stopped = super().stopService() or succeed(None)
+        limit = self.node.config.servers.socket.pendingShutdownWaitLimit / 1000
+        return stopped.addCallback(
+            lambda _: self.site.drain(lambda: wait_until(self.reactor, lambda: not self.site.channels, limit))
+        )
+
+
+class AhtwistService(MultiService):
+    """Everything one ``twistd ahtwist`` process runs."""
+
+    def __init__(self, node: Node, reactor: Any) -> None:
+        super().__init__()
+        self.node = node
+        self.reactor = reactor
+        self._sampler = LoopingCall(node.sample_event_loop_delay)
+        self._sampler.clock = reactor
+
+    def startService(self) -> None:
+        for warning in self.node.config.warnings:
+            log.warn("config: {warning}", warning=warning)
+        self.node.start().addErrback(lambda f: log.failure("starting the node", f))
+        self._sampler.start(1.0, now=False)
+        super().startService()
+        for service in self:
+            for listener in getattr(service, "services", ()):
+                if isinstance(listener, StreamServerEndpointService):
+                    log.info("listening on {description}", description=listener.description)
+
+    def stopService(self) -> Deferred[Any]:
+        log.info("stopping: draining connections")
+        self.node.stopping = True
+        if self._sampler.running:
+            self._sampler.stop()
+        d = super().stopService() or succeed(None)
+        return DeferredList([d]).addCallback(lambda _: log.info("stopped"))

@@ -1,0 +1,111 @@
+"""``twistd ahtwist``: command-line options and the service they build.
+
+Configuration problems end start-up with one line on stderr naming the file,
+the key and the reason, and a non-zero exit -- never a traceback.
+"""
+
+from typing import Any
+
+from twisted.internet.testing import MemoryReactor
+from twisted.python import usage
+
+from ahtwist.config import Config, Overrides, load_config
+from ahtwist.errors import ConfigError
+
+
+def _fail(message: str) -> SystemExit:
+    return SystemExit(f"ahtwist: {message}")
+
+
+def check_endpoint(description: str, option: str) -> None:
+    """Parse an endpoint string now, so a typo stops start-up clearly."""
+    from twisted.internet.endpoints import serverFromString
+
+    try:
+        serverFromString(MemoryReactor(), description)
+    except Exception as e:  # ValueError, KeyError, OSError from ssl files...
+        reason = str(e) or type(e).__name__
+        raise _fail(f"{option} {description!r}: invalid endpoint: {reason}") from None
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Run the ahtwist API server: actions over HTTP, WebSocket and TCP, and "
+        "chat rooms shared by all of them.  ENDPOINT is a Twisted server endpoint "
+        "string such as tcp:8080:interface=127.0.0.1, "
+        "ssl:8443:privateKey=key.pem:certKey=cert.pem or systemd:domain=INET:name=web; "
+        "'none' disables that server."
+    )
+    optParameters = [
+        ["config", "c", None, "TOML config file (default: the bundled etc/ahtwist.toml)."],
+        ["redis", None, None, "Redis URL for cluster mode, e.g. redis://127.0.0.1:6379/0."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["web"] = []
+        self["socket"] = []
+        self["public"] = []
+        self.config: Config | None = None
+
+    def opt_web(self, endpoint: str) -> None:
+        """Web (HTTP + WebSocket) listener ENDPOINT; repeatable; 'none' disables."""
+        self["web"].append(endpoint)
+
+    def opt_socket(self, endpoint: str) -> None:
+        """TCP socket listener ENDPOINT; repeatable; 'none' disables."""
+        self["socket"].append(endpoint)
+
+    def opt_public(self, directory: str) -> None:
+        """Static files folder; repeatable, searched in order (replaces the config)."""
+        self["public"].append(directory)
+
+    def postOptions(self) -> None:
+        for option in ("web", "socket"):
+            for endpoint in self[option]:
+                if endpoint != "none":
+                    check_endpoint(endpoint, f"--{option}")
+        try:
+            self.config = load_config(
+                self["config"],
+                overrides=Overrides(
+                    web=tuple(self["web"]),
+                    socket=tuple(self["socket"]),
+                    public=tuple(self["public"]),
+                    redis=self["redis"],
+                ),
+            )
+        except ConfigError as e:
+            raise _fail(str(e)) from None
+        for option, endpoints in (
+            ("servers.web", self.config.web_endpoints),
+            ("servers.socket", self.config.socket_endpoints),
+        ):
+            for endpoint in endpoints:
+                if endpoint not in self["web"] + self["socket"]:
+                    check_endpoint(endpoint, option)
+
+
+def makeService(options: Options, reactor: Any = None) -> Any:
+    """Build the service tree for ``options`` (reactor injectable for tests)."""
+    if reactor is None:
+        from twisted.internet import reactor  # noqa: PLC0415 -- chosen by twistd by now
+    config = options.config if options.config is not None else load_config(options["config"])
+    try:
+        return build_service(config, reactor)
+    except ConfigError as e:
+        raise _fail(str(e)) from None
+
+
+def build_service(config: Config, reactor: Any) -> Any:
+    """The :class:`~ahtwist.service.AhtwistService` for ``config``."""
+    from ahtwist.node import Node
+    from ahtwist.service import AhtwistService, WebService
+
+    node = Node(config, reactor)
+    node.load_plugins()
+    top = AhtwistService(node, reactor)
+    if config.web_endpoints:
+        WebService(node, reactor, config.web_endpoints).setServiceParent(top)
+    return top

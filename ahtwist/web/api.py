@@ -1,0 +1,628 @@
+"""The web server: request modes, the JSON action API, OPTIONS/TRACE, headers.
+
+One :class:`WebServer` per node serves every ``--web`` listener.  For each
+request it decides the mode (BEHAVIOUR.md section 6.2), builds a ``web``
+:class:`~ahtwist.connection.Connection`, gathers params (query < files <
+body fields < route variables), resolves the action and hands it to the
+transport-neutral processor, then renders ActionHero's JSON reply.
+"""
+
+import gzip
+import hashlib
+import ipaddress
+import os
+import re
+import time
+import zlib
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any
+
+import attrs
+from twisted.logger import Logger
+
+from ahtwist import errors
+from ahtwist.actions import processor as status_names
+from ahtwist.actions.processor import ActionData
+from ahtwist.connection import Connection, new_id
+from ahtwist.encoding import dumps_padded
+from ahtwist.node import WEB_REQUESTS, Node
+from ahtwist.web.body import FormError, FormLimits
+from ahtwist.web.mime import mime_for_extension
+from ahtwist.web.query import parse_query
+from ahtwist.web.routes import VERBS, decode_part, split_path
+from ahtwist.web.site import MAX_URL_LENGTH, WebRequest
+
+log = Logger(namespace="ahtwist.web")
+
+JSON_TYPE = b"application/json; charset=utf-8"
+JSONP_TYPE = b"application/javascript"
+_DEFAULT_OPTIONS_METHODS = "HEAD, GET, POST, PUT, DELETE, OPTIONS, TRACE"
+_ENCODING_TOKEN = re.compile(r"\b(gzip|deflate)\b")
+_JSONP_ESCAPES = str.maketrans(
+    {"&": "&amp;", '"': "&quot;", "'": "&#39;", "<": "&lt;", ">": "&gt;", "(": None, ")": None}
+)
+
+_STATUS_CODES = {
+    status_names.UNKNOWN_ACTION: 404,
+    status_names.MISSING_PARAMS: 422,
+    status_names.SERVER_ERROR: 500,
+}
+
+
+@attrs.define(slots=True)
+class WebRaw:
+    """``connection.raw`` for web connections (ActionHero's ``rawConnection``).
+
+    Actions may append ``(name, value)`` to ``response_headers`` and set
+    ``response_code``; ``query``, ``body`` and ``files`` are the unfiltered
+    parsed request data.
+    """
+
+    request: Any
+    method: str
+    query: dict[str, Any] = attrs.Factory(dict)
+    body: dict[str, Any] = attrs.Factory(dict)
+    files: dict[str, Any] = attrs.Factory(dict)
+    response_headers: list[tuple[str, str]] = attrs.Factory(list)
+    response_code: int = 200
+    set_cookie: str | None = None
+    arrived_ms: int = 0
+    #: True once something (send_file, a stream) took over the response
+    responding: bool = False
+
+
+def _header_bytes(value: str) -> bytes:
+    return value.encode("latin-1", "replace")
+
+
+class WebServer:
+    """Serves HTTP for one node (all web listeners share it)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        config = node.config
+        web = config.servers.web
+        self.web = web
+        self.registry = node.registry
+        self.routes = config.routes
+        self.padding = web.padding
+        self.api_prefix = split_path(web.urlPathForActions)
+        self.file_prefix = split_path(web.urlPathForFiles)
+        self.allowed_hosts = web.allowedRequestHosts
+        self.query_options = web.queryParseOptions
+        form = web.formOptions
+        self.form_limits = FormLimits(
+            max_fields_size=form.maxFieldsSize,
+            max_file_size=form.maxFileSize,
+            max_total_file_size=form.maxTotalFileSize,
+            upload_dir=form.uploadDir,
+            keep_extensions=form.keepExtensions,
+            parameter_limit=web.queryParseOptions.parameterLimit,
+        )
+        fp = web.fingerprintOptions
+        self.cookie_key = fp.cookieKey
+        self.cookie_key_bytes = fp.cookieKey.encode()
+        self.fingerprint_header = b"x-" + fp.cookieKey.lower().encode()
+        self.set_cookies = fp.toSetCookie
+        self.static_fingerprint = fp.onlyStaticElements
+        self.cookie_settings = dict(fp.settings)
+        self.static_headers = [(k, v) for k, v in web.httpHeaders.items()]
+        self._lower_static = {k.lower() for k, _ in self.static_headers}
+        self.server_information = web.metadataOptions.serverInformation
+        self.requester_information = web.metadataOptions.requesterInformation
+        #: the websocket resource mounted at servers.websocket.path, if any
+        self.websocket_resource: Any = None
+        self.websocket_path = config.servers.websocket.path.encode()
+        self._expires_cache: tuple[int, str] = (-1, "")
+        self._date_cache: tuple[int, bytes] = (-1, b"")
+
+    # --- entry point ---------------------------------------------------------
+
+    def handle(self, request: WebRequest) -> None:
+        if self.websocket_resource is not None and request.path == self.websocket_path:
+            self._serve_websocket(request)
+            return
+        node = self.node
+        node.stats.increment(WEB_REQUESTS)
+        arrived = node.now_ms()
+        if len(request.uri) > MAX_URL_LENGTH:
+            self._respond_bare(request, 414)
+            return
+        if self.allowed_hosts and not self._host_allowed(request):
+            self._redirect(request)
+            return
+        try:
+            path = request.path.decode("utf-8")
+        except UnicodeDecodeError:
+            path = request.path.decode("latin-1")
+        connection = self._connection(request, arrived)
+        if request.method == b"OPTIONS":
+            self._options(request, connection)
+            return
+        parts = split_path(path)
+        mode, rest = self._mode(parts)
+        connection.extension = _extension(path)
+        if mode == "api":
+            self._api(request, connection, rest)
+        else:
+            self._file(request, connection, rest)
+
+    def _mode(self, parts: list[str]) -> tuple[str, list[str]]:
+        api, files = self.api_prefix, self.file_prefix
+        if parts:
+            first = parts[0]
+            if len(api) == 1 and first == api[0]:
+                return "api", parts[1:]
+            if (len(files) == 1 and first == files[0]) or first == "file":
+                return "file", parts[1:]
+            if len(api) > 1 and parts[: len(api)] == api:
+                return "api", parts[len(api) :]
+            if len(files) > 1 and parts[: len(files)] == files:
+                return "file", parts[len(files) :]
+        return self.web.rootEndpointType, parts
+
+    # --- connections ---------------------------------------------------------
+
+    def _connection(self, request: WebRequest, arrived: int) -> Connection:
+        fingerprint = None
+        cookie = request.received_cookies.get(self.cookie_key_bytes)
+        if cookie:
+            fingerprint = cookie.decode("latin-1")
+        else:
+            header = request.requestHeaders.getRawHeaders(self.fingerprint_header)
+            if header and header[0]:
+                fingerprint = header[0].decode("latin-1")
+        set_cookie = None
+        ip, port = _client_address(request)
+        if fingerprint is None:
+            fingerprint = self._new_fingerprint(request, ip)
+            if self.set_cookies:
+                set_cookie = self._cookie(fingerprint)
+        message_id = new_id()
+        connection = Connection(
+            "web",
+            ip,
+            port,
+            arrived,
+            id=f"{fingerprint}-{message_id}",
+            fingerprint=fingerprint,
+        )
+        connection.raw = WebRaw(
+            request=request,
+            method=request.method.decode("latin-1"),
+            set_cookie=set_cookie,
+            arrived_ms=arrived,
+        )
+        return self.node.add_connection(connection)
+
+    def _new_fingerprint(self, request: WebRequest, ip: str) -> str:
+        if not self.static_fingerprint:
+            return os.urandom(20).hex()
+        traits = [ip.encode()]
+        for name in (b"user-agent", b"accept", b"accept-language", b"accept-encoding"):
+            traits.append(b",".join(request.requestHeaders.getRawHeaders(name, [])))
+        return hashlib.sha1(b"\0".join(traits)).hexdigest()
+
+    def _cookie(self, fingerprint: str) -> str:
+        settings = self.cookie_settings
+        expires_ms = settings.get("expires", 3600000)
+        now = int(self.node.reactor.seconds())
+        when, text = self._expires_cache
+        if when != now:
+            text = formatdate(now + expires_ms / 1000, usegmt=True)
+            self._expires_cache = (now, text)
+        cookie = f"{self.cookie_key}={fingerprint};path={settings.get('path', '/')};expires={text};"
+        if settings.get("domain"):
+            cookie += f"domain={settings['domain']};"
+        if settings.get("httpOnly"):
+            cookie += "HttpOnly;"
+        if settings.get("secure"):
+            cookie += "Secure;"
+        if settings.get("sameSite"):
+            cookie += f"SameSite={settings['sameSite']};"
+        return cookie
+
+    def _finish_connection(self, request: WebRequest, connection: Connection) -> None:
+        body = getattr(request, "body", None)
+        if body is not None:
+            body.cleanup()
+        self.node.destroy_connection(connection)
+
+    # --- api mode ------------------------------------------------------------
+
+    def _api(self, request: WebRequest, connection: Connection, parts: list[str]) -> None:
+        raw: WebRaw = connection.raw
+        query_options = self.query_options
+        try:
+            query = (
+                parse_query(
+                    request.query,
+                    query_options.depth,
+                    query_options.parameterLimit,
+                    query_options.arrayLimit,
+                )
+                if request.query
+                else {}
+            )
+        except ValueError as e:
+            log.info("{message}", message=errors.URI_DECODE_ERROR.format(error=e))
+            self._respond_error(request, connection, 400, errors.FORM_ERROR, {})
+            return
+        try:
+            fields, files = request.body.finish()
+        except FormError as e:
+            log.info("bad request body from {ip}: {e}", ip=connection.remote_ip, e=e)
+            self._respond_error(request, connection, 400, errors.FORM_ERROR, query)
+            return
+        raw.query, raw.body, raw.files = query, fields, files
+        params = dict(query)
+        if files:
+            params.update(files)
+        if fields:
+            params.update(fields)
+        if not self.web.queryRouting:
+            params.pop("action", None)
+        name = params.get("action")
+        if name is None or name not in self.registry:
+            self._route(request.method, parts, params, connection)
+        if request.method == b"TRACE":
+            self._trace(request, connection, params)
+            return
+        d = self.node.processor.process(connection, params, raw_message_id(connection))
+        d.addCallback(self._render_action, request, connection)
+        d.addErrback(self._render_failure, request, connection)
+
+    def _route(
+        self, method: bytes, parts: list[str], params: dict[str, Any], connection: Connection
+    ) -> None:
+        verb = method.decode("latin-1").lower()
+        if verb == "head":
+            verbs: tuple[str, ...] = ("head", "get")
+        elif verb == "trace":
+            verbs = ("get",)
+        elif verb in VERBS:
+            verbs = (verb,)
+        else:
+            return
+        routes = self.routes
+        for v in verbs:
+            found = routes.match(v, parts)
+            if found is not None:
+                route, variables = found
+                params.update(variables)
+                params["action"] = route.action
+                if route.apiVersion is not None and "apiVersion" not in params:
+                    params["apiVersion"] = route.apiVersion
+                connection.matched_route = route
+                return
+        if not parts:
+            return
+        if self.web.simpleRouting and len(parts) == 1:
+            name = self.registry.simple_routes.get(parts[0].lower())
+            if name is not None:
+                params["action"] = name
+                return
+        if parts[0].lower() == "file" and len(parts) > 1 and all(parts[1:]):
+            decoded = [decode_part(p) for p in parts[1:]]
+            if None not in decoded:
+                params["action"] = "file"
+                params["fileName"] = "/".join(decoded)
+
+    def _trace(self, request: WebRequest, connection: Connection, params: dict[str, Any]) -> None:
+        received = {k: v for k, v in params.items() if k in self.registry.post_variables}
+        body = dumps_padded(self._requester(connection, received), self.padding)
+        self._send(request, connection, 200, JSON_TYPE, body)
+
+    def _render_action(self, data: ActionData, request: WebRequest, connection: Connection) -> None:
+        raw: WebRaw = connection.raw
+        if request._disconnected:
+            self._finish_connection(request, connection)
+            return
+        if not data.to_render:
+            if not raw.responding:
+                # ActionHero leaks the request here; we end it.
+                self._send(request, connection, raw.response_code, None, b"")
+            return
+        response = data.response
+        error = data.error
+        if error is None and isinstance(response, dict):
+            error = response.get("error")
+        status = raw.response_code
+        if status == 200 and error is not None and self.web.returnErrorCodes:
+            status = _STATUS_CODES.get(data.action_status, 400)
+        template = data.action_template
+        content_type = JSON_TYPE
+        if template is not None and template.match_extension_mime_type and error is None:
+            mime = mime_for_extension(connection.extension or "")
+            if mime is not None:
+                content_type = mime.encode()
+        if content_type == JSON_TYPE:
+            if isinstance(response, dict):
+                if self.server_information:
+                    response["serverInformation"] = self._server_info(raw.arrived_ms)
+                if self.requester_information:
+                    response["requesterInformation"] = self._requester(
+                        connection,
+                        data.received_params(
+                            self.registry.post_variables, self.node.processor.scrub
+                        ),
+                    )
+            body = dumps_padded(response, self.padding)
+            callback = data.params.get("callback") or data.raw_params.get("callback")
+            if callback and isinstance(callback, str):
+                content_type = JSONP_TYPE
+                body = callback.translate(_JSONP_ESCAPES).encode() + b"(" + body + b");"
+        elif isinstance(response, str):
+            body = response.encode("utf-8")
+        elif isinstance(response, (bytes, bytearray)):
+            body = bytes(response)
+        else:
+            body = dumps_padded(response, self.padding)
+        self._send(request, connection, status, content_type, body)
+
+    def _render_failure(self, failure: Any, request: WebRequest, connection: Connection) -> None:
+        log.failure("rendering a web response failed", failure)
+        if request._disconnected or request.finished:
+            self._finish_connection(request, connection)
+            return
+        if request.startedWriting:
+            request.loseConnection()
+            self._finish_connection(request, connection)
+            return
+        self._respond_error(request, connection, 500, errors.INTERNAL_ERROR, {})
+
+    # --- metadata --------------------------------------------------------------
+
+    def _server_info(self, arrived: int) -> dict[str, Any]:
+        now = self.node.now_ms()
+        general = self.node.config.general
+        return {
+            "serverName": general.serverName,
+            "apiVersion": general.apiVersion,
+            "requestDuration": now - arrived,
+            "currentTime": now,
+        }
+
+    def _requester(self, connection: Connection, received: dict[str, Any]) -> dict[str, Any]:
+        message_id = raw_message_id(connection)
+        return {
+            "id": connection.id,
+            "fingerprint": connection.fingerprint,
+            "messageId": message_id,
+            "remoteIP": connection.remote_ip,
+            "receivedParams": received,
+        }
+
+    def _respond_error(
+        self,
+        request: WebRequest,
+        connection: Connection,
+        status: int,
+        message: str,
+        params: dict[str, Any],
+    ) -> None:
+        response: dict[str, Any] = {"error": message}
+        if self.server_information:
+            response["serverInformation"] = self._server_info(connection.raw.arrived_ms)
+        if self.requester_information:
+            received = {k: v for k, v in params.items() if k in self.registry.post_variables}
+            response["requesterInformation"] = self._requester(connection, received)
+        self._send(request, connection, status, JSON_TYPE, dumps_padded(response, self.padding))
+
+    def respond_too_large(self, request: WebRequest) -> None:
+        """413 for a body over the form limits (called before it is complete)."""
+        self.node.stats.increment(WEB_REQUESTS)
+        connection = self._connection(request, self.node.now_ms())
+        self._respond_error(request, connection, 413, errors.BODY_TOO_LARGE, {})
+
+    # --- output ------------------------------------------------------------------
+
+    def apply_headers(self, request: WebRequest, connection: Connection) -> None:
+        """Config headers, then the action's (last value wins per name,
+        case-insensitively), then Set-Cookies most-recent first."""
+        raw: WebRaw = connection.raw
+        headers = request.responseHeaders
+        cookies = [raw.set_cookie] if raw.set_cookie else []
+        if not raw.response_headers:
+            for name, value in self.static_headers:
+                headers.setRawHeaders(name, [value])
+        else:
+            merged: dict[str, tuple[str, str]] = {}
+            for name, value in self.static_headers:
+                merged[name.lower()] = (name, value)
+            for name, value in raw.response_headers:
+                if name.lower() == "set-cookie":
+                    cookies.append(value)
+                else:
+                    merged[name.lower()] = (name, str(value))
+            for name, value in merged.values():
+                headers.setRawHeaders(name, [_header_bytes(value)])
+        if cookies:
+            headers.setRawHeaders(b"set-cookie", [_header_bytes(c) for c in reversed(cookies)])
+
+    def _send(
+        self,
+        request: WebRequest,
+        connection: Connection,
+        status: int,
+        content_type: bytes | None,
+        body: bytes,
+    ) -> None:
+        """Write a complete response with a Content-Length, then release."""
+        set_status(request, status)
+        self.apply_headers(request, connection)
+        headers = request.responseHeaders
+        if content_type is not None and not headers.hasHeader(b"content-type"):
+            headers.setRawHeaders(b"content-type", [content_type])
+        if body and self.web.compress:
+            body = self._compress(request, body)
+        headers.setRawHeaders(
+            b"content-length", [b"0" if request.method == b"HEAD" else b"%d" % len(body)]
+        )
+        request.setHeader(b"date", self._date())
+        if body:
+            request.write(body)
+        request.finish()
+        self._finish_connection(request, connection)
+
+    def _compress(self, request: WebRequest, body: bytes) -> bytes:
+        coding = choose_encoding(request)
+        if coding == "gzip":
+            body = gzip.compress(body, mtime=0)
+        elif coding == "deflate":
+            body = zlib.compress(body)
+        else:
+            return body
+        request.responseHeaders.setRawHeaders(b"content-encoding", [coding.encode()])
+        return body
+
+    def _date(self) -> bytes:
+        now = int(time.time())
+        when, text = self._date_cache
+        if when != now:
+            text = formatdate(now, usegmt=True).encode()
+            self._date_cache = (now, text)
+        return text
+
+    def _respond_bare(self, request: WebRequest, status: int) -> None:
+        set_status(request, status)
+        request.setHeader(b"content-length", b"0")
+        request.setHeader(b"connection", b"close")
+        request.channel.persistent = False
+        request.finish()
+
+    # --- OPTIONS, redirects ------------------------------------------------------
+
+    def _options(self, request: WebRequest, connection: Connection) -> None:
+        request.setResponseCode(200)
+        self.apply_headers(request, connection)
+        headers = request.responseHeaders
+        if "access-control-allow-methods" not in self._lower_static:
+            headers.setRawHeaders(b"access-control-allow-methods", [_DEFAULT_OPTIONS_METHODS.encode()])
+        if "access-control-allow-origin" not in self._lower_static:
+            headers.setRawHeaders(b"access-control-allow-origin", [b"*"])
+        headers.setRawHeaders(b"content-type", [JSON_TYPE])
+        headers.setRawHeaders(b"content-length", [b"0"])
+        request.setHeader(b"date", self._date())
+        request.finish()
+        self._finish_connection(request, connection)
+
+    def _host_allowed(self, request: WebRequest) -> bool:
+        proto = request.getHeader(b"x-forwarded-proto")
+        if proto:
+            scheme = proto.decode("latin-1")
+        else:
+            scheme = "https" if request.isSecure() else "http"
+        host = (request.getHeader(b"host") or b"").decode("latin-1")
+        return f"{scheme}://{host}" in self.allowed_hosts
+
+    def _redirect(self, request: WebRequest) -> None:
+        url = self.allowed_hosts[0] + request.uri.decode("latin-1")
+        body = errors.REDIRECTING.format(url=url).encode("utf-8")
+        request.setResponseCode(302)
+        request.setHeader(b"location", _header_bytes(url))
+        request.setHeader(b"content-length", b"%d" % len(body))
+        request.write(body)
+        request.finish()
+
+    # --- file mode (static files: see ahtwist.web.static) ------------------------
+
+    def _file(self, request: WebRequest, connection: Connection, parts: list[str]) -> None:
+        self.send_not_found(request, connection)
+
+    def send_not_found(self, request: WebRequest, connection: Connection) -> None:
+        """404 ``That file is not found`` (the name is never echoed)."""
+        self._send(request, connection, 404, b"text/html", errors.FILE_NOT_FOUND.encode())
+
+    # --- websocket ----------------------------------------------------------------
+
+    def _serve_websocket(self, request: WebRequest) -> None:
+        from twisted.web.server import NOT_DONE_YET
+
+        result = self.websocket_resource.render(request)
+        if result is not NOT_DONE_YET:
+            if isinstance(result, bytes):
+                request.write(result)
+            request.finish()
+
+
+def set_status(request: WebRequest, status: int) -> None:
+    """Set the status with its standard reason phrase (Twisted lacks some, e.g. 422)."""
+    try:
+        phrase = HTTPStatus(status).phrase.encode()
+    except ValueError:
+        phrase = b"Status %d" % status
+    request.setResponseCode(status, phrase)
+
+
+def raw_message_id(connection: Connection) -> str:
+    """The web message id: the uuid after the fingerprint in the id."""
+    return connection.id[len(connection.fingerprint) + 1 :]
+
+
+def _extension(path: str) -> str | None:
+    name = path.rsplit("/", 1)[-1]
+    if "." not in name:
+        return None
+    return name.rsplit(".", 1)[1] or None
+
+
+def choose_encoding(request: WebRequest) -> str | None:
+    """``gzip`` or ``deflate`` (whichever appears first as a whole word)."""
+    header = request.getHeader(b"accept-encoding")
+    if not header:
+        return None
+    match = _ENCODING_TOKEN.search(header.decode("latin-1"))
+    return match.group(1) if match else None
+
+
+def _client_address(request: WebRequest) -> tuple[str, int]:
+    addr = request.getClientAddress()
+    ip = getattr(addr, "host", None) or "unix"
+    port = getattr(addr, "port", 0) or 0
+    forwarded = request.getHeader(b"x-forwarded-for")
+    if forwarded:
+        parsed = parse_forwarded_for(forwarded.decode("latin-1"))
+        if parsed is not None:
+            ip, forwarded_port = parsed
+            if forwarded_port is not None:
+                port = forwarded_port
+            fport = request.getHeader(b"x-forwarded-port")
+            if fport and fport.strip().isdigit():
+                port = int(fport)
+    return ip, port
+
+
+def parse_forwarded_for(value: str) -> tuple[str, int | None] | None:
+    """The first X-Forwarded-For item as ``(ip, port or None)``; None when
+    it is not a valid address (the header is then ignored)."""
+    item = value.split(",")[0].strip()
+    if not item:
+        return None
+    port: int | None = None
+    if "." in item or ":" not in item:
+        if item.startswith("::ffff:"):
+            item = item[7:]
+        host, sep, port_text = item.partition(":")
+        if sep:
+            if not port_text.isdigit():
+                return None
+            port = int(port_text)
+        item = host
+    elif item.startswith("["):
+        host, sep, rest = item[1:].partition("]")
+        if not sep:
+            return None
+        if rest:
+            if not rest.startswith(":") or not rest[1:].isdigit():
+                return None
+            port = int(rest[1:])
+        item = host
+    try:
+        ipaddress.ip_address(item)
+    except ValueError:
+        return None
+    if port is not None and not 0 <= port <= 65535:
+        return None
+    return item, port

@@ -1,0 +1,302 @@
+"""Request bodies, read as they arrive and never beyond the form limits.
+
+A :class:`BodyReader` is chosen from the request's method and Content-Type
+when the headers are complete; the HTTP layer feeds it chunks and asks for the
+result once the body is complete:
+
+* ``application/json`` -- buffered up to ``maxFieldsSize``; an object gives
+  fields, an array gives ``{"payload": [...]}``;
+* ``application/x-www-form-urlencoded`` -- buffered up to ``maxFieldsSize``;
+* ``multipart/form-data`` -- streamed: fields count against ``maxFieldsSize``,
+  files are written to ``uploadDir`` with ``maxFileSize`` per file and
+  ``maxTotalFileSize`` for all of them;
+* anything else (and GET/HEAD bodies) -- counted and dropped.
+
+Going over a limit sets ``too_large`` at once (the HTTP layer answers 413 and
+closes); a malformed body raises :class:`FormError` from :meth:`finish` (400).
+Upload files are removed by :meth:`cleanup` unless an action moved them.
+"""
+
+import os
+import tempfile
+from typing import Any
+
+import attrs
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from ahtwist.encoding import loads
+from ahtwist.web.query import parse_flat
+
+
+class FormError(Exception):
+    """The body could not be parsed (answered 400)."""
+
+
+@attrs.frozen
+class FormLimits:
+    max_fields_size: int
+    max_file_size: int
+    max_total_file_size: int
+    upload_dir: str
+    keep_extensions: bool
+    parameter_limit: int = 1000
+
+
+class BodyReader:
+    """Counts and drops the body (no Content-Type, GET/HEAD, other types)."""
+
+    too_large = False
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.received = 0
+
+    def declared(self, length: int | None) -> None:
+        """The Content-Length (None when chunked); may set ``too_large`` early."""
+        if length is not None and length > self.limit:
+            self.too_large = True
+
+    def feed(self, data: bytes) -> None:
+        self.received += len(data)
+        if self.received > self.limit:
+            self.too_large = True
+
+    def finish(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(fields, files)``; raises :class:`FormError` when malformed."""
+        return {}, {}
+
+    def cleanup(self) -> None:
+        """Remove upload files the action did not move."""
+
+
+class _BufferedReader(BodyReader):
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.buffer = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        super().feed(data)
+        if not self.too_large:
+            self.buffer += data
+        else:
+            self.buffer = bytearray()
+
+
+class JSONReader(_BufferedReader):
+    def finish(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        if not self.buffer.strip():
+            return {}, {}
+        try:
+            value = loads(bytes(self.buffer))
+        except ValueError as e:
+            raise FormError(f"invalid JSON body: {e}") from None
+        if isinstance(value, dict):
+            return value, {}
+        if isinstance(value, list):
+            return {"payload": value}, {}
+        return {}, {}
+
+
+class UrlencodedReader(_BufferedReader):
+    def __init__(self, limit: int, parameter_limit: int) -> None:
+        super().__init__(limit)
+        self.parameter_limit = parameter_limit
+
+    def finish(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        try:
+            return parse_flat(bytes(self.buffer).strip(), self.parameter_limit), {}
+        except ValueError as e:
+            raise FormError(f"invalid urlencoded body: {e}") from None
+
+
+def _add(target: dict[str, Any], key: str, value: Any) -> None:
+    if key in target:
+        existing = target[key]
+        if isinstance(existing, list):
+            existing.append(value)
+        else:
+            target[key] = [existing, value]
+    else:
+        target[key] = value
+
+
+class MultipartReader(BodyReader):
+    """Streams ``multipart/form-data``: fields in memory, files to disk."""
+
+    def __init__(self, boundary: bytes, limits: FormLimits) -> None:
+        super().__init__(limits.max_fields_size + limits.max_total_file_size)
+        self.limits = limits
+        self.fields: dict[str, Any] = {}
+        self.files: dict[str, Any] = {}
+        self.paths: list[str] = []
+        self.error: str | None = None
+        self.field_bytes = 0
+        self.file_bytes = 0
+        self._headers: dict[bytes, bytes] = {}
+        self._header_field = b""
+        self._header_value = b""
+        self._part: dict[str, Any] | None = None
+        self._ended = False
+        if not boundary:
+            self.parser = None
+            self.error = "multipart body without a boundary"
+            return
+        try:
+            self.parser = MultipartParser(
+                boundary,
+                {
+                    "on_part_begin": self._part_begin,
+                    "on_header_field": self._header_field_data,
+                    "on_header_value": self._header_value_data,
+                    "on_header_end": self._header_end,
+                    "on_headers_finished": self._headers_finished,
+                    "on_part_data": self._part_data,
+                    "on_part_end": self._part_end,
+                    "on_end": self._end,
+                },
+            )
+        except Exception as e:
+            self.parser = None
+            self.error = f"bad multipart boundary: {e}"
+
+    # parser callbacks
+    def _part_begin(self) -> None:
+        self._headers = {}
+        self._header_field = b""
+        self._header_value = b""
+        self._part = None
+
+    def _header_field_data(self, data: bytes, start: int, end: int) -> None:
+        self._header_field += data[start:end]
+
+    def _header_value_data(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def _header_end(self) -> None:
+        self._headers[self._header_field.strip().lower()] = self._header_value.strip()
+        self._header_field = b""
+        self._header_value = b""
+
+    def _headers_finished(self) -> None:
+        disposition, options = parse_options_header(self._headers.get(b"content-disposition", b""))
+        if disposition != b"form-data" or b"name" not in options:
+            raise FormError("multipart part without a form-data name")
+        name = options[b"name"].decode("utf-8", "replace")
+        filename = options.get(b"filename")
+        if filename is None:
+            self._part = {"kind": "field", "name": name, "data": bytearray()}
+            return
+        original = filename.decode("utf-8", "replace")
+        suffix = ""
+        if self.limits.keep_extensions:
+            suffix = os.path.splitext(os.path.basename(original.replace("\\", "/")))[1]
+        fd, path = tempfile.mkstemp(prefix="upload_", suffix=suffix, dir=self.limits.upload_dir)
+        self.paths.append(path)
+        content_type = self._headers.get(b"content-type", b"application/octet-stream")
+        self._part = {
+            "kind": "file",
+            "name": name,
+            "file": os.fdopen(fd, "wb"),
+            "path": path,
+            "filename": original,
+            "type": content_type.decode("latin-1"),
+            "size": 0,
+        }
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        part = self._part
+        if part is None:
+            return
+        size = end - start
+        if part["kind"] == "field":
+            self.field_bytes += size
+            if self.field_bytes > self.limits.max_fields_size:
+                self.too_large = True
+                return
+            part["data"] += data[start:end]
+        else:
+            part["size"] += size
+            self.file_bytes += size
+            if (
+                part["size"] > self.limits.max_file_size
+                or self.file_bytes > self.limits.max_total_file_size
+            ):
+                self.too_large = True
+                return
+            part["file"].write(data[start:end])
+
+    def _part_end(self) -> None:
+        part = self._part
+        self._part = None
+        if part is None:
+            return
+        if part["kind"] == "field":
+            try:
+                value = bytes(part["data"]).decode("utf-8")
+            except UnicodeDecodeError:
+                raise FormError("multipart field is not UTF-8") from None
+            _add(self.fields, part["name"], value)
+        else:
+            part["file"].close()
+            _add(
+                self.files,
+                part["name"],
+                {
+                    "path": part["path"],
+                    "name": part["filename"],
+                    "type": part["type"],
+                    "size": part["size"],
+                },
+            )
+
+    def _end(self) -> None:
+        self._ended = True
+
+    # reader API
+    def feed(self, data: bytes) -> None:
+        super().feed(data)
+        if self.too_large or self.error is not None or self.parser is None:
+            return
+        try:
+            self.parser.write(data)
+        except FormError as e:
+            self.error = str(e)
+        except MultipartParseError as e:
+            self.error = f"malformed multipart body: {e}"
+        if self.too_large:
+            self.cleanup()
+
+    def finish(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        if self.error is None and not self._ended:
+            self.error = "multipart body ended early"
+        if self.error is not None:
+            self.cleanup()
+            raise FormError(self.error)
+        return self.fields, self.files
+
+    def cleanup(self) -> None:
+        if self._part is not None and self._part["kind"] == "file":
+            self._part["file"].close()
+        for path in self.paths:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass  # moved (or removed) by the action
+        self.paths = []
+
+
+def reader_for(
+    method: bytes, content_type: bytes | None, limits: FormLimits
+) -> BodyReader:
+    """The reader for a request, from its method and Content-Type."""
+    if method in (b"GET", b"HEAD") or not content_type:
+        return BodyReader(limits.max_fields_size)
+    mime, options = parse_options_header(content_type)
+    if mime == b"application/json":
+        return JSONReader(limits.max_fields_size)
+    if mime == b"application/x-www-form-urlencoded":
+        return UrlencodedReader(limits.max_fields_size, limits.parameter_limit)
+    if mime == b"multipart/form-data":
+        return MultipartReader(options.get(b"boundary", b""), limits)
+    return BodyReader(limits.max_fields_size)

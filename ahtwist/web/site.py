@@ -1,0 +1,171 @@
+"""HTTP plumbing on twisted.web: limits, streaming bodies, no Server header.
+
+:class:`WebSite` is a ``twisted.web.server.Site`` whose requests skip resource
+traversal and go straight to :class:`ahtwist.web.api.WebServer`, which decides
+everything (the ActionHero request modes do not map onto a resource tree).
+The request class reads bodies through :mod:`ahtwist.web.body` as they arrive,
+so an oversize body is answered 413 and the connection closed without the
+body ever being held whole; the channel answers an over-long request line
+with 414.
+"""
+
+from io import BytesIO
+from typing import TYPE_CHECKING, Any
+
+from twisted.web import http, server
+
+from ahtwist.web.body import BodyReader, reader_for
+
+if TYPE_CHECKING:
+    from ahtwist.web.api import WebServer
+
+#: longest request target (path + query) accepted, in bytes
+MAX_URL_LENGTH = 8192
+
+_EMPTY_CONTENT = BytesIO()
+
+
+class WebRequest(server.Request):
+    """One HTTP request; see the module docstring."""
+
+    defaultContentType = None
+    body: BodyReader
+    query = b""
+    _rejected = False
+
+    def gotLength(self, length: int | None) -> None:
+        self.content = _EMPTY_CONTENT
+        channel = self.channel
+        web: WebServer = channel.site.server
+        content_type = self.requestHeaders.getRawHeaders(b"content-type")
+        self.body = reader_for(
+            getattr(channel, "_command", b"GET"),
+            content_type[0] if content_type else None,
+            web.form_limits,
+        )
+        self.body.declared(length)
+        if self.body.too_large:
+            self._reject_body()
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._rejected:
+            return
+        self.body.feed(data)
+        if self.body.too_large:
+            self._reject_body()
+
+    def _reject_body(self) -> None:
+        """Answer 413 now, before the body is complete, and close."""
+        self._rejected = True
+        channel = self.channel
+        channel.body_rejected = True
+        channel.persistent = False
+        self._set_target(channel._command, channel._path, channel._version)
+        self.body.cleanup()
+        self.site = channel.site
+        self.responseHeaders.setRawHeaders(b"connection", [b"close"])
+        self.site.server.respond_too_large(self)
+
+    def _set_target(self, command: bytes, path: bytes, version: bytes) -> None:
+        self.method, self.uri, self.clientproto = command, path, version
+        self.path, _, self.query = path.partition(b"?")
+        self.args = {}
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        # No form parsing into self.args here: bodies were read by self.body.
+        self._set_target(command, path, version)
+        self.process()
+
+    def process(self) -> None:
+        self.site = self.channel.site
+        self.prepath = []
+        self.postpath = []
+        self.site.server.handle(self)
+
+    def connectionLost(self, reason: Any) -> None:
+        super().connectionLost(reason)
+        body = getattr(self, "body", None)
+        if body is not None:
+            body.cleanup()
+
+
+class WebChannel(http.HTTPChannel):
+    """HTTPChannel answering over-long request lines with 414 and ignoring
+    the rest of a body already answered with 413."""
+
+    body_rejected = False
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.site.channels.add(self)
+
+    def connectionLost(self, reason: Any) -> None:
+        self.site.channels.discard(self)
+        super().connectionLost(reason)
+
+    def lineReceived(self, line: bytes) -> None:
+        # The first line of a request: refuse a target over MAX_URL_LENGTH
+        # here, before Twisted's header-size limit turns it into a bare 400.
+        if getattr(self, "_HTTPChannel__first_line", 0) and len(line) > MAX_URL_LENGTH + 64:
+            self._respond_raw_and_close(b"414 URI Too Long")
+            return
+        super().lineReceived(line)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        if getattr(self, "_HTTPChannel__first_line", 0):
+            self._respond_raw_and_close(b"414 URI Too Long")
+        else:
+            self._respond_raw_and_close(b"431 Request Header Fields Too Large")
+
+    def _respond_raw_and_close(self, status: bytes) -> None:
+        self.transport.write(
+            b"HTTP/1.1 " + status + b"\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        )
+        self.dataReceived = lambda data: None  # type: ignore[method-assign]
+        self.loseConnection()
+
+    def allContentReceived(self) -> None:
+        if self.body_rejected:
+            return
+        super().allContentReceived()
+
+    def _send100Continue(self) -> None:
+        if not self.body_rejected:
+            super()._send100Continue()
+
+
+class WebSite(server.Site):
+    """A Site bound to one :class:`WebServer`; no access log (actions log).
+
+    It knows its open channels so a stop can drain them.
+    """
+
+    protocol = WebChannel
+    requestFactory = WebRequest
+
+    def __init__(self, web_server: "WebServer", timeout: float = 60, reactor: Any = None) -> None:
+        super().__init__(
+            resource=None, requestFactory=WebRequest, timeout=timeout, reactor=reactor
+        )
+        self.server = web_server
+        self.displayTracebacks = False
+        self.channels: set[WebChannel] = set()
+
+    def drain(self, wait: Any) -> Any:
+        """Close idle connections now and busy ones after their response;
+        ``wait()`` returns a Deferred firing when the wait is over, after
+        which whatever is still open is aborted."""
+        for channel in list(self.channels):
+            channel.persistent = False
+            if not channel.requests:
+                channel.loseConnection()
+
+        def force(result: Any) -> Any:
+            for channel in list(self.channels):
+                channel.transport.abortConnection()
+            return result
+
+        return wait().addCallback(force)
+
+    def log(self, request: Any) -> None:
+        pass

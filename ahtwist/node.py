@@ -29,6 +29,7 @@ from ahtwist.backends.memory import (
 from ahtwist.config import Config
 from ahtwist.connection import Connection
 from ahtwist.errors import ConfigError
+from ahtwist.files import StaticFiles
 from ahtwist.rooms import RoomService
 
 log = Logger(namespace="ahtwist.node")
@@ -63,6 +64,10 @@ class Node:
         self.stats: IStats = stats or MemoryStats()
         self.peers: IPeers = peers or MemoryPeers(self.id)
         self.rooms = RoomService(self, room_backend or MemoryRoomBackend(reactor))
+        #: the public folders, for every transport's file serving
+        self.files = StaticFiles(
+            config.general.paths.public, config.servers.web.directoryFileType
+        )
         #: long-lived connections (socket, websocket) by id
         self.connections: dict[str, Connection] = {}
         self.active_by_type: Counter[str] = Counter()

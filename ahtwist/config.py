@@ -66,6 +66,8 @@ class General:
     channel: str = _setting("actionhero", "str")
     rpcTimeout: int = _setting(5000, "posint")
     exposeErrors: bool = _setting(False, "bool")
+    logLevel: str = _setting("info", "logLevel")
+    logFormat: str = _setting("text", "logFormat")
     paths: Paths = _table(Paths)
     startingChatRooms: tuple[str, ...] = _setting(("defaultRoom", "otherRoom"), "rooms")
 
@@ -311,6 +313,14 @@ class _Loader:
             expect(isinstance(raw, str), "a string")
             if kind == "nonempty" and not raw:
                 raise self.fail(key, "must not be empty")
+            return raw
+        if kind == "logLevel":
+            if raw not in ("debug", "info", "warn", "error", "critical"):
+                raise self.fail(key, f"must be debug, info, warn, error or critical, got {_describe(raw)}")
+            return raw
+        if kind == "logFormat":
+            if raw not in ("text", "json"):
+                raise self.fail(key, f'must be "text" or "json", got {_describe(raw)}')
             return raw
         if kind == "rootEndpointType":
             if raw not in ("api", "file"):

@@ -6,7 +6,7 @@ core pushes through.  Rooms, actions and middleware only ever see the
 :class:`Connection`; they never know which transport is behind it.
 """
 
-import uuid
+import os
 from typing import Any
 
 from zope.interface import Attribute, Interface, implementer
@@ -43,8 +43,12 @@ class IConnection(Interface):
 
 
 def new_id() -> str:
-    """A fresh lowercase RFC 4122 v4 uuid."""
-    return str(uuid.uuid4())
+    """A fresh lowercase RFC 4122 v4 uuid (as ``str(uuid.uuid4())``, faster)."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @implementer(IConnection)

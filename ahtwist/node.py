@@ -11,10 +11,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from inspect import isawaitable
 
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from ahtwist._async import start
 from ahtwist.actions.loader import Plugins, load_plugins
 from ahtwist.actions.middleware import ConnectionMiddleware, by_priority, check_middleware
 from ahtwist.actions.processor import ActionProcessor
@@ -159,7 +160,14 @@ class Node:
 
     def destroy_connection(self, connection: Connection) -> Deferred[None]:
         """Run ``destroy`` middleware, leave every room, forget the connection."""
-        return Deferred.fromCoroutine(self._destroy_connection(connection))
+        if not connection.rooms and not self.connection_middleware:
+            # the common case (every web request): nothing can wait
+            if not connection.destroyed:
+                connection.destroyed = True
+                if self.connections.pop(connection.id, None) is not None:
+                    self.active_by_type[connection.type] -= 1
+            return succeed(None)
+        return start(self._destroy_connection(connection))
 
     async def _destroy_connection(self, connection: Connection) -> None:
         if connection.destroyed:
@@ -192,7 +200,7 @@ class Node:
 
     def start(self) -> Deferred[None]:
         """Create the starting chat rooms (an existing room is fine)."""
-        return Deferred.fromCoroutine(self._start())
+        return start(self._start())
 
     async def _start(self) -> None:
         for room in self.config.general.startingChatRooms:

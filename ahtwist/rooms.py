@@ -23,11 +23,11 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from ahtwist import errors
+from ahtwist._async import start
 from ahtwist.actions.middleware import ChatMiddleware, by_priority, check_middleware
 from ahtwist.backends.interfaces import IRoomBackend
-from ahtwist.errors import ActionError, ConfigError, RoomError
-
 from ahtwist.connection import Connection
+from ahtwist.errors import ActionError, ConfigError, RoomError
 
 if TYPE_CHECKING:
     from ahtwist.node import Node
@@ -48,7 +48,7 @@ def _veto_text(exc: BaseException) -> Any:
 class RoomService:
     """Rooms, membership and chat, over a backend."""
 
-    def __init__(self, node: "Node", backend: IRoomBackend) -> None:
+    def __init__(self, node: Node, backend: IRoomBackend) -> None:
         self.node = node
         self.backend = backend
         self.middleware: list[ChatMiddleware] = []
@@ -73,7 +73,7 @@ class RoomService:
         self._has_say_hooks = any(m.say is not None for m in self.middleware)
 
     async def _run_hooks(
-        self, hook: str, connection: "Connection | None", room: str, payload: Any = None
+        self, hook: str, connection: Connection | None, room: str, payload: Any = None
     ) -> Any:
         """Run one hook of every chat middleware; a truthy return replaces the
         payload.  Exceptions propagate (the caller decides: veto or ignore)."""
@@ -94,7 +94,7 @@ class RoomService:
 
     def add(self, room: str) -> Deferred[int]:
         """Create ``room``: fires 1, or fails with ``room exists``."""
-        return Deferred.fromCoroutine(self._add(room))
+        return start(self._add(room))
 
     async def _add(self, room: str) -> int:
         if not room or not isinstance(room, str):
@@ -111,7 +111,7 @@ class RoomService:
 
     def destroy(self, room: str) -> Deferred[None]:
         """Tell the members ``this room has been deleted``, remove them, delete it."""
-        return Deferred.fromCoroutine(self._destroy(room))
+        return start(self._destroy(room))
 
     async def _destroy(self, room: str) -> None:
         if not room or not await self.backend.room_exists(room):
@@ -122,7 +122,7 @@ class RoomService:
 
     def status(self, room: str) -> Deferred[dict[str, Any]]:
         """``{"room", "members": {id: {id, joinedAt}}, "membersCount"}``."""
-        return Deferred.fromCoroutine(self._status(room))
+        return start(self._status(room))
 
     async def _status(self, room: str) -> dict[str, Any]:
         if not room:
@@ -141,7 +141,7 @@ class RoomService:
     # --- membership ----------------------------------------------------------
 
     def add_member(self, connection_id: str, room: str) -> Deferred[bool]:
-        return Deferred.fromCoroutine(self._add_member(connection_id, room))
+        return start(self._add_member(connection_id, room))
 
     async def _add_member(self, connection_id: str, room: str) -> bool:
         connection = self.node.connections.get(connection_id)
@@ -163,7 +163,7 @@ class RoomService:
         return True
 
     def remove_member(self, connection_id: str, room: str) -> Deferred[bool]:
-        return Deferred.fromCoroutine(self._remove_member(connection_id, room))
+        return start(self._remove_member(connection_id, room))
 
     async def _remove_member(self, connection_id: str, room: str, force: bool = False) -> bool:
         connection = self.node.connections.get(connection_id)
@@ -183,7 +183,7 @@ class RoomService:
         self._forget_local(connection, room)
         return True
 
-    def _forget_local(self, connection: "Connection", room: str) -> None:
+    def _forget_local(self, connection: Connection, room: str) -> None:
         if room in connection.rooms:
             connection.rooms.remove(room)
         members = self._local.get(room)
@@ -192,7 +192,7 @@ class RoomService:
             if not members:
                 del self._local[room]
 
-    async def leave_all(self, connection: "Connection") -> None:
+    async def leave_all(self, connection: Connection) -> None:
         """A connection going away leaves every room (vetoes ignored)."""
         for room in list(connection.rooms):
             try:
@@ -212,16 +212,16 @@ class RoomService:
             "sentAt": self.node.now_ms(),
         }
 
-    def broadcast(self, connection: "Connection | None", room: str, message: Any) -> Deferred[None]:
+    def broadcast(self, connection: Connection | None, room: str, message: Any) -> Deferred[None]:
         """Send ``message`` to every member of ``room`` (sender included).
 
         Fires once the message is accepted (after ``on_say_receive``); the
         delivery itself happens later, so a reply to the sender goes first.
         ``connection`` None is the server speaking (``from: 0``).
         """
-        return Deferred.fromCoroutine(self._broadcast(connection, room, message))
+        return start(self._broadcast(connection, room, message))
 
-    async def _broadcast(self, connection: "Connection | None", room: str, message: Any) -> None:
+    async def _broadcast(self, connection: Connection | None, room: str, message: Any) -> None:
         if not room or message is None or message == "":
             raise RoomError(errors.ROOM_AND_MESSAGE_REQUIRED)
         if connection is not None and room not in connection.rooms:
@@ -235,12 +235,12 @@ class RoomService:
 
     # --- events from the backend ---------------------------------------------
 
-    def local_members(self, room: str) -> list["Connection"]:
+    def local_members(self, room: str) -> list[Connection]:
         """This node's connections in ``room``, in join order."""
         return list(self._local.get(room, {}).values())
 
     def _on_event(self, event: dict[str, Any]) -> Awaitable[None]:
-        return Deferred.fromCoroutine(self._handle_event(event))
+        return start(self._handle_event(event))
 
     async def _handle_event(self, event: dict[str, Any]) -> None:
         try:
@@ -254,7 +254,7 @@ class RoomService:
         except Exception:
             log.failure("handling room event {event!r}", event=event)
 
-    async def _deliver(self, recipient: "Connection", room: str, payload: dict[str, Any]) -> None:
+    async def _deliver(self, recipient: Connection, room: str, payload: dict[str, Any]) -> None:
         if not self._has_say_hooks:
             recipient.send_message(payload)
             return

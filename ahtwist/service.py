@@ -14,7 +14,8 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger
+from twisted.python.components import Componentized
 
 from ahtwist.node import Node
 from ahtwist.web.api import WebServer
@@ -79,6 +80,16 @@ class AhtwistService(MultiService):
         self.reactor = reactor
         self._sampler = LoopingCall(node.sample_event_loop_delay)
         self._sampler.clock = reactor
+        #: set by makeService for twistd runs (see ahtwist.logs)
+        self.log_observer: Any = None
+
+    def setServiceParent(self, parent: Any) -> None:
+        # twistd logs through the application's ILogObserver component when
+        # there is one (its documented hook for custom logging).
+        if self.log_observer is not None and isinstance(parent, Componentized):
+            if parent.getComponent(ILogObserver, None) is None:
+                parent.setComponent(ILogObserver, self.log_observer)
+        super().setServiceParent(parent)
 
     def startService(self) -> None:
         for warning in self.node.config.warnings:

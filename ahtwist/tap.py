@@ -11,6 +11,7 @@ from twisted.python import usage
 
 from ahtwist.config import Config, Overrides, load_config
 from ahtwist.errors import ConfigError
+from ahtwist.logs import observer_for_twistd
 
 
 def _fail(message: str) -> SystemExit:
@@ -93,9 +94,16 @@ def makeService(options: Options, reactor: Any = None) -> Any:
         from twisted.internet import reactor  # noqa: PLC0415 -- chosen by twistd by now
     config = options.config if options.config is not None else load_config(options["config"])
     try:
-        return build_service(config, reactor)
+        service = build_service(config, reactor)
     except ConfigError as e:
         raise _fail(str(e)) from None
+    service.log_observer = observer_for_twistd(
+        getattr(options, "parent", None),
+        config.general.logLevel,
+        config.general.logFormat,
+        reactor,
+    )
+    return service
 
 
 def build_service(config: Config, reactor: Any) -> Any:

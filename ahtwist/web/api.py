@@ -15,7 +15,6 @@ import re
 import time
 import zlib
 from email.utils import formatdate
-from http import HTTPStatus
 from typing import Any
 
 import attrs
@@ -72,8 +71,12 @@ class WebRaw:
     responding: bool = False
 
 
+_LINE_BREAKS = str.maketrans({"\r": " ", "\n": " ", "\0": " "})
+
+
 def _header_bytes(value: str) -> bytes:
-    return value.encode("latin-1", "replace")
+    """Header text as bytes; line breaks become spaces (no header injection)."""
+    return value.translate(_LINE_BREAKS).encode("latin-1", "replace")
 
 
 class WebServer:
@@ -108,6 +111,8 @@ class WebServer:
         self.static_fingerprint = fp.onlyStaticElements
         self.cookie_settings = dict(fp.settings)
         self.static_headers = [(k, v) for k, v in web.httpHeaders.items()]
+        self._static_pairs = [(_header_bytes(k), _header_bytes(v)) for k, v in self.static_headers]
+        self._static_block = _lines(self._static_pairs)
         self._lower_static = {k.lower() for k, _ in self.static_headers}
         self.server_information = web.metadataOptions.serverInformation
         self.requester_information = web.metadataOptions.requesterInformation
@@ -269,9 +274,12 @@ class WebServer:
         if request.method == b"TRACE":
             self._trace(request, connection, params)
             return
-        d = self.node.processor.process(connection, params, raw_message_id(connection))
-        d.addCallback(self._render_action, request, connection)
-        d.addErrback(self._render_failure, request, connection)
+        self.node.processor.process(connection, params, raw_message_id(connection)).addCallbacks(
+            self._render_action,
+            self._render_failure,
+            callbackArgs=(request, connection),
+            errbackArgs=(request, connection),
+        )
 
     def _route(
         self, method: bytes, parts: list[str], params: dict[str, Any], connection: Connection
@@ -418,28 +426,43 @@ class WebServer:
 
     # --- output ------------------------------------------------------------------
 
-    def apply_headers(self, request: WebRequest, connection: Connection) -> None:
+    def header_pairs(self, connection: Connection) -> list[tuple[bytes, bytes]]:
         """Config headers, then the action's (last value wins per name,
         case-insensitively), then Set-Cookies most-recent first."""
         raw: WebRaw = connection.raw
-        headers = request.responseHeaders
-        cookies = [raw.set_cookie] if raw.set_cookie else []
         if not raw.response_headers:
-            for name, value in self.static_headers:
-                headers.setRawHeaders(name, [value])
-        else:
-            merged: dict[str, tuple[str, str]] = {}
-            for name, value in self.static_headers:
-                merged[name.lower()] = (name, value)
-            for name, value in raw.response_headers:
-                if name.lower() == "set-cookie":
-                    cookies.append(value)
-                else:
-                    merged[name.lower()] = (name, str(value))
-            for name, value in merged.values():
-                headers.setRawHeaders(name, [_header_bytes(value)])
-        if cookies:
-            headers.setRawHeaders(b"set-cookie", [_header_bytes(c) for c in reversed(cookies)])
+            pairs = list(self._static_pairs)
+            if raw.set_cookie:
+                pairs.append((b"Set-Cookie", _header_bytes(raw.set_cookie)))
+            return pairs
+        cookies = [raw.set_cookie] if raw.set_cookie else []
+        merged: dict[str, tuple[str, str]] = {}
+        for name, value in self.static_headers:
+            merged[name.lower()] = (name, value)
+        for name, value in raw.response_headers:
+            if name.lower() == "set-cookie":
+                cookies.append(str(value))
+            else:
+                merged[name.lower()] = (name, str(value))
+        pairs = [(_header_bytes(name), _header_bytes(value)) for name, value in merged.values()]
+        pairs.extend((b"Set-Cookie", _header_bytes(c)) for c in reversed(cookies))
+        return pairs
+
+    def header_block(self, connection: Connection) -> bytes:
+        """:meth:`header_pairs` as ready-to-send header lines."""
+        raw: WebRaw = connection.raw
+        if not raw.response_headers:
+            if raw.set_cookie:
+                return self._static_block + b"Set-Cookie: " + _header_bytes(raw.set_cookie) + b"\r\n"
+            return self._static_block
+        return _lines(self.header_pairs(connection))
+
+    def apply_headers(self, request: WebRequest, connection: Connection) -> None:
+        """:meth:`header_pairs` onto a request that writes through Twisted
+        (streamed responses such as files)."""
+        headers = request.responseHeaders
+        for name, value in self.header_pairs(connection):
+            headers.addRawHeader(name, value)
 
     def _send(
         self,
@@ -450,32 +473,28 @@ class WebServer:
         body: bytes,
     ) -> None:
         """Write a complete response with a Content-Length, then release."""
-        set_status(request, status)
-        self.apply_headers(request, connection)
-        headers = request.responseHeaders
-        if content_type is not None and not headers.hasHeader(b"content-type"):
-            headers.setRawHeaders(b"content-type", [content_type])
+        head = self.header_block(connection)
+        if content_type is not None and not (
+            connection.raw.response_headers
+            and any(name.lower() == "content-type" for name, _ in connection.raw.response_headers)
+        ):
+            head += b"Content-Type: " + content_type + b"\r\n"
         if body and self.web.compress:
-            body = self._compress(request, body)
-        headers.setRawHeaders(
-            b"content-length", [b"0" if request.method == b"HEAD" else b"%d" % len(body)]
-        )
-        request.setHeader(b"date", self._date())
-        if body:
-            request.write(body)
-        request.finish()
+            body, coding = self._compress(request, body)
+            if coding:
+                head += b"Content-Encoding: " + coding + b"\r\n"
+        length = b"0" if request.method == b"HEAD" else b"%d" % len(body)
+        head += b"Content-Length: " + length + b"\r\nDate: " + self._date() + b"\r\n"
+        request.respond(status, head, body)
         self._finish_connection(request, connection)
 
-    def _compress(self, request: WebRequest, body: bytes) -> bytes:
+    def _compress(self, request: WebRequest, body: bytes) -> tuple[bytes, bytes | None]:
         coding = choose_encoding(request)
         if coding == "gzip":
-            body = gzip.compress(body, mtime=0)
-        elif coding == "deflate":
-            body = zlib.compress(body)
-        else:
-            return body
-        request.responseHeaders.setRawHeaders(b"content-encoding", [coding.encode()])
-        return body
+            return gzip.compress(body, mtime=0), b"gzip"
+        if coding == "deflate":
+            return zlib.compress(body), b"deflate"
+        return body, None
 
     def _date(self) -> bytes:
         now = int(time.time())
@@ -486,26 +505,19 @@ class WebServer:
         return text
 
     def _respond_bare(self, request: WebRequest, status: int) -> None:
-        set_status(request, status)
-        request.setHeader(b"content-length", b"0")
-        request.setHeader(b"connection", b"close")
         request.channel.persistent = False
-        request.finish()
+        request.respond(status, b"Content-Length: 0\r\nConnection: close\r\n", b"")
 
     # --- OPTIONS, redirects ------------------------------------------------------
 
     def _options(self, request: WebRequest, connection: Connection) -> None:
-        request.setResponseCode(200)
-        self.apply_headers(request, connection)
-        headers = request.responseHeaders
+        pairs = self.header_pairs(connection)
         if "access-control-allow-methods" not in self._lower_static:
-            headers.setRawHeaders(b"access-control-allow-methods", [_DEFAULT_OPTIONS_METHODS.encode()])
+            pairs.append((b"Access-Control-Allow-Methods", _DEFAULT_OPTIONS_METHODS.encode()))
         if "access-control-allow-origin" not in self._lower_static:
-            headers.setRawHeaders(b"access-control-allow-origin", [b"*"])
-        headers.setRawHeaders(b"content-type", [JSON_TYPE])
-        headers.setRawHeaders(b"content-length", [b"0"])
-        request.setHeader(b"date", self._date())
-        request.finish()
+            pairs.append((b"Access-Control-Allow-Origin", b"*"))
+        pairs += [(b"Content-Type", JSON_TYPE), (b"Content-Length", b"0"), (b"Date", self._date())]
+        request.respond(200, _lines(pairs), b"")
         self._finish_connection(request, connection)
 
     def _host_allowed(self, request: WebRequest) -> bool:
@@ -520,11 +532,8 @@ class WebServer:
     def _redirect(self, request: WebRequest) -> None:
         url = self.allowed_hosts[0] + request.uri.decode("latin-1")
         body = errors.REDIRECTING.format(url=url).encode("utf-8")
-        request.setResponseCode(302)
-        request.setHeader(b"location", _header_bytes(url))
-        request.setHeader(b"content-length", b"%d" % len(body))
-        request.write(body)
-        request.finish()
+        pairs = [(b"Location", _header_bytes(url)), (b"Content-Length", b"%d" % len(body))]
+        request.respond(302, _lines(pairs), body)
 
     # --- file mode (static files: see ahtwist.web.static) ------------------------
 
@@ -547,13 +556,8 @@ class WebServer:
             request.finish()
 
 
-def set_status(request: WebRequest, status: int) -> None:
-    """Set the status with its standard reason phrase (Twisted lacks some, e.g. 422)."""
-    try:
-        phrase = HTTPStatus(status).phrase.encode()
-    except ValueError:
-        phrase = b"Status %d" % status
-    request.setResponseCode(status, phrase)
+def _lines(pairs: list[tuple[bytes, bytes]]) -> bytes:
+    return b"".join(b"%s: %s\r\n" % pair for pair in pairs)
 
 
 def raw_message_id(connection: Connection) -> str:

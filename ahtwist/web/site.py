@@ -9,10 +9,12 @@ body ever being held whole; the channel answers an over-long request line
 with 414.
 """
 
+from http import HTTPStatus
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
 
 from twisted.web import http, server
+from twisted.web.http import NO_BODY_CODES
 
 from ahtwist.web.body import BodyReader, reader_for
 
@@ -82,11 +84,52 @@ class WebRequest(server.Request):
         self.postpath = []
         self.site.server.handle(self)
 
+    def respond(self, status: int, headers: bytes, body: bytes) -> None:
+        """Write a whole response at once -- status line, ``headers`` (complete
+        ``Name: value\\r\\n`` lines, plus any already in ``responseHeaders``
+        such as ``Connection: close``) and ``body`` -- then finish.  The fast
+        path for complete replies: it skips Twisted's per-header bookkeeping.
+        No-op if the client has gone."""
+        if self._disconnected or self.finished:
+            return
+        self.code = status
+        self.code_message = reason = reason_phrase(status)
+        head = b"%s %d %s\r\n" % (self.clientproto, status, reason)
+        if self.responseHeaders._rawHeaders:
+            head += b"".join(
+                b"%s: %s\r\n" % (name, value)
+                for name, values in self.responseHeaders.getAllRawHeaders()
+                for value in values
+            )
+        if body and self.method != b"HEAD" and status not in NO_BODY_CODES:
+            self.sentLength = len(body)
+            data = head + headers + b"\r\n" + body
+        else:
+            data = head + headers + b"\r\n"
+        self.startedWriting = 1
+        self.channel.write(data)
+        self.finish()
+
     def connectionLost(self, reason: Any) -> None:
         super().connectionLost(reason)
         body = getattr(self, "body", None)
         if body is not None:
             body.cleanup()
+
+
+_REASONS: dict[int, bytes] = {}
+
+
+def reason_phrase(status: int) -> bytes:
+    """The standard reason phrase (Twisted's table lacks some, e.g. 422)."""
+    phrase = _REASONS.get(status)
+    if phrase is None:
+        try:
+            phrase = HTTPStatus(status).phrase.encode()
+        except ValueError:
+            phrase = b"Status %d" % status
+        _REASONS[status] = phrase
+    return phrase
 
 
 class WebChannel(http.HTTPChannel):
@@ -149,6 +192,7 @@ class WebSite(server.Site):
         )
         self.server = web_server
         self.displayTracebacks = False
+        self.noisy = False
         self.channels: set[WebChannel] = set()
 
     def drain(self, wait: Any) -> Any:

@@ -1,0 +1,121 @@
+"""Shared benchmark plumbing: free ports, pinned server processes, wrk runs, result files."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+RESULTS = BENCH / "results"
+VENV_BIN = REPO / ".venv" / "bin"
+PYTHON = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def pinned(cmd: list[str], cpu: int | None) -> list[str]:
+    if cpu is not None and os.cpu_count() and os.cpu_count() > 1:
+        return ["taskset", "-c", str(cpu), *cmd]
+    return cmd
+
+
+class Server:
+    """A server process started for one measurement, stopped by PID."""
+
+    def __init__(self, cmd: list[str], port: int, cpu: int | None = 0, env: dict | None = None):
+        self.port = port
+        self.proc = subprocess.Popen(
+            pinned(cmd, cpu),
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+        )
+        wait_port(port)
+
+    def rss_kib(self) -> int:
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def twistd(port: int, *args: str) -> list[str]:
+    return [str(VENV_BIN / "twistd"), "-n", "--pidfile=", "ahtwist",
+            "--web", f"tcp:{port}:interface=127.0.0.1", *args]
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def wrk(url: str, connections: int = 50, seconds: int = 10, threads: int = 2, cpu: int | None = 1,
+        script: str | None = None) -> dict:
+    """Run wrk and return req/s and latency percentiles (ms)."""
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script:
+        cmd += ["-s", script]
+    out = subprocess.run(pinned(cmd + [url], cpu), capture_output=True, text=True, check=True).stdout
+    result = {"requests_per_sec": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
+    for pct in ("50", "90", "99"):
+        m = re.search(rf"^\s+{pct}(?:\.000)?%\s+(\S+)", out, re.M)
+        result[f"p{pct}_ms"] = round(_ms(m.group(1)), 3) if m else None
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    result["non_2xx"] = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors:.*", out)
+    result["socket_errors"] = m.group(0) if m else ""
+    return result
+
+
+def write_result(name: str, data: dict) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    data = {"recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(), **data}
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def machine() -> dict:
+    return {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+            "note": "shared 2-core machine: compare ratios within one run"}

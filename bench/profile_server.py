@@ -1,0 +1,44 @@
+"""Profile the ahtwist web server in-process under load (cProfile).
+
+Starts the service on a free port, lets wrk hammer a path for a few seconds,
+stops, and prints the top functions by own time.  A tool for finding hot
+spots, not a benchmark.
+
+    .venv/bin/python bench/profile_server.py [/api/randomNumber] [seconds]
+"""
+
+import cProfile
+import pstats
+import subprocess
+import sys
+import threading
+
+from common import free_port, pinned
+from twisted.internet import reactor
+
+from ahtwist.config import Overrides, load_config
+from ahtwist.tap import build_service
+
+
+def main() -> None:
+    path = sys.argv[1] if len(sys.argv) > 1 else "/api/randomNumber"
+    seconds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    port = free_port()
+    config = load_config(None, overrides=Overrides(web=(f"tcp:{port}:interface=127.0.0.1",), socket=("none",)))
+    service = build_service(config, reactor)
+    service.startService()
+    profiler = cProfile.Profile()
+
+    def load() -> None:
+        subprocess.run(pinned(["wrk", "-t2", "-c50", f"-d{seconds}s", f"http://127.0.0.1:{port}{path}"], 1),
+                       capture_output=True)
+        reactor.callFromThread(reactor.stop)
+
+    reactor.callLater(0.5, lambda: (profiler.enable(), threading.Thread(target=load).start()))
+    reactor.run()
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
+
+
+if __name__ == "__main__":
+    main()

@@ -24,12 +24,25 @@ from ahtwist.web.site import WebSite
 log = Logger(namespace="ahtwist.service")
 
 
+class Listener(StreamServerEndpointService):
+    """A listener that stops start-up with one clear line when it cannot listen."""
+
+    def __init__(self, description: str, endpoint: Any, factory: Any) -> None:
+        super().__init__(endpoint, factory)
+        self.description = description
+        self._raiseSynchronously = True
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except Exception as e:
+            log.error("cannot listen on {description}: {e}", description=self.description, e=e)
+            raise SystemExit(f"ahtwist: cannot listen on {self.description}: {e}") from None
+
+
 def listen_on(parent: MultiService, reactor: Any, description: str, factory: Any) -> None:
-    """Add a listener for a Twisted endpoint string (errors raise at start)."""
-    service = StreamServerEndpointService(serverFromString(reactor, description), factory)
-    service._raiseSynchronously = True  # a port in use stops start-up
-    service.description = description
-    service.setServiceParent(parent)
+    """Add a listener for a Twisted endpoint string."""
+    Listener(description, serverFromString(reactor, description), factory).setServiceParent(parent)
 
 
 def wait_until(reactor: Any, done: Any, timeout: float, step: float = 0.05) -> Deferred[bool]:
@@ -47,6 +60,20 @@ def wait_until(reactor: Any, done: Any, timeout: float, step: float = 0.05) -> D
 
     check()
     return result
+
+
+def _log_listening(listener: StreamServerEndpointService) -> None:
+    """Log each listener with the address it really got (port 0 included)."""
+
+    def listening(port: Any) -> Any:
+        host = port.getHost()
+        where = f"{getattr(host, 'host', '')}:{getattr(host, 'port', '')}".strip(":") or str(host)
+        log.info("listening on {description} ({where})", description=listener.description, where=where)
+        return port
+
+    waiting = getattr(listener, "_waitingForPort", None)
+    if waiting is not None:
+        waiting.addCallback(listening)
 
 
 class WebService(MultiService):
@@ -100,7 +127,7 @@ class AhtwistService(MultiService):
         for service in self:
             for listener in getattr(service, "services", ()):
                 if isinstance(listener, StreamServerEndpointService):
-                    log.info("listening on {description}", description=listener.description)
+                    _log_listening(listener)
 
     def stopService(self) -> Deferred[Any]:
         log.info("stopping: draining connections")

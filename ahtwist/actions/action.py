@@ -46,18 +46,20 @@ def _as_tuple(value: Any) -> tuple[Callable[..., Any], ...]:
 
 @functools.lru_cache(maxsize=4096)
 def wants_data(fn: Callable[..., Any]) -> bool:
-    """True when ``fn`` takes a second positional argument (the action ``data``)."""
+    """True when ``fn`` takes the action ``data`` too: two or more required
+    positional parameters, or ``*args``.  (``str.strip``'s optional second
+    parameter does not count, so builtins work as one-argument formatters.)"""
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
         return False  # builtins such as str/int take the value only
-    positional = 0
+    required = 0
     for p in sig.parameters.values():
         if p.kind == p.VAR_POSITIONAL:
             return True
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-            positional += 1
-    return positional >= 2
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty:
+            required += 1
+    return required >= 2
 
 
 @functools.lru_cache(maxsize=4096)

@@ -75,9 +75,12 @@ def _import(file: Path):
         spec.loader.exec_module(module)
     except Exception as e:
         sys.modules.pop(name, None)
-        tb = traceback.extract_tb(e.__traceback__)
-        where = next((f for f in reversed(tb) if f.filename == str(file)), None)
-        line = f" (line {where.lineno})" if where else ""
+        lineno = e.lineno if isinstance(e, SyntaxError) else None
+        if lineno is None:
+            tb = traceback.extract_tb(e.__traceback__)
+            where = next((f for f in reversed(tb) if f.filename == str(file)), None)
+            lineno = where.lineno if where else None
+        line = f" (line {lineno})" if lineno else ""
         raise ConfigError(
             f"{file}{line}: failed to load action file: {type(e).__name__}: {e}"
         ) from None

@@ -117,7 +117,8 @@ class WebRequest(server.Request):
             body.cleanup()
 
 
-_REASONS: dict[int, bytes] = {}
+# Node's phrases where Python's differ (clients of ActionHero saw these)
+_REASONS: dict[int, bytes] = {413: b"Payload Too Large", 414: b"URI Too Long"}
 
 
 def reason_phrase(status: int) -> bytes:

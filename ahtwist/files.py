@@ -22,6 +22,7 @@ import re
 import stat
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import unquote_to_bytes
 
 import attrs
 
@@ -38,14 +39,12 @@ class FileInfo:
     mtime: float
 
 
-def _percent_decode(part: str) -> str | None:
+def percent_decode(part: str) -> str | None:
     """Strict %-decoding as UTF-8 (``+`` stays ``+``); None when malformed."""
     if "%" not in part:
         return part
     if re.search(r"%(?![0-9A-Fa-f]{2})", part):
         return None
-    from urllib.parse import unquote_to_bytes
-
     try:
         return unquote_to_bytes(part).decode("utf-8")
     except UnicodeDecodeError:
@@ -116,7 +115,7 @@ class StaticFiles:
                 return None  # empty part in the middle ("//")
             literal_dot = part in (".", "..")
             if decode and not literal_dot:
-                part = _percent_decode(part)
+                part = percent_decode(part)
                 if part is None or part in (".", ".."):
                     return None
             if "/" in part or "\\" in part or "\0" in part:

@@ -94,17 +94,20 @@ class Response:
         return {k.lower() for k, _ in self.headers}
 
 
-def parse_response(data: bytes) -> tuple[Response | None, bytes]:
-    """One complete response from the front of ``data`` and the remainder."""
-    head, sep, rest = data.partition(b"\r\n\r\n")
+def parse_response(data: bytes, head: bool = False) -> tuple[Response | None, bytes]:
+    """One complete response from the front of ``data`` and the remainder
+    (``head``: the answer to a HEAD request, which has no body)."""
+    block, sep, rest = data.partition(b"\r\n\r\n")
     if not sep:
         return None, data
-    lines = head.decode("latin-1").split("\r\n")
+    lines = block.decode("latin-1").split("\r\n")
     _, status, reason = (lines[0].split(" ", 2) + [""])[:3]
     headers = [tuple(x.strip() for x in line.split(":", 1)) for line in lines[1:]]
     length = next((int(v) for k, v in headers if k.lower() == "content-length"), None)
     chunked = any(k.lower() == "transfer-encoding" and "chunked" in v for k, v in headers)
-    if chunked:
+    if head or int(status) in (204, 304):
+        body = b""
+    elif chunked:
         body = b""
         while True:
             size_line, crlf, rest = rest.partition(b"\r\n")
@@ -173,7 +176,7 @@ class HTTPClient:
         raw += b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in items) + b"\r\n"
         raw += body or b""
         data = self.send_raw(raw, advance)
-        response, _ = parse_response(data)
+        response, _ = parse_response(data, head=method == "HEAD")
         assert response is not None, f"no complete response in {data!r}"
         return response
 

@@ -9,6 +9,7 @@ transport-neutral processor, then renders ActionHero's JSON reply.
 
 import gzip
 import hashlib
+import io
 import ipaddress
 import os
 import re
@@ -19,18 +20,21 @@ from typing import Any
 
 import attrs
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from ahtwist import errors
 from ahtwist.actions import processor as status_names
 from ahtwist.actions.processor import ActionData
-from ahtwist.connection import Connection, new_id
+from ahtwist.connection import Connection, IConnectionTransport, new_id
 from ahtwist.encoding import dumps_padded
+from ahtwist.files import percent_decode
 from ahtwist.node import WEB_REQUESTS, Node
 from ahtwist.web.body import FormError, FormLimits
 from ahtwist.web.mime import mime_for_extension
 from ahtwist.web.query import parse_query
-from ahtwist.web.routes import VERBS, decode_part, split_path
+from ahtwist.web.routes import VERBS, split_path
 from ahtwist.web.site import MAX_URL_LENGTH, WebRequest
+from ahtwist.web.static import FileResponder
 
 log = Logger(namespace="ahtwist.web")
 
@@ -49,17 +53,23 @@ _STATUS_CODES = {
 }
 
 
-@attrs.define(slots=True)
+@implementer(IConnectionTransport)
+@attrs.define(slots=True, eq=False)
 class WebRaw:
-    """``connection.raw`` for web connections (ActionHero's ``rawConnection``).
+    """``connection.raw`` for web connections (ActionHero's ``rawConnection``),
+    and the connection's transport.
 
     Actions may append ``(name, value)`` to ``response_headers`` and set
     ``response_code``; ``query``, ``body`` and ``files`` are the unfiltered
-    parsed request data.
+    parsed request data.  With ``data.to_render = False`` an action answers
+    itself: ``connection.send_file(name)``, :meth:`send_bytes` or
+    :meth:`send_stream`.
     """
 
     request: Any
     method: str
+    server: Any = None
+    connection: Any = None
     query: dict[str, Any] = attrs.Factory(dict)
     body: dict[str, Any] = attrs.Factory(dict)
     files: dict[str, Any] = attrs.Factory(dict)
@@ -69,6 +79,45 @@ class WebRaw:
     arrived_ms: int = 0
     #: True once something (send_file, a stream) took over the response
     responding: bool = False
+
+    # IConnectionTransport
+    def send_message(self, message: dict[str, Any]) -> None:
+        """Web clients cannot be pushed to; the message is dropped (logged)."""
+        log.debug("send_message on a web connection ignored: {message!r}", message=message)
+
+    def send_file(self, path: str) -> None:
+        """Answer with a file from the public folders (a name, or an absolute
+        path inside one of them), exactly as a static file request."""
+        if self.connection is None or self.responding:
+            return
+        files = self.server.node.files
+        if not path:
+            log.info("{message}", message=errors.SEND_FILE_NEEDS_NAME)
+            info = None
+        elif os.path.isabs(path):
+            info = files.resolve_absolute(path)
+        else:
+            info = files.resolve(path)
+        self.server.static.serve(self.request, self.connection, info)
+
+    def send_bytes(self, data: bytes, mime: str = "application/octet-stream") -> None:
+        """Answer with ``data`` under ``mime``."""
+        self.send_stream(io.BytesIO(bytes(data)), mime, len(data))
+
+    def send_stream(self, source: Any, mime: str = "application/octet-stream", length: int | None = None) -> None:
+        """Answer with a binary stream (``read(n)``/``close()``); without a
+        ``length`` it is sent chunked."""
+        if self.connection is None or self.responding:
+            return
+        self.server.static.stream(
+            self.request, self.connection, source, length, [(b"Content-Type", _header_bytes(mime))]
+        )
+
+    def close(self) -> None:
+        """Drop the client (server-side ``connection.destroy()``)."""
+        if self.connection is not None:
+            self.request.loseConnection()
+            self.server.release(self.request, self.connection)
 
 
 _LINE_BREAKS = str.maketrans({"\r": " ", "\n": " ", "\0": " "})
@@ -116,6 +165,7 @@ class WebServer:
         self._lower_static = {k.lower() for k, _ in self.static_headers}
         self.server_information = web.metadataOptions.serverInformation
         self.requester_information = web.metadataOptions.requesterInformation
+        self.static = FileResponder(self)
         #: the websocket resource mounted at servers.websocket.path, if any
         self.websocket_resource: Any = None
         self.websocket_path = config.servers.websocket.path.encode()
@@ -193,12 +243,15 @@ class WebServer:
             id=f"{fingerprint}-{message_id}",
             fingerprint=fingerprint,
         )
-        connection.raw = WebRaw(
+        raw = WebRaw(
             request=request,
             method=request.method.decode("latin-1"),
+            server=self,
+            connection=connection,
             set_cookie=set_cookie,
             arrived_ms=arrived,
         )
+        connection.raw = connection.transport = raw
         return self.node.add_connection(connection)
 
     def _new_fingerprint(self, request: WebRequest, ip: str) -> str:
@@ -228,10 +281,14 @@ class WebServer:
             cookie += f"SameSite={settings['sameSite']};"
         return cookie
 
-    def _finish_connection(self, request: WebRequest, connection: Connection) -> None:
+    def release(self, request: WebRequest, connection: Connection) -> None:
+        """The response is over: remove uploads not moved, forget the connection."""
         body = getattr(request, "body", None)
         if body is not None:
             body.cleanup()
+        raw = connection.raw
+        if raw is not None:
+            raw.connection = None  # break the connection <-> transport cycle
         self.node.destroy_connection(connection)
 
     # --- api mode ------------------------------------------------------------
@@ -311,26 +368,25 @@ class WebServer:
             if name is not None:
                 params["action"] = name
                 return
-        if parts[0].lower() == "file" and len(parts) > 1 and all(parts[1:]):
-            decoded = [decode_part(p) for p in parts[1:]]
-            if None not in decoded:
-                params["action"] = "file"
-                params["fileName"] = "/".join(decoded)
+        if parts[0].lower() == "file" and len(parts) > 1:
+            params["action"] = "file"
+            params["fileName"] = _file_route_name(parts[1:])
 
     def _trace(self, request: WebRequest, connection: Connection, params: dict[str, Any]) -> None:
         received = {k: v for k, v in params.items() if k in self.registry.post_variables}
         body = dumps_padded(self._requester(connection, received), self.padding)
-        self._send(request, connection, 200, JSON_TYPE, body)
+        self.send(request, connection, 200, JSON_TYPE, body)
 
     def _render_action(self, data: ActionData, request: WebRequest, connection: Connection) -> None:
         raw: WebRaw = connection.raw
         if request._disconnected:
-            self._finish_connection(request, connection)
+            self.release(request, connection)
             return
+        if raw.responding:
+            return  # the action answered itself (send_file / a stream)
         if not data.to_render:
-            if not raw.responding:
-                # ActionHero leaks the request here; we end it.
-                self._send(request, connection, raw.response_code, None, b"")
+            # ActionHero leaks the request here; we end it.
+            self.send(request, connection, raw.response_code, None, b"")
             return
         response = data.response
         error = data.error
@@ -367,16 +423,16 @@ class WebServer:
             body = bytes(response)
         else:
             body = dumps_padded(response, self.padding)
-        self._send(request, connection, status, content_type, body)
+        self.send(request, connection, status, content_type, body)
 
     def _render_failure(self, failure: Any, request: WebRequest, connection: Connection) -> None:
         log.failure("rendering a web response failed", failure)
         if request._disconnected or request.finished:
-            self._finish_connection(request, connection)
+            self.release(request, connection)
             return
         if request.startedWriting:
             request.loseConnection()
-            self._finish_connection(request, connection)
+            self.release(request, connection)
             return
         self._respond_error(request, connection, 500, errors.INTERNAL_ERROR, {})
 
@@ -416,7 +472,7 @@ class WebServer:
         if self.requester_information:
             received = {k: v for k, v in params.items() if k in self.registry.post_variables}
             response["requesterInformation"] = self._requester(connection, received)
-        self._send(request, connection, status, JSON_TYPE, dumps_padded(response, self.padding))
+        self.send(request, connection, status, JSON_TYPE, dumps_padded(response, self.padding))
 
     def respond_too_large(self, request: WebRequest) -> None:
         """413 for a body over the form limits (called before it is complete)."""
@@ -464,7 +520,7 @@ class WebServer:
         for name, value in self.header_pairs(connection):
             headers.addRawHeader(name, value)
 
-    def _send(
+    def send(
         self,
         request: WebRequest,
         connection: Connection,
@@ -486,7 +542,7 @@ class WebServer:
         length = b"0" if request.method == b"HEAD" else b"%d" % len(body)
         head += b"Content-Length: " + length + b"\r\nDate: " + self._date() + b"\r\n"
         request.respond(status, head, body)
-        self._finish_connection(request, connection)
+        self.release(request, connection)
 
     def _compress(self, request: WebRequest, body: bytes) -> tuple[bytes, bytes | None]:
         coding = choose_encoding(request)
@@ -518,7 +574,7 @@ class WebServer:
             pairs.append((b"Access-Control-Allow-Origin", b"*"))
         pairs += [(b"Content-Type", JSON_TYPE), (b"Content-Length", b"0"), (b"Date", self._date())]
         request.respond(200, _lines(pairs), b"")
-        self._finish_connection(request, connection)
+        self.release(request, connection)
 
     def _host_allowed(self, request: WebRequest) -> bool:
         proto = request.getHeader(b"x-forwarded-proto")
@@ -535,14 +591,29 @@ class WebServer:
         pairs = [(b"Location", _header_bytes(url)), (b"Content-Length", b"%d" % len(body))]
         request.respond(302, _lines(pairs), body)
 
-    # --- file mode (static files: see ahtwist.web.static) ------------------------
+    # --- file mode ----------------------------------------------------------------
 
     def _file(self, request: WebRequest, connection: Connection, parts: list[str]) -> None:
-        self.send_not_found(request, connection)
+        files = self.node.files
+        info = None
+        if self.routes.has_dir_routes:
+            verb = request.method.decode("latin-1").lower()
+            for v in ("head", "get") if verb == "head" else ("get",) if verb == "trace" else (verb,):
+                found = self.routes.match_dir(v, parts)
+                if found is not None:
+                    route, rest = found
+                    connection.matched_route = route
+                    self.static.serve(request, connection, files.resolve_in([route.dir], rest, decode=True))
+                    return
+        info = files.resolve(parts, decode=True)
+        self.static.serve(request, connection, info)
 
-    def send_not_found(self, request: WebRequest, connection: Connection) -> None:
-        """404 ``That file is not found`` (the name is never echoed)."""
-        self._send(request, connection, 404, b"text/html", errors.FILE_NOT_FOUND.encode())
+    def encoding_for(self, request: WebRequest) -> bytes | None:
+        """The content coding to stream with, or None (``compress`` off or not accepted)."""
+        if not self.web.compress:
+            return None
+        coding = choose_encoding(request)
+        return coding.encode() if coding else None
 
     # --- websocket ----------------------------------------------------------------
 
@@ -558,6 +629,19 @@ class WebServer:
 
 def _lines(pairs: list[tuple[bytes, bytes]]) -> bytes:
     return b"".join(b"%s: %s\r\n" % pair for pair in pairs)
+
+
+def _file_route_name(parts: list[str]) -> str:
+    """``fileName`` for ``/api/file/<path>``: each part %-decoded once (``+``
+    stays), unless decoding would create ``.``/``..`` or a separator -- then
+    the raw parts are passed on, and find nothing."""
+    decoded = []
+    for part in parts:
+        text = percent_decode(part)
+        if text is None or (text in (".", "..") and part != text) or any(c in text for c in "/\\\0"):
+            return "/".join(parts)
+        decoded.append(text)
+    return "/".join(decoded)
 
 
 def raw_message_id(connection: Connection) -> str:

@@ -153,7 +153,16 @@ class HTTPClient:
         protocol.dataReceived(data)
         if advance is not None:
             self.node.reactor.advance(advance)
+            self.pump()
         return transport.value()
+
+    def pump(self, limit: int = 100000) -> None:
+        """Run zero-delay calls (streaming producers) until none are left."""
+        clock = self.node.reactor
+        for _ in range(limit):
+            if not any(call.getTime() <= clock.seconds() for call in clock.getDelayedCalls()):
+                return
+            clock.advance(0)
 
     def request(
         self,

@@ -111,7 +111,11 @@ class WebRequest(server.Request):
         self.finish()
 
     def connectionLost(self, reason: Any) -> None:
+        producer = self.producer
         super().connectionLost(reason)
+        if producer is not None:
+            self.producer = None
+            producer.stopProducing()  # a streamed file: close it, release the connection
         body = getattr(self, "body", None)
         if body is not None:
             body.cleanup()

@@ -16,7 +16,7 @@ import zlib
 from email.utils import formatdate, parsedate_to_datetime
 from typing import IO, TYPE_CHECKING, Any
 
-from twisted.internet.interfaces import IPullProducer
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -58,48 +58,76 @@ def _not_modified_since(header: str, mtime: float) -> bool:
     return int(mtime) <= since.timestamp()
 
 
-@implementer(IPullProducer)
+@implementer(IPushProducer)
 class FileProducer:
-    """Writes a file (or any binary stream) to a request one buffer at a time,
-    optionally compressing; calls ``done`` once, finished or aborted."""
+    """Writes a file (or any binary stream) to a request one buffer per
+    reactor turn, optionally compressing; calls ``done`` once, finished or
+    aborted.
 
-    def __init__(self, request: "WebRequest", source: IO[bytes], done: Any, compressor: Any = None) -> None:
+    A push producer: when the client reads slower than we send, the
+    transport pauses us, so at most a buffer or two per download is held in
+    memory, and other connections get their turn between buffers.
+    """
+
+    def __init__(
+        self, request: "WebRequest", source: IO[bytes], done: Any, reactor: Any, compressor: Any = None
+    ) -> None:
         self.request = request
         self.source = source
         self.done = done
+        self.reactor = reactor
         self.compressor = compressor
+        self.paused = False
+        self._call: Any = None
 
     def start(self) -> None:
-        self.request.registerProducer(self, False)
+        self.request.registerProducer(self, True)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._call is None and not self.paused and self.request is not None:
+            self._call = self.reactor.callLater(0, self._produce)
+
+    def _produce(self) -> None:
+        self._call = None
+        request = self.request
+        if request is None or self.paused:
+            return
+        if request._disconnected:
+            self._end()
+            return
+        try:
+            data = self.source.read(CHUNK)
+        except OSError as e:
+            log.error("{message}", message=errors.FILE_READ_ERROR.format(error=e))
+            request.unregisterProducer()
+            request.loseConnection()
+            self._end()
+            return
+        if not data:
+            if self.compressor is not None:
+                tail = self.compressor.flush()
+                if tail:
+                    request.write(tail)
+            request.unregisterProducer()
+            request.finish()
+            self._end()
+            return
+        if self.compressor is not None:
+            data = self.compressor.compress(data)
+        if data:
+            request.write(data)
+        self._schedule()
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
 
     def resumeProducing(self) -> None:
-        request = self.request
-        if request is None:
-            return
-        while True:
-            try:
-                data = self.source.read(CHUNK)
-            except OSError as e:
-                log.error("{message}", message=errors.FILE_READ_ERROR.format(error=e))
-                request.unregisterProducer()
-                request.loseConnection()
-                self._end()
-                return
-            if not data:
-                if self.compressor is not None:
-                    tail = self.compressor.flush()
-                    if tail:
-                        request.write(tail)
-                request.unregisterProducer()
-                request.finish()
-                self._end()
-                return
-            if self.compressor is not None:
-                data = self.compressor.compress(data)
-                if not data:
-                    continue  # a pull producer must write something per call
-            request.write(data)
-            return
+        self.paused = False
+        self._schedule()
 
     def stopProducing(self) -> None:
         self._end()
@@ -108,6 +136,9 @@ class FileProducer:
         if self.request is None:
             return
         self.request = None
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
         try:
             self.source.close()
         finally:
@@ -222,7 +253,9 @@ class FileResponder:
             request.finish()
             server.release(request, connection)
             return
-        FileProducer(request, source, lambda: server.release(request, connection), compressor).start()
+        FileProducer(
+            request, source, lambda: server.release(request, connection), server.node.reactor, compressor
+        ).start()
 
 
 class _Replay:

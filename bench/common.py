@@ -98,6 +98,8 @@ def wrk(url: str, connections: int = 50, seconds: int = 10, threads: int = 2, cp
         cmd += ["-s", script]
     out = subprocess.run(pinned(cmd + [url], cpu), capture_output=True, text=True, check=True).stdout
     result = {"requests_per_sec": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
+    m = re.search(r"(\d+) requests in", out)
+    result["requests"] = int(m.group(1)) if m else None
     for pct in ("50", "90", "99"):
         m = re.search(rf"^\s+{pct}(?:\.000)?%\s+(\S+)", out, re.M)
         result[f"p{pct}_ms"] = round(_ms(m.group(1)), 3) if m else None

@@ -17,10 +17,13 @@ def measure(name: str, cmd_for_port, path: str, seconds: int) -> dict:
     port = free_port()
     with Server(cmd_for_port(port), port) as server:
         wrk(f"http://127.0.0.1:{port}{path}", seconds=2)  # warm-up
+        before = server.rss_kib()
         result = wrk(f"http://127.0.0.1:{port}{path}", seconds=seconds)
-        result["rss_kib_after"] = server.rss_kib()
+        result["rss_kib_after_warmup"] = before
+        result["rss_kib_after_run"] = server.rss_kib()
     print(f"{name:28s} {result['requests_per_sec']:9.0f} req/s  p50 {result['p50_ms']} ms  "
-          f"p99 {result['p99_ms']} ms  non-2xx {result['non_2xx']}")
+          f"p99 {result['p99_ms']} ms  non-2xx {result['non_2xx']}  requests {result['requests']}  "
+          f"RSS {result['rss_kib_after_warmup']} -> {result['rss_kib_after_run']} KiB")
     return result
 
 

@@ -158,3 +158,41 @@ def test_bad_input_over_real_socket_keeps_serving():
 
 def test_free_port_helper_is_loopback():
     assert 0 < free_port() < 65536
+
+
+def test_systemd_socket_activation():
+    """The .socket unit's hand-over: systemd owns the port, twistd adopts it."""
+    import os
+    import shutil
+
+    import pytest
+
+    activate = shutil.which("systemd-socket-activate")
+    if activate is None:
+        if os.environ.get("AHTWIST_ALLOW_SKIP") == "1":
+            pytest.skip("systemd-socket-activate not installed")
+        raise AssertionError("systemd-socket-activate is missing (Debian package 'systemd'; .ci/run installs it)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [activate, "-l", f"127.0.0.1:{port}", "--fdname=web", TWISTD, "-n", "--pidfile=", "ahtwist",
+         "--web", "systemd:domain=INET:name=web", "--socket", "none"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.time() + 20
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn.request("GET", "/api/randomNumber")
+                response = conn.getresponse()
+                body = json.loads(response.read())
+                break
+            except (ConnectionError, http.client.HTTPException, OSError):
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert response.status == 200 and "randomNumber" in body
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=10)
+    assert "Server Shut Down." in out

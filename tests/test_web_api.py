@@ -670,3 +670,31 @@ class ProtocolTests(SynchronousTestCase):
         gc.collect()
         self.assertEqual(len(refs), 200)
         self.assertEqual([r for r in refs if r() is not None], [])
+
+
+class PrefixTests(SynchronousTestCase):
+    def test_multi_segment_files_prefix(self):
+        c = client('[servers.web]\nurlPathForFiles = "static/files"\n')
+        self.assertEqual(c.get("/static/files/simple.html").status, 200)
+        self.assertEqual(c.get("/public/simple.html").status, 404)  # "public" is now just a root path
+        self.assertEqual(c.get("/simple.html").status, 200)
+
+    def test_disabled_api_prefix(self):
+        c = client('[servers.web]\nurlPathForActions = ""\nrootEndpointType = "api"\n')
+        self.assertIn("randomNumber", c.get("/randomNumber").json())
+        self.assertEqual(c.get("/api/randomNumber").status, 404)
+
+    def test_extension_on_connection(self):
+        seen = []
+
+        class Ext(Action):
+            name = "ext"
+            description = "records the extension"
+
+            def run(self, data):
+                seen.append(data.connection.extension)
+
+        c = client('[[routes.get]]\npath = "/ext/:x"\naction = "ext"\n', plugins=[Ext])
+        c.get("/api/ext/file.tar.gz")
+        c.get("/api/ext/noext")
+        self.assertEqual(seen, ["gz", None])

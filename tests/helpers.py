@@ -18,6 +18,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
+from ahtwist.actions.loader import Plugins
 from ahtwist.config import Config, Overrides, load_config
 from ahtwist.node import Node
 from ahtwist.web.api import WebServer
@@ -51,7 +52,6 @@ def make_node(text: str = "", clock: Clock | None = None, plugins: Iterable[Any]
     (Action / middleware classes)."""
     node = Node(config_from(text, **kw), clock or ManualClock())
     from ahtwist.actions.action import Action
-    from ahtwist.actions.loader import Plugins
     from ahtwist.actions.middleware import ActionMiddleware, ChatMiddleware, ConnectionMiddleware
 
     found = Plugins()

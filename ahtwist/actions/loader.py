@@ -32,6 +32,20 @@ class Plugins:
     chat_middleware: list[type[ChatMiddleware]] = attrs.Factory(list)
     missing_folders: list[str] = attrs.Factory(list)
 
+    def add(self, obj: type | object) -> None:
+        """File an Action or middleware (class or instance) under its kind."""
+        cls = obj if isinstance(obj, type) else type(obj)
+        if issubclass(cls, Action):
+            self.actions.append(obj)
+        elif issubclass(cls, ActionMiddleware):
+            self.action_middleware.append(obj)
+        elif issubclass(cls, ConnectionMiddleware):
+            self.connection_middleware.append(obj)
+        elif issubclass(cls, ChatMiddleware):
+            self.chat_middleware.append(obj)
+        else:
+            raise TypeError(f"{obj!r} is not an action or middleware")
+
 
 def load_plugins(folders: Iterable[str]) -> Plugins:
     found = Plugins()
@@ -48,14 +62,7 @@ def load_plugins(folders: Iterable[str]) -> Plugins:
                     continue
                 if obj.__module__ != _module_name(file):
                     continue  # imported from elsewhere, not defined here
-                if issubclass(obj, Action):
-                    found.actions.append(obj)
-                elif issubclass(obj, ActionMiddleware):
-                    found.action_middleware.append(obj)
-                elif issubclass(obj, ConnectionMiddleware):
-                    found.connection_middleware.append(obj)
-                else:
-                    found.chat_middleware.append(obj)
+                found.add(obj)
     return found
 
 

@@ -239,19 +239,8 @@ class ActionProcessor:
         chain = self.registry.middleware_for(template)
 
         # pre-processors see every param the client sent
-        for middleware in chain:
-            hook = middleware.pre_processor
-            if hook is None:
-                continue
-            try:
-                result = hook(data)
-                if _maybe_await(result):
-                    await result
-            except ActionError as e:
-                return self._fail(data, e.error, PRE_PROCESSOR_ERROR)
-            except Exception as e:
-                log.failure("preProcessor {name} failed", name=middleware.name)
-                return self._fail(data, self._unexpected(e), SERVER_ERROR)
+        if not await self._run_middleware(data, chain, "pre_processor", PRE_PROCESSOR_ERROR):
+            return None
 
         if self.scrub:
             inputs = template.inputs
@@ -283,8 +272,14 @@ class ActionProcessor:
             data.action_status = ACTION_ERROR
             return None
 
+        await self._run_middleware(data, chain, "post_processor", POST_PROCESSOR_ERROR)
+        return None
+
+    async def _run_middleware(self, data: ActionData, chain: list[Any], hook_name: str, status: str) -> bool:
+        """Run one hook of each middleware in order; False (and the error set)
+        when one refuses (ActionError) or fails (internal error)."""
         for middleware in chain:
-            hook = middleware.post_processor
+            hook = getattr(middleware, hook_name)
             if hook is None:
                 continue
             try:
@@ -292,11 +287,13 @@ class ActionProcessor:
                 if _maybe_await(result):
                     await result
             except ActionError as e:
-                return self._fail(data, e.error, POST_PROCESSOR_ERROR)
+                self._fail(data, e.error, status)
+                return False
             except Exception as e:
-                log.failure("postProcessor {name} failed", name=middleware.name)
-                return self._fail(data, self._unexpected(e), SERVER_ERROR)
-        return None
+                log.failure("{hook} of middleware {name} failed", hook=hook_name, name=middleware.name)
+                self._fail(data, self._unexpected(e), SERVER_ERROR)
+                return False
+        return True
 
     def _is_missing(self, params: Mapping[str, Any], key: str) -> bool:
         if key not in params:

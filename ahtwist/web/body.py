@@ -26,7 +26,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from ahtwist.encoding import loads
-from ahtwist.web.query import parse_flat
+from ahtwist.web.query import add_value, parse_flat
 
 
 class FormError(Exception):
@@ -108,17 +108,6 @@ class UrlencodedReader(_BufferedReader):
             return parse_flat(bytes(self.buffer).strip(), self.parameter_limit), {}
         except ValueError as e:
             raise FormError(f"invalid urlencoded body: {e}") from None
-
-
-def _add(target: dict[str, Any], key: str, value: Any) -> None:
-    if key in target:
-        existing = target[key]
-        if isinstance(existing, list):
-            existing.append(value)
-        else:
-            target[key] = [existing, value]
-    else:
-        target[key] = value
 
 
 class MultipartReader(BodyReader):
@@ -236,10 +225,10 @@ class MultipartReader(BodyReader):
                 value = bytes(part["data"]).decode("utf-8")
             except UnicodeDecodeError:
                 raise FormError("multipart field is not UTF-8") from None
-            _add(self.fields, part["name"], value)
+            add_value(self.fields, part["name"], value)
         else:
             part["file"].close()
-            _add(
+            add_value(
                 self.files,
                 part["name"],
                 {

@@ -40,7 +40,8 @@ def _pairs(data: bytes, limit: int):
         yield key_text, decode_component(value) if sep else ""
 
 
-def _add_flat(result: dict[str, Any], key: str, value: Any) -> None:
+def add_value(result: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``key``; a repeated key becomes a list of its values."""
     if key in result:
         existing = result[key]
         if isinstance(existing, list):
@@ -56,7 +57,7 @@ def parse_flat(data: bytes, parameter_limit: int = 1000) -> dict[str, Any]:
     repeated keys become arrays."""
     result: dict[str, Any] = {}
     for key, value in _pairs(data, parameter_limit):
-        _add_flat(result, key, value)
+        add_value(result, key, value)
     return result
 
 

@@ -12,9 +12,10 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 import attrs
+
+from ahtwist.files import percent_decode
 
 VERBS = ("head", "get", "post", "put", "patch", "delete")
 _TABLES = VERBS + ("all",)
@@ -82,15 +83,7 @@ class RouteTable:
 
 def decode_part(raw: str) -> str | None:
     """``+`` -> space, then strict UTF-8 %-decoding; None when malformed."""
-    text = raw.replace("+", " ")
-    if "%" not in text:
-        return text
-    if re.search(r"%(?![0-9A-Fa-f]{2})", text):
-        return None
-    try:
-        return unquote_to_bytes(text).decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+    return percent_decode(raw.replace("+", " "))
 
 
 def match_segments(route: Route, parts: Sequence[str]) -> dict[str, str] | None:

@@ -27,19 +27,20 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _stdlib(value: Any, indent: int | None) -> bytes:
+def _stdlib(value: Any, indent: int | None, default: Any = _default) -> bytes:
     separators = (",", ": ") if indent else (",", ":")
     return json.dumps(
-        value, indent=indent or None, separators=separators, ensure_ascii=False, default=_default
+        value, indent=indent or None, separators=separators, ensure_ascii=False, default=default
     ).encode("utf-8")
 
 
-def dumps(value: Any) -> bytes:
-    """Compact JSON bytes (socket lines, websocket frames)."""
+def dumps(value: Any, default: Any = _default) -> bytes:
+    """Compact JSON bytes (socket lines, websocket frames); ``default``
+    converts values JSON has no type for (or raises TypeError)."""
     try:
-        return orjson.dumps(value, default=_default, option=_COMPACT)
+        return orjson.dumps(value, default=default, option=_COMPACT)
     except TypeError:
-        return _stdlib(value, None)
+        return _stdlib(value, None, default)
 
 
 def dumps_padded(value: Any, padding: int) -> bytes:

@@ -18,14 +18,11 @@ import sys
 import time
 from typing import IO, Any
 
-from twisted.logger import (
-    ILogObserver,
-    LogLevel,
-    eventAsJSON,
-    formatEvent,
-)
+from twisted.logger import ILogObserver, LogLevel, formatEvent
 from twisted.python.logfile import LogFile
 from zope.interface import implementer
+
+from ahtwist.encoding import dumps
 
 LEVELS = {
     "debug": LogLevel.debug,
@@ -79,18 +76,10 @@ class LineLogObserver:
         return self._stamp
 
     def _text(self, event: dict[str, Any], level: LogLevel) -> str | None:
-        text = None
-        fmt = event.get("log_format")
-        if fmt is not None and "log_failure" not in event:
-            try:
-                text = fmt.format(**event)
-            except Exception:
-                text = None
-        if text is None:
-            text = formatEvent(event)
-            failure = event.get("log_failure")
-            if failure is not None:
-                text = f"{text}\n{failure.getTraceback()}"
+        text = self._text_only(event)
+        failure = event.get("log_failure")
+        if failure is not None:
+            text = f"{text}\n{failure.getTraceback()}"
         if not text:
             return None
         system = event.get("log_system")
@@ -100,10 +89,31 @@ class LineLogObserver:
         return f"{self._time(event.get('log_time', time.time()))} [{system}] {text}\n"
 
     def _json(self, event: dict[str, Any]) -> str | None:
-        try:
-            return eventAsJSON(event) + "\n"
-        except Exception:
-            return None
+        """One JSON object: time, level, namespace, the formatted message and
+        the event's own fields (values given as ``json_value`` stay structured)."""
+        level = event.get("log_level", LogLevel.info)
+        record: dict[str, Any] = {
+            "time": self._time(event.get("log_time", time.time())),
+            "level": level.name,
+            "namespace": event.get("log_namespace", "-"),
+            "message": self._text_only(event),
+        }
+        for key, value in event.items():
+            if not key.startswith("log_") and key not in record:
+                record[key] = value
+        failure = event.get("log_failure")
+        if failure is not None:
+            record["traceback"] = failure.getTraceback()
+        return dumps(record, default=_json_default).decode("utf-8", "replace") + "\n"
+
+    def _text_only(self, event: dict[str, Any]) -> str:
+        fmt = event.get("log_format")
+        if fmt is not None:
+            try:
+                return fmt.format(**event)
+            except Exception:
+                pass
+        return formatEvent(event)
 
     def flush(self) -> None:
         self._pending = None
@@ -123,6 +133,13 @@ class LineLogObserver:
             self._pending.cancel()
         self.clock = None
         self.flush()
+
+
+def _json_default(value: Any) -> Any:
+    json_value = getattr(value, "json_value", None)
+    if json_value is not None:
+        return json_value
+    return str(value)
 
 
 def observer_for_twistd(

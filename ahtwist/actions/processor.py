@@ -123,15 +123,16 @@ _ACTION_LOG_FORMAT = (
 
 
 class _JSONText:
-    """Renders a value as JSON only when a log observer formats the event."""
+    """Renders a value as JSON only when a log observer formats the event
+    (``json_value``: what a JSON observer records)."""
 
-    __slots__ = ("value",)
+    __slots__ = ("json_value",)
 
     def __init__(self, value: Any) -> None:
-        self.value = value
+        self.json_value = value
 
     def __str__(self) -> str:
-        return dumps(self.value).decode("utf-8", "replace")
+        return dumps(self.json_value).decode("utf-8", "replace")
 
 
 def _maybe_await(result: Any) -> bool:

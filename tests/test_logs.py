@@ -1,0 +1,81 @@
+"""The twistd log observer: one line per event, level filter, JSON lines, buffering."""
+
+import io
+import json
+
+from twisted.internet.task import Clock
+from twisted.logger import Logger, LogLevel, LogPublisher
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from ahtwist.connection import Connection
+from ahtwist.logs import LineLogObserver
+from tests.helpers import make_node
+
+
+class ObserverTests(SynchronousTestCase):
+    def setUp(self):
+        self.out = io.StringIO()
+        self.clock = Clock()
+        self.clock.advance(1795627006)
+
+    def logger(self, **kw):
+        self.observer = LineLogObserver(self.out, clock=self.clock, **kw)
+        return Logger(namespace="ahtwist.test", observer=LogPublisher(self.observer))
+
+    def test_text_line_and_buffering(self):
+        log = self.logger()
+        log.info("hello {who}", who="world")
+        self.assertEqual(self.out.getvalue(), "")  # buffered
+        self.clock.advance(0.2)
+        line = self.out.getvalue()
+        self.assertRegex(line, r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} \[ahtwist\.test#info\] hello world\n$")
+
+    def test_warnings_are_written_at_once(self):
+        log = self.logger()
+        log.info("first")
+        log.warn("second")
+        self.assertEqual([line.split("] ")[1] for line in self.out.getvalue().splitlines()], ["first", "second"])
+
+    def test_level_filter(self):
+        log = self.logger(min_level=LogLevel.warn)
+        log.info("dropped")
+        log.error("kept")
+        self.assertIn("kept", self.out.getvalue())
+        self.assertNotIn("dropped", self.out.getvalue())
+
+    def test_failure_traceback(self):
+        log = self.logger()
+        try:
+            1 / 0
+        except ZeroDivisionError:
+            log.failure("it broke", Failure())
+        text = self.out.getvalue()
+        self.assertIn("it broke\n\tTraceback", text)
+        self.assertIn("ZeroDivisionError", text)
+
+    def test_json_lines(self):
+        log = self.logger(json=True)
+        log.error("bad {thing}", thing="x", count=3)
+        record = json.loads(self.out.getvalue())
+        self.assertEqual(
+            {k: record[k] for k in ("level", "namespace", "message", "thing", "count")},
+            {"level": "error", "namespace": "ahtwist.test", "message": "bad x", "thing": "x", "count": 3},
+        )
+
+    def test_action_line(self):
+        observer = LineLogObserver(self.out, json=True, clock=None)
+        from ahtwist.actions import processor
+
+        original = processor.log.observer
+        processor.log.observer = observer
+        try:
+            node = make_node('[general]\nfilteredParams = ["value"]\n')
+            node.processor.process(Connection("socket", "10.0.0.1", 1, 0), {"action": "cacheTest", "key": "abc", "value": "secret"})
+        finally:
+            processor.log.observer = original
+        record = json.loads(self.out.getvalue())
+        self.assertEqual(record["type"], "socket")
+        self.assertEqual(record["remoteIP"], "10.0.0.1")
+        self.assertEqual(record["params"], {"key": "abc", "value": "[FILTERED]", "action": "cacheTest", "apiVersion": 1})
+        self.assertTrue(record["message"].startswith('[ action @ socket ] to=10.0.0.1 action=cacheTest params={"action":"cacheTest","key":"abc","value":"[FILTERED]"'))

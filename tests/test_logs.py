@@ -47,7 +47,7 @@ class ObserverTests(SynchronousTestCase):
     def test_failure_traceback(self):
         log = self.logger()
         try:
-            1 / 0
+            raise ZeroDivisionError("division by zero")
         except ZeroDivisionError:
             log.failure("it broke", Failure())
         text = self.out.getvalue()

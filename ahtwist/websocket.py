@@ -21,6 +21,7 @@ imported once twistd has chosen the reactor (the service wiring does it).
 
 import os
 from datetime import UTC, datetime
+from io import BytesIO
 from typing import TYPE_CHECKING, Any
 
 from autobahn.twisted.resource import WebSocketResource
@@ -454,6 +455,9 @@ class WebSocketUpgradeResource(WebSocketResource):
             request.setHeader(b"connection", b"Upgrade")
             request.setHeader(b"content-length", b"0")
             return b""
+        # Autobahn replays the request, body included; an upgrade has none
+        # (and the site's shared empty body may be closed already).
+        request.content = BytesIO()
         return super().render(request)
 
 

@@ -56,36 +56,44 @@ def encode_frame(
     return head + mask + mask_bytes(payload, mask)
 
 
+def decode_frame(buffer: bytes) -> tuple[tuple[int, bytes] | None, bytes]:
+    """The first complete frame of ``buffer`` (or None) and the rest."""
+    if len(buffer) < 2:
+        return None, buffer
+    opcode = buffer[0] & 0x0F
+    masked = buffer[1] & 0x80
+    n = buffer[1] & 0x7F
+    at = 2
+    if n == 126:
+        if len(buffer) < 4:
+            return None, buffer
+        n = struct.unpack("!H", buffer[2:4])[0]
+        at = 4
+    elif n == 127:
+        if len(buffer) < 10:
+            return None, buffer
+        n = struct.unpack("!Q", buffer[2:10])[0]
+        at = 10
+    mask = b""
+    if masked:
+        mask = buffer[at : at + 4]
+        at += 4
+    if len(buffer) < at + n:
+        return None, buffer
+    payload = buffer[at : at + n]
+    if masked:
+        payload = mask_bytes(payload, mask)
+    return (opcode, payload), buffer[at + n :]
+
+
 def decode_frames(buffer: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
     """Complete server frames at the front of ``buffer`` and the remainder."""
     frames = []
-    while len(buffer) >= 2:
-        opcode = buffer[0] & 0x0F
-        masked = buffer[1] & 0x80
-        n = buffer[1] & 0x7F
-        at = 2
-        if n == 126:
-            if len(buffer) < 4:
-                break
-            n = struct.unpack("!H", buffer[2:4])[0]
-            at = 4
-        elif n == 127:
-            if len(buffer) < 10:
-                break
-            n = struct.unpack("!Q", buffer[2:10])[0]
-            at = 10
-        mask = b""
-        if masked:
-            mask = buffer[at : at + 4]
-            at += 4
-        if len(buffer) < at + n:
-            break
-        payload = buffer[at : at + n]
-        if masked:
-            payload = mask_bytes(payload, mask)
-        frames.append((opcode, payload))
-        buffer = buffer[at + n :]
-    return frames, buffer
+    while True:
+        frame, buffer = decode_frame(buffer)
+        if frame is None:
+            return frames, buffer
+        frames.append(frame)
 
 
 class SwappableTransport(StringTransport):

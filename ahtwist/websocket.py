@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.logger import Logger
+from twisted.web.server import NOT_DONE_YET
 from txaio._common import _BatchedTimer
 from zope.interface import implementer
 
@@ -128,6 +129,8 @@ class WebSocketServer:
         self.cookie_key = config.servers.web.fingerprintOptions.cookieKey
         self.max_file_size = self.config.maxFileSize
         self.protocols: set[WebSocketConnectionProtocol] = set()
+        #: (payload, its values, its frame) of the latest chat delivery
+        self._shared: tuple[dict[str, Any], tuple[Any, ...], Any] | None = None
         self.stats = node.stats
         self.processor = node.processor
 
@@ -230,9 +233,12 @@ class WebSocketServer:
         message_id: Any,
         count: int,
     ) -> None:
-        d = self.processor.process(protocol.connection, params, message_id, count)
-        d.addCallback(self._action_done, protocol, count, message_id)
-        d.addErrback(self._failed, protocol, "action")
+        self.processor.process(protocol.connection, params, message_id, count).addCallbacks(
+            self._action_done,
+            self._failed,
+            callbackArgs=(protocol, count, message_id),
+            errbackArgs=(protocol, "action"),
+        )
 
     def _action_done(
         self, data: "ActionData", protocol: "WebSocketConnectionProtocol", count: int, message_id: Any
@@ -318,11 +324,26 @@ class WebSocketServer:
     # --- what the core pushes ------------------------------------------------------
 
     def send_message(self, protocol: "WebSocketConnectionProtocol", message: dict[str, Any]) -> None:
+        """A message from the core: ``context: "response"`` added when absent.
+
+        A chat delivery hands the *same* payload dict to every member of the
+        room one after the other; it is encoded and framed once
+        (``PreparedMessage``) and the frame reused while the next recipient
+        gets that same, unchanged dict.
+        """
         if protocol.state != _OPEN:
             return
         if "context" not in message:
-            message = {**message, "context": "response"}
-        protocol.sendMessage(dumps(message))
+            protocol.sendMessage(dumps({**message, "context": "response"}))
+            return
+        if message.get("context") != "user":
+            protocol.sendMessage(dumps(message))
+            return
+        values = tuple(message.values())
+        shared = self._shared
+        if shared is None or shared[0] is not message or shared[1] != values:
+            shared = self._shared = (message, values, PreparedMessage(dumps(message), False, False, True))
+        protocol.sendPreparedMessage(shared[2])
 
     def send_file(self, protocol: "WebSocketConnectionProtocol", path: str) -> None:
         """A file pushed by server code (the ``file`` action, ``sendFile``):
@@ -458,7 +479,18 @@ class WebSocketUpgradeResource(WebSocketResource):
         # Autobahn replays the request, body included; an upgrade has none
         # (and the site's shared empty body may be closed already).
         request.content = BytesIO()
-        return super().render(request)
+        channel = request.channel
+        transport = channel.transport
+        result = super().render(request)
+        # The HTTP channel registered itself as the transport's producer; left
+        # there it would stay alive for the whole websocket (~3 KiB each) and
+        # receive the transport's pause/resume calls.
+        if result is NOT_DONE_YET and transport is not None:
+            if getattr(transport, "producer", None) is channel or getattr(
+                getattr(transport, "_producer", None), "_producer", None
+            ) is channel:
+                transport.unregisterProducer()
+        return result
 
 
 def websocket_resource(node: "Node", reactor: Any) -> tuple[WebSocketServer, WebSocketUpgradeResource]:

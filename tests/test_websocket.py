@@ -117,6 +117,7 @@ def test_the_takeover_leaves_no_http_channel_behind():
     h = harness()
     c = h.client()
     assert h.site.channels == set()
+    assert c.transport.producer is None  # the HTTP channel let go of the transport
     assert len(h.websockets.protocols) == 1
     c.close()
     assert c.lost
@@ -928,3 +929,24 @@ def test_stop_with_destroy_clients_destroys_first_and_closes_with_1000():
     assert a.lost
     h.node.reactor.advance(0.1)
     assert done.called
+
+
+def test_a_chat_payload_is_framed_once_but_never_sent_stale():
+    """The same payload dict to several members reuses one frame; a changed
+    dict (even the same object) is encoded again."""
+    h = harness()
+    a, b = h.client(), h.client()
+    pa, pb = sorted(h.websockets.protocols, key=lambda p: p.connection.connected_at or 0)[:2]
+    payload = {"message": "one", "room": "r", "from": 0, "context": "user", "sentAt": 1}
+    h.websockets.send_message(pa, payload)
+    first = h.websockets._shared
+    h.websockets.send_message(pb, payload)
+    assert h.websockets._shared is first
+    payload["message"] = "two"
+    h.websockets.send_message(pa, payload)
+    texts = sorted(a.texts() + b.texts())
+    assert texts == sorted([
+        b'{"message":"one","room":"r","from":0,"context":"user","sentAt":1}',
+        b'{"message":"one","room":"r","from":0,"context":"user","sentAt":1}',
+        b'{"message":"two","room":"r","from":0,"context":"user","sentAt":1}',
+    ])

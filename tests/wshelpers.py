@@ -109,6 +109,12 @@ class SwappableTransport(StringTransport):
         self.lost = False
         self.aborted = False
 
+    def unregisterProducer(self) -> None:
+        """Like Twisted's TCP and TLS transports, not an error when nothing is
+        registered (Autobahn unregisters whenever it drops a connection)."""
+        self.producer = None
+        self.streaming = None
+
     def loseConnection(self) -> None:
         if not self.disconnecting:
             self.disconnecting = True

@@ -63,6 +63,26 @@ _NOT_ARGUMENTS = frozenset({"event", "messageId", "room"})
 _NOT_FOUND_TEXT = errors.FILE_NOT_FOUND
 
 
+def send_prepared(protocol: Any, prepared: PreparedMessage) -> None:
+    """Write a message framed by Autobahn.
+
+    ``sendMessage``/``sendData`` format debug log arguments on every call
+    even with debug logging off, which costs more than the framing; when
+    nothing is queued on the protocol and no compression was negotiated (we
+    accept none), the frame goes straight to the transport, exactly as
+    ``sendData`` would write it.
+    """
+    if protocol.send_queue or protocol._perMessageCompress is not None:
+        protocol.sendPreparedMessage(prepared)
+    else:
+        protocol.transport.write(prepared.payloadHybi)
+
+
+def send_text(protocol: Any, payload: bytes) -> None:
+    """One text message (UTF-8 JSON) to an open protocol."""
+    send_prepared(protocol, PreparedMessage(payload, False, False, True))
+
+
 def parse_cookie_header(header: str) -> dict[str, str]:
     """``a=1; b=2`` -> ``{"a": "1", "b": "2"}`` (the first value of a name wins,
     as in the ``cookie`` module ActionHero uses)."""
@@ -150,7 +170,7 @@ class WebSocketServer:
         protocol.connection = connection
         self.protocols.add(protocol)
         self.node.add_connection(connection)
-        protocol.sendMessage(WELCOME_FRAME)
+        send_text(protocol, WELCOME_FRAME)
 
     def closed(self, protocol: "WebSocketConnectionProtocol") -> None:
         """The client went away (or we closed it): leave rooms, forget it."""
@@ -298,7 +318,7 @@ class WebSocketServer:
         reply["context"] = "response"
         reply["messageCount"] = count
         reply["messageId"] = message_id
-        protocol.sendMessage(dumps(reply))
+        send_text(protocol, dumps(reply))
 
     def _send_verb(
         self,
@@ -316,7 +336,7 @@ class WebSocketServer:
         reply["messageCount"] = count
         reply["messageId"] = message_id
         if protocol.state == _OPEN:
-            protocol.sendMessage(dumps(reply))
+            send_text(protocol, dumps(reply))
 
     def _failed(self, failure: Any, protocol: "WebSocketConnectionProtocol", what: str) -> None:
         log.failure("websocket {what} failed", failure, what=what)
@@ -334,16 +354,16 @@ class WebSocketServer:
         if protocol.state != _OPEN:
             return
         if "context" not in message:
-            protocol.sendMessage(dumps({**message, "context": "response"}))
+            send_text(protocol, dumps({**message, "context": "response"}))
             return
         if message.get("context") != "user":
-            protocol.sendMessage(dumps(message))
+            send_text(protocol, dumps(message))
             return
         values = tuple(message.values())
         shared = self._shared
         if shared is None or shared[0] is not message or shared[1] != values:
             shared = self._shared = (message, values, PreparedMessage(dumps(message), False, False, True))
-        protocol.sendPreparedMessage(shared[2])
+        send_prepared(protocol, shared[2])
 
     def send_file(self, protocol: "WebSocketConnectionProtocol", path: str) -> None:
         """A file pushed by server code (the ``file`` action, ``sendFile``):

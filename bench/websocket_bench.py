@@ -9,9 +9,11 @@ In one run, with every server pinned to CPU 0 and the load generator
   in flight, against ahtwist and against a bare Autobahn JSON echo server
   (bench/servers/autobahn_echo.py: the ceiling of this stack).  Rounds
   alternate the servers so each ratio compares neighbours in time.  ahtwist is
-  measured twice: with the log observer it ships, and with only warnings
-  logged (``--logger quiet_log.observer``), which separates the transport and
-  core from the per-action log line;
+  measured with the log observer it ships, with only warnings logged
+  (``--logger quiet_log.observer``: the info line is still emitted, then
+  dropped), and with the per-action line switched off
+  (bench/servers/no_action_log), which separates the transport and core from
+  the log line; ``verb_only`` sends ``detailsView`` (no action processor);
 * **fan-out** -- 500 websocket members of one room; the last to join says
   something as soon as it heard its previous message (``window`` says in
   flight); deliveries/s and the delay from say to each delivery;
@@ -95,13 +97,15 @@ class Server:
         Path(self.log.name).unlink(missing_ok=True)
 
 
-def ahtwist(name: str, quiet: bool = False) -> Server:
+def ahtwist(name: str, quiet: bool = False, no_action_log: bool = False) -> Server:
     port = free_port()
     command = [str(BIN / "twistd"), "-n", "--pidfile="]
     env = {}
     if quiet:
         command += ["--logger", "quiet_log.observer"]
         env["PYTHONPATH"] = str(BENCH / "servers")
+    if no_action_log:
+        env["PYTHONPATH"] = str(BENCH / "servers" / "no_action_log")
     command += ["ahtwist", "--web", f"tcp:{port}:interface=127.0.0.1", "--socket", "none"]
     return Server(name, command, port, env)
 
@@ -128,12 +132,17 @@ def measured(server: Server, *args: str) -> dict:
 
 
 def rtt_section(seconds: float, rounds: int) -> dict:
-    servers = {"echo": echo(), "ahtwist": ahtwist("ahtwist"), "ahtwist_quiet_log": ahtwist("ahtwist-quiet", True)}
+    servers = {
+        "echo": echo(),
+        "ahtwist": ahtwist("ahtwist"),
+        "ahtwist_quiet_log": ahtwist("ahtwist-quiet", quiet=True),
+        "ahtwist_no_action_log": ahtwist("ahtwist-no-action-log", no_action_log=True),
+    }
     runs: dict[str, list[dict]] = {name: [] for name in [*servers, "ahtwist_verb_only"]}
-    ratios: dict[str, list[float]] = {"ahtwist": [], "ahtwist_quiet_log": [], "ahtwist_verb_only": []}
+    ratios: dict[str, list[float]] = {name: [] for name in runs if name != "echo"}
     try:
         for _ in range(rounds):
-            for name in ("echo", "ahtwist", "ahtwist_quiet_log"):
+            for name in ("echo", "ahtwist", "ahtwist_quiet_log", "ahtwist_no_action_log"):
                 server = servers[name]
                 extra = ["--echo"] if name == "echo" else []
                 runs[name].append(measured(server, "rtt", str(server.port), "--seconds", str(seconds), *extra))

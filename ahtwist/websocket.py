@@ -222,8 +222,10 @@ class WebSocketServer:
         if isinstance(message, dict):
             message_id = message.get("messageId")
             event = message.get("event")
+            if not isinstance(event, str):
+                event = ""
         else:
-            message_id = event = None
+            message_id, event = None, ""
         if message_id is None:
             message_id = new_id()
         protocol.last_message = (count, message_id)
@@ -242,8 +244,7 @@ class WebSocketServer:
         elif event == "quit" or event == "exit":
             protocol.close_with(CLOSE_NORMAL)
         else:
-            verb = event if isinstance(event, str) else ""
-            result = verbs.VerbResult(errors.VERB_NOT_FOUND.format(verb=verb))
+            result = verbs.VerbResult(errors.VERB_NOT_FOUND.format(verb=event))
             self._send_verb(protocol, result, count, message_id)
 
     def _action(
@@ -426,7 +427,11 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if isBinary:
             return  # binary frames are ignored
-        self.factory.ws_server.frame(self, payload)
+        try:
+            self.factory.ws_server.frame(self, payload)
+        except Exception:
+            # a bug on our side must not cost the client its connection
+            self._log.failure("handling a websocket frame failed")
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self.factory.ws_server.closed(self)

@@ -670,7 +670,8 @@ def test_non_json_frames_get_no_reply_and_are_not_counted():
 
 @pytest.mark.parametrize(
     "frame",
-    [b'"a json string"', b"[1,2,3]", b"5", b"null", b"true", b"{}", b'{"event":5}', b'{"event":null}', b'{"event":""}'],
+    [b'"a json string"', b"[1,2,3]", b"5", b"null", b"true", b"{}", b'{"event":5}', b'{"event":null}', b'{"event":""}',
+     b'{"event":{}}', b'{"event":["action"]}', b'{"event":true}'],
 )
 def test_json_that_is_not_an_event_object_is_a_verb_error(frame):
     h = harness()
@@ -950,3 +951,19 @@ def test_a_chat_payload_is_framed_once_but_never_sent_stale():
         b'{"message":"one","room":"r","from":0,"context":"user","sentAt":1}',
         b'{"message":"two","room":"r","from":0,"context":"user","sentAt":1}',
     ])
+
+
+def test_a_bug_while_handling_a_frame_keeps_the_connection(monkeypatch):
+    from ahtwist import verbs
+
+    h = harness()
+    c = h.client()
+
+    def broken(connection):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(verbs, "details_view", broken)
+    assert c.request({"event": "detailsView", "messageId": 1}) == []
+    assert not c.lost
+    [reply] = c.request({"event": "roomAdd", "room": "defaultRoom", "messageId": 2})
+    assert (reply["status"], reply["messageCount"]) == ("OK", 2)

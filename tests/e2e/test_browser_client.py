@@ -307,6 +307,8 @@ def test_the_demo_page_joins_chats_and_runs_an_action(browser, server):
         python.recv()
         python.request({"event": "roomAdd", "room": "defaultRoom"})
         page.goto(f"{server.http_url}/chat.html")
+        # the demo adds only window.chatClient, so tests (and users) may name theirs `client`
+        assert page.evaluate("() => [typeof client, typeof $, typeof note]") == ["undefined"] * 3
         wait_for(page, "() => document.getElementById('state').textContent === 'connected'")
         page.click("#join")
         wait_for(page, "() => document.getElementById('rooms').textContent === 'in: defaultRoom'")

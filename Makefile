@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.ahtwist-installed
 TWISTD_ARGS ?=
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench clean minify-client
 
 install: $(STAMP)
 
@@ -33,6 +33,18 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/run_all.py
+
+# The committed public/javascript/actionheroClient.min.js is made by this target
+# (terser from the npm registry through npx; needs node).  Its banner records the
+# sha256 of the source it was built from; a test checks they still match.
+CLIENT_JS := public/javascript/actionheroClient.js
+TERSER := terser@5.51.4
+minify-client:
+	sum=$$(sha256sum $(CLIENT_JS) | cut -d' ' -f1); \
+	{ echo "/*! actionheroClient.min.js: $(TERSER) build of actionheroClient.js sha256=$$sum (MIT) */"; \
+	  npx --yes $(TERSER) $(CLIENT_JS) --compress --mangle --ecma 2017 --comments false; \
+	} > public/javascript/actionheroClient.min.js.tmp
+	mv public/javascript/actionheroClient.min.js.tmp public/javascript/actionheroClient.min.js
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info twisted/plugins/dropin.cache

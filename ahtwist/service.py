@@ -87,15 +87,36 @@ class WebService(MultiService):
         self.site = WebSite(
             self.server, timeout=node.config.servers.web.idleTimeout, reactor=reactor
         )
+        #: the websocket server mounted on every listener (None when disabled)
+        self.websockets: Any = None
+        if node.config.servers.websocket.enabled:
+            # Autobahn is imported here, once twistd has chosen the reactor.
+            from ahtwist.websocket import websocket_resource
+
+            self.websockets, self.server.websocket_resource = websocket_resource(node, reactor)
         for description in endpoints:
             listen_on(self, reactor, description, self.site)
 
     def stopService(self) -> Deferred[Any]:
         stopped = super().stopService() or succeed(None)
         limit = self.node.config.servers.socket.pendingShutdownWaitLimit / 1000
-        return stopped.addCallback(
-            lambda _: self.site.drain(lambda: wait_until(self.reactor, lambda: not self.site.channels, limit))
-        )
+
+        def drain(_: Any) -> Deferred[Any]:
+            closing = [
+                self.site.drain(
+                    lambda: wait_until(self.reactor, lambda: not self.site.channels, limit)
+                )
+            ]
+            if self.websockets is not None:
+                closing.append(
+                    self.websockets.stop(
+                        self.node.config.servers.websocket.destroyClientsOnShutdown,
+                        lambda done: wait_until(self.reactor, done, limit),
+                    )
+                )
+            return DeferredList(closing, consumeErrors=True)
+
+        return stopped.addCallback(drain)
 
 
 class AhtwistService(MultiService):

@@ -231,3 +231,22 @@ class LoaderTests(SynchronousTestCase):
         with self.assertRaises(ConfigError) as e:
             make_node().load_plugins([folder])
         self.assertEqual(str(e.exception), "say is a reserved verb for connections. choose a new name")
+
+
+class RandomNumberTests(SynchronousTestCase):
+    def test_text_matches_the_json_number_even_when_tiny(self):
+        import random
+
+        from ahtwist.encoding import dumps
+
+        original = random.random
+        random.random = lambda: 4.9376121682098706e-05
+        try:
+            response = run(make_node(), {"action": "randomNumber"}).response
+        finally:
+            random.random = original
+        self.assertEqual(
+            dumps(response),
+            b'{"randomNumber":0.000049376121682098706,'
+            b'"stringRandomNumber":"Your random number is 0.000049376121682098706"}',
+        )

@@ -618,13 +618,25 @@ class WebServer:
     # --- websocket ----------------------------------------------------------------
 
     def _serve_websocket(self, request: WebRequest) -> None:
+        """Hand the request to the websocket resource (not a web request).
+
+        When the resource takes the transport over, the HTTP channel is done:
+        it is dropped from the site's open channels (it will never see
+        ``connectionLost``), so a stop does not try to drain it and it can
+        be collected.
+        """
         from twisted.web.server import NOT_DONE_YET
 
+        channel = request.channel
         result = self.websocket_resource.render(request)
-        if result is not NOT_DONE_YET:
-            if isinstance(result, bytes):
-                request.write(result)
-            request.finish()
+        if result is NOT_DONE_YET:
+            channels = getattr(getattr(channel, "site", None), "channels", None)
+            if channels is not None:
+                channels.discard(channel)
+            return
+        if isinstance(result, bytes) and result:
+            request.write(result)
+        request.finish()
 
 
 def _lines(pairs: list[tuple[bytes, bytes]]) -> bytes:

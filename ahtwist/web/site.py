@@ -24,8 +24,6 @@ if TYPE_CHECKING:
 #: longest request target (path + query) accepted, in bytes
 MAX_URL_LENGTH = 8192
 
-_EMPTY_CONTENT = BytesIO()
-
 
 class WebRequest(server.Request):
     """One HTTP request; see the module docstring."""
@@ -36,7 +34,7 @@ class WebRequest(server.Request):
     _rejected = False
 
     def gotLength(self, length: int | None) -> None:
-        self.content = _EMPTY_CONTENT
+        self.content = BytesIO()  # bodies are read by self.body; Twisted closes this one
         channel = self.channel
         web: WebServer = channel.site.server
         content_type = self.requestHeaders.getRawHeaders(b"content-type")

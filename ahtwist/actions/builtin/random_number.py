@@ -2,6 +2,8 @@
 
 import random
 
+import orjson
+
 from ahtwist.actions.action import Action
 
 
@@ -13,4 +15,6 @@ class RandomNumber(Action):
     def run(self, data):
         number = random.random()
         data.response["randomNumber"] = number
-        data.response["stringRandomNumber"] = f"Your random number is {number!r}"
+        # the number exactly as the JSON reply (and JavaScript) prints it:
+        # Python's repr would write 4.9e-05 where JSON has 0.000049
+        data.response["stringRandomNumber"] = f"Your random number is {orjson.dumps(number).decode()}"

@@ -25,9 +25,8 @@ from twisted.logger import Logger
 from ahtwist import errors
 from ahtwist.actions.middleware import ChatMiddleware, by_priority, check_middleware
 from ahtwist.backends.interfaces import IRoomBackend
-from ahtwist.errors import ActionError, ConfigError, RoomError
-
 from ahtwist.connection import Connection
+from ahtwist.errors import ActionError, ConfigError, RoomError
 
 if TYPE_CHECKING:
     from ahtwist.node import Node
@@ -48,7 +47,7 @@ def _veto_text(exc: BaseException) -> Any:
 class RoomService:
     """Rooms, membership and chat, over a backend."""
 
-    def __init__(self, node: "Node", backend: IRoomBackend) -> None:
+    def __init__(self, node: Node, backend: IRoomBackend) -> None:
         self.node = node
         self.backend = backend
         self.middleware: list[ChatMiddleware] = []
@@ -73,7 +72,7 @@ class RoomService:
         self._has_say_hooks = any(m.say is not None for m in self.middleware)
 
     async def _run_hooks(
-        self, hook: str, connection: "Connection | None", room: str, payload: Any = None
+        self, hook: str, connection: Connection | None, room: str, payload: Any = None
     ) -> Any:
         """Run one hook of every chat middleware; a truthy return replaces the
         payload.  Exceptions propagate (the caller decides: veto or ignore)."""
@@ -155,6 +154,9 @@ class RoomService:
             await self._run_hooks("join", connection, room)
         except Exception as e:
             raise RoomError(_veto_text(e)) from None
+        if connection.destroyed:
+            # gone while an asynchronous join hook ran: it must not stay a member
+            raise RoomError(errors.NOT_IN_ROOM.format(room=room))
         record = {"id": connection.id, "joinedAt": self.node.now_ms(), "host": self.node.id}
         await self.backend.add_member(room, record)
         if room not in connection.rooms:
@@ -183,7 +185,7 @@ class RoomService:
         self._forget_local(connection, room)
         return True
 
-    def _forget_local(self, connection: "Connection", room: str) -> None:
+    def _forget_local(self, connection: Connection, room: str) -> None:
         if room in connection.rooms:
             connection.rooms.remove(room)
         members = self._local.get(room)
@@ -192,7 +194,7 @@ class RoomService:
             if not members:
                 del self._local[room]
 
-    async def leave_all(self, connection: "Connection") -> None:
+    async def leave_all(self, connection: Connection) -> None:
         """A connection going away leaves every room (vetoes ignored)."""
         for room in list(connection.rooms):
             try:
@@ -212,7 +214,7 @@ class RoomService:
             "sentAt": self.node.now_ms(),
         }
 
-    def broadcast(self, connection: "Connection | None", room: str, message: Any) -> Deferred[None]:
+    def broadcast(self, connection: Connection | None, room: str, message: Any) -> Deferred[None]:
         """Send ``message`` to every member of ``room`` (sender included).
 
         Fires once the message is accepted (after ``on_say_receive``); the
@@ -221,7 +223,7 @@ class RoomService:
         """
         return Deferred.fromCoroutine(self._broadcast(connection, room, message))
 
-    async def _broadcast(self, connection: "Connection | None", room: str, message: Any) -> None:
+    async def _broadcast(self, connection: Connection | None, room: str, message: Any) -> None:
         if not room or message is None or message == "":
             raise RoomError(errors.ROOM_AND_MESSAGE_REQUIRED)
         if connection is not None and room not in connection.rooms:
@@ -235,7 +237,7 @@ class RoomService:
 
     # --- events from the backend ---------------------------------------------
 
-    def local_members(self, room: str) -> list["Connection"]:
+    def local_members(self, room: str) -> list[Connection]:
         """This node's connections in ``room``, in join order."""
         return list(self._local.get(room, {}).values())
 
@@ -254,7 +256,7 @@ class RoomService:
         except Exception:
             log.failure("handling room event {event!r}", event=event)
 
-    async def _deliver(self, recipient: "Connection", room: str, payload: dict[str, Any]) -> None:
+    async def _deliver(self, recipient: Connection, room: str, payload: dict[str, Any]) -> None:
         if not self._has_say_hooks:
             recipient.send_message(payload)
             return

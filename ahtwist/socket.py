@@ -48,8 +48,13 @@ TELNET_GOODBYE = frozenset((b"\xff\xf4\xff\xfd\x06", b"\x04"))
 FILE_CHUNK = 65536
 #: seconds a closing connection may take to flush its goodbye before it is aborted
 CLOSE_TIMEOUT = 10.0
-#: unread output tolerated from a client that stopped reading, at least
-MIN_OUTPUT_LIMIT = 65536
+#: a client this far behind (bytes) has its requests no longer read
+INPUT_PAUSE_BACKLOG = 65536
+#: unread output tolerated from a client that stopped reading, at least (well
+#: above the pause, so replies already in flight do not get it dropped)
+MIN_OUTPUT_LIMIT = 4 * INPUT_PAUSE_BACKLOG
+#: what a file waiting behind another counts for in the backlog
+PENDING_FILE_COST = 256
 _JSON_SPACE = " \t\n\r"
 
 
@@ -214,12 +219,15 @@ class SocketServer:
 class SocketProtocol(Protocol):
     """One socket client: framing, limits, output, files (no decisions).
 
-    The protocol is its transport's streaming producer: when the client stops
-    reading and the transport's buffer fills, Twisted pauses it, and it stops
-    reading the client's requests in turn.  Output that keeps arriving while
-    paused (replies in flight, chat messages), or that waits behind a file
-    being streamed, is counted; past the output limit the client is dropped,
-    so a client that never reads cannot make the server buffer without bound.
+    Output is bounded.  The protocol is its transport's streaming producer:
+    Twisted pauses it when the transport's buffer passes 64 KiB (the client is
+    not reading fast enough, or TLS is buffering during its handshake).  What
+    is written while paused, plus what waits behind a file being streamed, is
+    the client's *backlog*.  Past :data:`INPUT_PAUSE_BACKLOG` the client's
+    requests are no longer read (TCP pushes back on it); past the output
+    limit (``servers.socket.maxBufferLength``, at least 64 KiB) -- chat keeps
+    coming even when its requests do not -- the client is dropped.  So a
+    client that never reads cannot make the server buffer without bound.
     """
 
     connection: Connection | None = None
@@ -227,13 +235,20 @@ class SocketProtocol(Protocol):
     _closing = False
     #: the transport is lost or aborted: nothing more is written
     _gone = False
+    #: the transport asked us to pause (its buffer is full)
     _paused = False
+    #: we stopped reading the client's input because its backlog is too big
+    _input_paused = False
     _partial: bytearray | None = None
+    #: input read but not handled because the client fell behind (one read at most)
+    _held: bytes | None = None
+    _release_call: Any = None
     _discarding = False
     _discard_tail = b""
     #: bytes written while paused (since the pause began)
     _unread = 0
-    #: the file being streamed, and what waits behind it (bytes or _PendingFile)
+    #: the file being streamed (an open file) and, while it streams, what
+    #: waits behind it in order: message bytes and _PendingFile entries
     _file: Any = None
     _queued: list[Any] | None = None
     _queued_bytes = 0
@@ -274,10 +289,11 @@ class SocketProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._closing = self._gone = True
-        for call in (self._idle_call, self._close_call):
+        for call in (self._idle_call, self._close_call, self._release_call):
             if call is not None and call.active():
                 call.cancel()
-        self._idle_call = self._close_call = None
+        self._idle_call = self._close_call = self._release_call = None
+        self._held = None
         self._stop_file()
         self._partial = None
         self.factory.forget(self)
@@ -300,18 +316,25 @@ class SocketProtocol(Protocol):
             return
         if b"\r" in data:
             data = data.replace(b"\r", b"\n")
-        self._feed(data)
+        if self._held is not None:
+            self._held += data  # input is paused; TLS may still hand over one read
+        else:
+            self._feed(data)
 
     def _feed(self, data: bytes) -> None:
         if self._partial or self._discarding:
             self._feed_slow(data)
             return
-        lines = data.split(self.factory.delimiter)
+        delimiter = self.factory.delimiter
+        lines = data.split(delimiter)
         tail = lines.pop()
-        for raw in lines:
+        for index, raw in enumerate(lines):
             if raw:
                 self._line(raw)
                 if self._closing:
+                    return
+                if self._input_paused:
+                    self._held = delimiter.join([*lines[index + 1 :], tail])
                     return
         if tail:
             self._partial = bytearray(tail)
@@ -348,8 +371,23 @@ class SocketProtocol(Protocol):
             self._line(line)
             if self._closing:
                 return
+            if self._input_paused:
+                self._held = rest
+                return
         if rest:
             self._feed(rest)
+
+    def _release_input(self) -> None:
+        """The client caught up: handle the input held since the pause, then
+        read again (unless that input put it behind once more)."""
+        self._release_call = None
+        if self._closing or self._input_paused:
+            return  # behind again: released at the next catch-up
+        held, self._held = self._held, None
+        if held:
+            self._feed(held)
+        if not self._input_paused and not self._closing:
+            self.transport.resumeProducing()
 
     def _check_partial(self) -> None:
         """An unterminated line is never buffered beyond the cap: answer once,
@@ -400,16 +438,34 @@ class SocketProtocol(Protocol):
             if not self._paused:
                 return
             self._unread += len(data)
-        if self._unread + self._queued_bytes > self.factory.output_limit:
-            self._drop()
+        self._check_backlog()
 
-    def _drop(self) -> None:
-        log.info(
-            "dropping socket client {id}: {n} bytes of output it does not read",
-            id=self.connection.id,
-            n=self._unread + self._queued_bytes,
-        )
-        self.abort()
+    def _check_backlog(self) -> None:
+        """Pause reading a client that is behind, resume it once it caught
+        up, drop it past the output limit."""
+        backlog = self._unread + self._queued_bytes
+        if backlog > self.factory.output_limit:
+            log.info(
+                "dropping socket client {id}: {n} bytes of output it does not read",
+                id=self.connection.id,
+                n=backlog,
+            )
+            self.abort()
+        elif backlog > INPUT_PAUSE_BACKLOG:
+            if not self._input_paused and not self._closing:
+                self._input_paused = True
+                self.transport.pauseProducing()
+        elif self._input_paused:
+            self._input_paused = False
+            if self._closing:
+                pass
+            elif self._held:
+                # not from inside whatever wrote: on the next turn
+                if self._release_call is None:
+                    self._release_call = self.factory.clock.callLater(0, self._release_input)
+            else:
+                self._held = None
+                self.transport.resumeProducing()
 
     def send_file(self, path: str) -> None:
         """``connection.send_file`` from server code: a public name, or an
@@ -424,28 +480,28 @@ class SocketProtocol(Protocol):
         self.send_resolved_file(info)
 
     def send_resolved_file(self, info: FileInfo | None) -> None:
-        """Stream the file's raw bytes (no framing), or the not-found line."""
+        """Stream the file's raw bytes (no framing), or the not-found line.
+        A file asked for while another streams waits behind it, unopened."""
         if self._closing:
             return
         if info is None:
             self._write(NOT_FOUND_LINE)
-            return
-        try:
-            handle = open(info.path, "rb")  # noqa: SIM115 -- closed by _pump/_stop_file
-        except OSError as e:
-            log.info("{message}", message=errors.FILE_READ_ERROR.format(error=e))
-            self._write(NOT_FOUND_LINE)
-            return
-        if self._file is not None:
-            self._queued.append(_PendingFile(handle))  # streams after the current one
-            return
-        self._file = handle
-        self._queued = []
-        self._pump()
+        elif self._file is not None:
+            self._queued.append(_PendingFile(info))
+            self._queued_bytes += PENDING_FILE_COST
+            self._check_backlog()
+        else:
+            handle = _open(info)
+            if handle is None:
+                self._write(NOT_FOUND_LINE)
+                return
+            self._file = handle
+            self._queued = []
+            self._pump()
 
     def _pump(self) -> None:
         """Write file chunks until the transport pushes back or the file ends;
-        then what queued behind it, in order."""
+        then what waited behind it, in order."""
         while self._file is not None and not self._paused and not self._gone:
             try:
                 chunk = self._file.read(FILE_CHUNK)
@@ -457,44 +513,50 @@ class SocketProtocol(Protocol):
                 continue
             self._file.close()
             self._file = None
-            queued, self._queued = self._queued, None
-            self._queued_bytes = 0
-            for index, item in enumerate(queued):
-                if isinstance(item, _PendingFile):
-                    self._file = item.handle
-                    self._queued = rest = queued[index + 1 :]
-                    self._queued_bytes = sum(len(x) for x in rest if isinstance(x, bytes))
-                    break
+            self._flush_queue()
+        if self._gone:
+            return
+        if self._file is None and self._close_after_file:
+            self._close_after_file = False
+            self._finish_close()
+        else:
+            self._check_backlog()
+
+    def _flush_queue(self) -> None:
+        queued, self._queued = self._queued or [], None
+        self._queued_bytes = 0
+        for index, item in enumerate(queued):
+            if type(item) is bytes:
                 self.transport.write(item)
-            if self._file is None and self._close_after_file:
-                self._finish_close()
+                continue
+            handle = _open(item.info)
+            if handle is None:
+                self.transport.write(NOT_FOUND_LINE)
+                continue
+            self._file = handle
+            self._queued = rest = queued[index + 1 :]
+            self._queued_bytes = sum(
+                len(x) if type(x) is bytes else PENDING_FILE_COST for x in rest
+            )
+            return
 
     def _stop_file(self) -> None:
         handle, self._file = self._file, None
         if handle is not None:
             handle.close()
-        for item in self._queued or ():
-            if isinstance(item, _PendingFile):
-                item.handle.close()
         self._queued = None
         self._queued_bytes = 0
 
     # --- IPushProducer (driven by our transport's write buffer) --------------
 
     def pauseProducing(self) -> None:
-        if not self._paused:
-            self._paused = True
-            self._unread = 0
-            if not self._closing:
-                self.transport.pauseProducing()  # stop reading requests too
+        self._paused = True
 
     def resumeProducing(self) -> None:
         if self._paused:
             self._paused = False
             self._unread = 0
-            if not self._closing:
-                self.transport.resumeProducing()
-            self._pump()
+            self._pump()  # continues a file; re-checks the backlog
 
     def stopProducing(self) -> None:
         self._closing = self._gone = True
@@ -512,8 +574,10 @@ class SocketProtocol(Protocol):
         self._closing = True
         self._partial = None
         if self._file is not None:
-            self._close_after_file = True
+            # the file streaming now is finished; files waiting behind it are dropped
+            self._queued = [item for item in self._queued if type(item) is bytes]
             self._queued.append(GOODBYE_LINE)
+            self._close_after_file = True
             self._arm_close_timer()
             return
         self.transport.write(GOODBYE_LINE)
@@ -541,12 +605,20 @@ class SocketProtocol(Protocol):
 
 
 class _PendingFile:
-    """A file waiting behind the one streaming now."""
+    """A file waiting behind the one streaming now (opened when its turn comes)."""
 
-    __slots__ = ("handle",)
+    __slots__ = ("info",)
 
-    def __init__(self, handle: Any) -> None:
-        self.handle = handle
+    def __init__(self, info: FileInfo) -> None:
+        self.info = info
+
+
+def _open(info: FileInfo) -> Any:
+    try:
+        return open(info.path, "rb")  # noqa: SIM115 -- closed by _pump/_stop_file
+    except OSError as e:
+        log.info("{message}", message=errors.FILE_READ_ERROR.format(error=e))
+        return None
 
 
 class SocketFactory(ServerFactory):

@@ -347,7 +347,7 @@ def test_big_file_is_streamed_with_flow_control_and_messages_wait_behind_it(tmp_
     first = client.transport.value()
     # roomAdd's reply, then at most two chunks: the file is not read whole
     assert len(first) <= 2 * 65536 + 200
-    assert not client.transport.reading  # input paused while the output is full
+    assert client.transport.reading  # a small backlog: requests are still read
     received = b""
     while True:
         chunk = client.read()
@@ -382,3 +382,54 @@ def test_quit_while_a_file_streams_finishes_the_file_then_says_goodbye(tmp_path)
     assert received == content + b'{"status":"Bye!","context":"api"}\r\n'
     factory.clock.advance(0)
     assert client.closed
+
+
+def test_requests_piling_up_behind_a_file_pause_input_until_it_is_sent(tmp_path):
+    public = tmp_path / "public"
+    public.mkdir()
+    (public / "big.bin").write_bytes(b"b" * 1000000)
+    factory = factory_for(f'[general.paths]\npublic = ["{public}"]\n', directory=str(tmp_path))
+    (client,) = connect(factory, buffer_size=65536)
+    client.send(b"file big.bin\n")
+    for _ in range(1000):  # ~100 kB of replies queue behind the file
+        client.send(b"paramsView\n")
+        if not client.transport.reading:
+            break
+    assert not client.transport.reading
+    assert not client.transport.aborted
+    data = b""
+    while True:
+        chunk = client.read()
+        if not chunk:
+            break
+        data += chunk
+    assert data.startswith(b"b" * 1000000)
+    replies = data[1000000:].split(b"\r\n")[:-1]
+    assert len(replies) == _ + 1
+    assert json.loads(replies[-1])["messageCount"] == _ + 2
+    assert client.transport.reading  # caught up: reading again
+
+
+def test_files_queued_behind_a_file_are_opened_in_turn_and_dropped_on_quit(tmp_path):
+    public = tmp_path / "public"
+    public.mkdir()
+    (public / "a.bin").write_bytes(b"a" * 200000)
+    (public / "b.txt").write_bytes(b"bbb")
+    factory = factory_for(f'[general.paths]\npublic = ["{public}"]\n', directory=str(tmp_path))
+    (client,) = connect(factory, buffer_size=65536)
+    client.send(b"file a.bin\nfile b.txt\nfile nope\nfile b.txt\n")
+    (public / "b.txt").write_bytes(b"BBB")  # read when its turn comes, not before
+    data = b""
+    while True:
+        chunk = client.read()
+        if not chunk:
+            break
+        data += chunk
+    assert data == b"a" * 200000 + b"BBB" + NOT_FOUND + b"\r\n" + b"BBB"
+    client.send(b"file a.bin\nfile b.txt\nquit\n")
+    data = b""
+    while not client.closed:
+        data += client.read()
+        factory.clock.advance(0)
+    data += client.read()
+    assert data == b"a" * 200000 + b'{"status":"Bye!","context":"api"}\r\n'

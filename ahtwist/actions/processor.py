@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from inspect import isawaitable
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger, LogLevel
 
 from ahtwist import errors
@@ -35,6 +35,11 @@ _LEVELS = {
     "error": LogLevel.error,
     "critical": LogLevel.critical,
 }
+
+_ACTION_LOG_FORMAT = (
+    "[ action @ {type} ] to={remoteIP} action={action} params={params} "
+    "duration={duration} error={error}"
+)
 
 # action_status values (ActionHero's names); transports map them to codes
 UNKNOWN_ACTION = "unknown_action"
@@ -115,6 +120,56 @@ class ActionData:
         return {k: v for k, v in params.items() if k in post_variables}
 
 
+def _run(coroutine: Any) -> "Deferred[Any]":
+    """``Deferred.fromCoroutine`` with a fast path for the common case.
+
+    Most actions finish without waiting for anything; running the first step
+    here and returning an already-fired Deferred skips Twisted's coroutine
+    driver (a measurable share of a socket request).  A coroutine that does
+    wait is handed to the driver through :func:`_delegate`, which forwards
+    sends and throws exactly as ``yield from`` would.
+    """
+    try:
+        yielded = coroutine.send(None)
+    except StopIteration as stop:
+        return succeed(stop.value)
+    except BaseException:
+        return fail()
+    return Deferred.fromCoroutine(_Resume(coroutine, yielded).wait())
+
+
+class _Resume:
+    """Awaitable continuing a coroutine that already ran its first step."""
+
+    __slots__ = ("coroutine", "yielded")
+
+    def __init__(self, coroutine: Any, yielded: Any) -> None:
+        self.coroutine = coroutine
+        self.yielded = yielded
+
+    def __await__(self) -> Any:
+        return (yield from _delegate(self.coroutine, self.yielded))
+
+    async def wait(self) -> Any:
+        return await self
+
+
+def _delegate(coroutine: Any, yielded: Any) -> Any:
+    while True:
+        try:
+            value = yield yielded
+        except BaseException as e:  # thrown in by the driver: pass it down
+            try:
+                yielded = coroutine.throw(e)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                yielded = coroutine.send(value)
+            except StopIteration as stop:
+                return stop.value
+
+
 class _JSONText:
     """Renders a value as JSON only when a log observer formats the event."""
 
@@ -174,7 +229,7 @@ class ActionProcessor:
             message_id,
             connection.message_count if message_count is None else message_count,
         )
-        return Deferred.fromCoroutine(self._process(data))
+        return _run(self._process(data))
 
     async def _process(self, data: ActionData) -> ActionData:
         connection = data.connection
@@ -358,15 +413,22 @@ class ActionProcessor:
         if self.filtered:
             params = {k: "[FILTERED]" if k in self.filtered else v for k, v in params.items()}
         connection = data.connection
-        log.emit(
-            level,
-            "[ action @ {type} ] to={remoteIP} action={action} params={params} "
-            "duration={duration} error={error}",
-            type=connection.type,
-            remoteIP=connection.remote_ip,
-            action=data.action,
-            params=_JSONText(params),
-            duration=data.duration,
-            error=_JSONText(data.error) if data.error is not None else "",
+        # what Logger.emit builds, without its per-call sort of every LogLevel
+        # (our levels come from _LEVELS): a few microseconds per action
+        log.observer(
+            {
+                "type": connection.type,
+                "remoteIP": connection.remote_ip,
+                "action": data.action,
+                "params": _JSONText(params),
+                "duration": data.duration,
+                "error": _JSONText(data.error) if data.error is not None else "",
+                "log_logger": log,
+                "log_level": level,
+                "log_namespace": log.namespace,
+                "log_source": None,
+                "log_format": _ACTION_LOG_FORMAT,
+                "log_time": time.time(),
+            }
         )
 

@@ -158,6 +158,9 @@ def _delegate(coroutine: Any, yielded: Any) -> Any:
     while True:
         try:
             value = yield yielded
+        except GeneratorExit:  # closed (garbage collected): close it too
+            coroutine.close()
+            raise
         except BaseException as e:  # thrown in by the driver: pass it down
             try:
                 yielded = coroutine.throw(e)

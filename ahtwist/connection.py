@@ -6,7 +6,7 @@ core pushes through.  Rooms, actions and middleware only ever see the
 :class:`Connection`; they never know which transport is behind it.
 """
 
-import uuid
+import os
 from typing import Any
 
 from zope.interface import Attribute, Interface, implementer
@@ -42,9 +42,18 @@ class IConnection(Interface):
         """Close the connection from the server side."""
 
 
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
 def new_id() -> str:
-    """A fresh lowercase RFC 4122 v4 uuid."""
-    return str(uuid.uuid4())
+    """A fresh lowercase RFC 4122 v4 uuid (122 random bits).
+
+    The same value ``str(uuid.uuid4())`` gives, built straight from the hex
+    digits: every socket/websocket reply carries one, and this is about three
+    times cheaper than going through ``uuid.UUID``.
+    """
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 @implementer(IConnection)

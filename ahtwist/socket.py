@@ -176,9 +176,12 @@ class SocketServer:
             params["messageId"] = request_params["messageId"]
         if message_id is None:
             message_id = new_id()
-        d = self.processor.process(connection, params, message_id, count)
-        d.addCallback(self._render_action, connection)
-        d.addErrback(self._render_failed, connection, message_id, count)
+        self.processor.process(connection, params, message_id, count).addCallbacks(
+            self._render_action,
+            self._render_failed,
+            callbackArgs=(connection,),
+            errbackArgs=(connection, message_id, count),
+        )
 
     def _render_action(self, data: ActionData, connection: Connection) -> None:
         if data.to_render:
@@ -187,13 +190,18 @@ class SocketServer:
                 response["context"] = "response"
                 response["messageCount"] = data.message_count
                 response["messageId"] = data.message_id
-            connection.send_message(response)
+            try:
+                connection.send_message(response)
+            except Exception:
+                self._render_failed(Failure(), connection, data.message_id, data.message_count)
         if self.draining and connection.pending_actions == 0:
             connection.destroy()
 
     def _render_failed(
         self, failure: Failure, connection: Connection, message_id: Any, count: int
     ) -> None:
+        """Never lose the reply: a response that cannot be sent (say, a value
+        JSON cannot encode) is answered with ``internal server error``."""
         log.failure("rendering a socket reply failed", failure)
         connection.send_message(
             {

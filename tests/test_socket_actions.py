@@ -292,3 +292,19 @@ def test_status_counts_socket_requests_and_active_clients():
     status = json.loads(a.ask(b"status\n")[0])
     assert status["stats"]["socketServer"]["numberOfLocalActiveSocketClients"] == 1
     assert factory.node.stats.local(SOCKET_REQUESTS) == 5
+
+
+def test_a_response_json_cannot_encode_is_answered_with_internal_server_error():
+    class Odd(Action):
+        name = "odd"
+        description = "returns something JSON cannot hold"
+
+        def run(self, data):
+            data.response["thing"] = object()
+
+    (client,) = connect(factory_for(plugins=[Odd]))
+    assert_lines(
+        client.ask(b'{"action":"odd","messageId":"m1"}\n'),
+        ['{"error":"internal server error","context":"response","messageCount":1,"messageId":"m1"}'],
+    )
+    assert_lines(client.ask(b"paramsView\n"), ['{"status":"OK","context":"response","data":{"action":"odd"},"messageCount":2,"messageId":"<uuid>"}'])

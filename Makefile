@@ -23,7 +23,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 run: install
-	$(BIN)/twistd -n --pidfile= ahtwist $(TWISTD_ARGS)
+	$(BIN)/twistd -n --pidfile= --logger=ahtwist.logs.observer ahtwist $(TWISTD_ARGS)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

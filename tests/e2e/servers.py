@@ -32,11 +32,18 @@ _LISTENING = re.compile(r"socket server listening on [^:]+:(\d+) \((.*)\)")
 class TwistdServer:
     """``twistd -n ahtwist --web none --socket ...`` in a subprocess."""
 
-    def __init__(self, socket_endpoints: list[str], config: str = "", workdir: str | None = None) -> None:
+    def __init__(
+        self,
+        socket_endpoints: list[str],
+        config: str = "",
+        workdir: str | None = None,
+        twistd_options: tuple[str, ...] = (),
+    ) -> None:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="ahtwist-e2e-"))
         config_path = self.workdir / "ahtwist.toml"
         config_path.write_text(config, "utf-8")
-        args = [TWISTD, "-n", "--pidfile=", "ahtwist", "--config", str(config_path), "--web", "none"]
+        args = [TWISTD, "-n", "--pidfile=", *twistd_options, "ahtwist", "--config", str(config_path)]
+        args += ["--web", "none"]
         for endpoint in socket_endpoints:
             args += ["--socket", endpoint]
         self.log_path = self.workdir / "server.log"

@@ -220,7 +220,11 @@ def test_half_line_then_silence_is_closed_by_the_idle_timeout_without_slowing_ot
 
 @pytest.fixture
 def flood_server():
-    srv = TwistdServer([TCP], "[servers.socket]\nmaxBufferLength = 262144\n")
+    srv = TwistdServer(
+        [TCP],
+        "[servers.socket]\nmaxBufferLength = 262144\n",
+        twistd_options=("--logger=ahtwist.logs.observer",),  # as `make run` and systemd
+    )
     yield srv
     srv.stop()
 

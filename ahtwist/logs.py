@@ -17,6 +17,7 @@ import sys
 from typing import IO, Any
 
 from twisted.logger import FileLogObserver, formatEventAsClassicLogText, formatTime
+from twisted.logger._format import formatWithCall
 
 
 class _SecondClock:
@@ -44,6 +45,28 @@ def observer(out: IO[str] | None = None) -> Any:
     stream = out if out is not None else sys.stdout
 
     def format_event(event: dict[str, Any]) -> str | None:
-        return formatEventAsClassicLogText(event, formatTime=clock)
+        """Twisted's classic line for an ordinary event, without the runtime
+        ``typing`` subscriptions Twisted's formatter evaluates per event;
+        failures and unusual events go through Twisted's own formatter."""
+        form = event.get("log_format")
+        if type(form) is not str or "log_failure" in event or "log_flattened" in event:
+            return formatEventAsClassicLogText(event, formatTime=clock)
+        try:
+            text = formatWithCall(form, event)
+            system = event.get("log_system")
+            if system is None:
+                level = event.get("log_level")
+                system = f"{event.get('log_namespace', '-')}#{'-' if level is None else level.name}"
+            else:
+                system = str(system)
+        except BaseException:
+            return formatEventAsClassicLogText(event, formatTime=clock)
+        if not text:
+            return None
+        return f"{clock(event.get('log_time'))} [{system}] {text.replace(NEWLINE, CONTINUATION)}\n"
 
     return FileLogObserver(stream, format_event)
+
+
+NEWLINE = "\n"
+CONTINUATION = "\n\t"

@@ -14,10 +14,16 @@ def test_same_lines_as_twistd_including_tracebacks_and_continuations():
     log.info("plain {x}", x=1)
     log.warn("two\nlines")
     try:
-        1 / 0
+        _ = 1 / 0
     except ZeroDivisionError:
         log.failure("it broke")
     log.debug("{{braces}} kept")
+    log.info("")  # nothing to say: no line
+    log.info(b"bytes format {x}", x=2)
+    log.info("a {missing} field")  # unformattable: Twisted's generic text
+    publisher({"log_format": "with a system", "log_system": "custom", "log_time": 1.5})
+    publisher({"log_format": "no level, no namespace", "log_time": None})
+    publisher({"log_format": "called {f()}", "f": lambda: "yes", "log_time": 2.0})
     assert ours.getvalue() == theirs.getvalue()
     text = ours.getvalue()
     assert "[ahtwist.test#info] plain 1\n" in text

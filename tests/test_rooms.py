@@ -415,3 +415,27 @@ def test_a_destroyed_connection_leaves_every_room_with_leave_hooks_and_vetoes_ig
     node.reactor.advance(0)
     assert msgs(a) == []
     assert len(msgs(b)) == 1
+
+
+def test_a_recipient_that_fails_does_not_stop_delivery_to_the_others():
+    class Shouty(ChatMiddleware):
+        name = "shouty"
+
+        def say(self, connection, room, payload):
+            return {**payload, "message": payload["message"].upper()}
+
+    for plugins in ([], [Shouty]):
+        node = make_node(plugins=plugins)
+        a, b, c = join(node, 3)
+        for connection in (a, b, c):
+            result(node.rooms.add_member(connection.id, "defaultRoom"))
+
+        def broken(message):
+            raise RuntimeError("transport bug")
+
+        b.transport.send_message = broken
+        result(node.rooms.broadcast(a, "defaultRoom", "hi"))
+        node.reactor.advance(0)
+        expected = "HI" if plugins else "hi"
+        assert [m["message"] for m in msgs(a)] == [expected]
+        assert [m["message"] for m in msgs(c)] == [expected]

@@ -52,7 +52,10 @@ def observer(out: IO[str] | None = None) -> Any:
         if type(form) is not str or "log_failure" in event or "log_flattened" in event:
             return formatEventAsClassicLogText(event, formatTime=clock)
         try:
-            text = formatWithCall(form, event)
+            if form == "{text}" and type(event.get("text")) is str:
+                text = event["text"]  # already rendered (the action log line)
+            else:
+                text = formatWithCall(form, event)
             system = event.get("log_system")
             if system is None:
                 level = event.get("log_level")

@@ -176,12 +176,16 @@ class SocketServer:
             params["messageId"] = request_params["messageId"]
         if message_id is None:
             message_id = new_id()
-        self.processor.process(connection, params, message_id, count).addCallbacks(
-            self._render_action,
-            self._render_failed,
-            callbackArgs=(connection,),
-            errbackArgs=(connection, message_id, count),
-        )
+        result = self.processor.start(connection, params, message_id, count)
+        if isinstance(result, Deferred):
+            result.addCallbacks(
+                self._render_action,
+                self._render_failed,
+                callbackArgs=(connection,),
+                errbackArgs=(connection, message_id, count),
+            )
+        else:
+            self._render_action(result, connection)
 
     def _render_action(self, data: ActionData, connection: Connection) -> None:
         if data.to_render:

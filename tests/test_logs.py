@@ -24,6 +24,8 @@ def test_same_lines_as_twistd_including_tracebacks_and_continuations():
     publisher({"log_format": "with a system", "log_system": "custom", "log_time": 1.5})
     publisher({"log_format": "no level, no namespace", "log_time": None})
     publisher({"log_format": "called {f()}", "f": lambda: "yes", "log_time": 2.0})
+    publisher({"log_format": "{text}", "text": "pre-rendered {x}\nline", "log_time": 3.0})
+    publisher({"log_format": "{text}", "text": 42, "log_time": 3.0})
     assert ours.getvalue() == theirs.getvalue()
     text = ours.getvalue()
     assert "[ahtwist.test#info] plain 1\n" in text

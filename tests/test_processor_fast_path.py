@@ -136,3 +136,19 @@ def test_run_wraps_exceptions_from_the_first_step():
 
     failure = results(_run(broken()))[0]
     assert failure.check(KeyError)
+
+
+def test_start_returns_the_data_itself_when_nothing_waited_else_a_deferred():
+    from ahtwist.actions.processor import ActionData
+
+    node = make_node(plugins=[Waits])
+    connection = Connection("socket", "127.0.0.1", 1, node.now_ms())
+    node.add_connection(connection)
+    data = node.processor.start(connection, {"action": "randomNumber"}, "m", 3)
+    assert isinstance(data, ActionData)
+    assert data.message_count == 3 and data.message_id == "m"
+    pending = node.processor.start(connection, {"action": "waits"}, "n", 4)
+    assert isinstance(pending, Deferred) and not pending.called
+    for gate, value in (("one", 1), ("two", 2), ("three", 3)):
+        gates[gate].callback(value)
+    assert results(pending)[0].response["three"] == 3

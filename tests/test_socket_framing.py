@@ -371,3 +371,24 @@ def test_requests_pipelined_in_one_read_stop_being_handled_once_the_client_is_be
     assert client.transport.reading
     assert client.connection.params == {"key": "last"}
     assert client.connection.message_count == 20001
+
+
+def test_keep_alive_is_set_when_configured_and_unix_peers_have_no_ip():
+    from twisted.internet.address import UNIXAddress
+    from twisted.internet.testing import StringTransport
+
+    class KeepAliveTransport(StringTransport):
+        keep_alive = None
+
+        def setTcpKeepAlive(self, enabled):
+            self.keep_alive = enabled
+
+    for toml, expected in (("[servers.socket]\nsetKeepAlive = true\n", 1), ("", None)):
+        factory = factory_for(toml)
+        transport = KeepAliveTransport(peerAddress=UNIXAddress(None))
+        protocol = factory.buildProtocol(None)
+        protocol.makeConnection(transport)
+        assert transport.keep_alive == expected
+        details = protocol.connection.details()
+        assert (details["remoteIP"], details["remotePort"]) == ("unix", 0)
+        assert transport.value() == WELCOME + b"\r\n"

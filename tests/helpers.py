@@ -50,8 +50,8 @@ def make_node(text: str = "", clock: Clock | None = None, plugins: Iterable[Any]
     """A Node on a ManualClock with the built-in actions plus ``plugins``
     (Action / middleware classes)."""
     node = Node(config_from(text, **kw), clock or ManualClock())
-    from ahtwist.actions.loader import Plugins
     from ahtwist.actions.action import Action
+    from ahtwist.actions.loader import Plugins
     from ahtwist.actions.middleware import ActionMiddleware, ChatMiddleware, ConnectionMiddleware
 
     found = Plugins()

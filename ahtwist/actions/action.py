@@ -26,6 +26,7 @@ import attrs
 
 from ahtwist.errors import ConfigError
 
+
 class _NoDefault:
     def __repr__(self) -> str:
         return "NO_DEFAULT"

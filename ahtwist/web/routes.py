@@ -131,7 +131,7 @@ def split_path(path: str) -> list[str]:
 def _compile_path(path: str, fail: Any) -> tuple[Segment, ...]:
     # Find ":name(regex)" groups first so a "/" inside a regex is reported
     # instead of silently splitting the regex in two.
-    i, depth, start = 0, 0, None
+    i, depth = 0, 0
     while i < len(path):
         ch = path[i]
         if ch == "\\" and depth:

@@ -237,7 +237,7 @@ class SocketProtocol(Protocol):
     is written while paused, plus what waits behind a file being streamed, is
     the client's *backlog*.  Past :data:`INPUT_PAUSE_BACKLOG` the client's
     requests are no longer read (TCP pushes back on it); past the output
-    limit (``servers.socket.maxBufferLength``, at least 64 KiB) -- chat keeps
+    limit (``servers.socket.maxBufferLength``, at least 256 KiB) -- chat keeps
     coming even when its requests do not -- the client is dropped.  So a
     client that never reads cannot make the server buffer without bound.
     """

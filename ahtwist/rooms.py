@@ -155,6 +155,9 @@ class RoomService:
             await self._run_hooks("join", connection, room)
         except Exception as e:
             raise RoomError(_veto_text(e)) from None
+        if connection.destroyed:
+            # gone while an asynchronous join hook ran: it must not stay a member
+            raise RoomError(errors.NOT_IN_ROOM.format(room=room))
         record = {"id": connection.id, "joinedAt": self.node.now_ms(), "host": self.node.id}
         await self.backend.add_member(room, record)
         if room not in connection.rooms:
@@ -246,8 +249,17 @@ class RoomService:
         try:
             kind, room, payload = event["type"], event["room"], event["payload"]
             if kind in ("say", "destroy"):
-                for recipient in self.local_members(room):
-                    await self._deliver(recipient, room, payload)
+                members = self._local.get(room)
+                if members and not self._has_say_hooks:
+                    # the common case: one plain loop, no coroutine per recipient
+                    for recipient in list(members.values()):
+                        try:
+                            recipient.send_message(payload)
+                        except Exception:
+                            log.failure("delivering to {id}", id=recipient.id)
+                elif members:
+                    for recipient in self.local_members(room):
+                        await self._deliver(recipient, room, payload)
             if kind == "destroy":
                 for member in self.local_members(room):
                     await self._remove_member(member.id, room, force=True)
@@ -255,12 +267,12 @@ class RoomService:
             log.failure("handling room event {event!r}", event=event)
 
     async def _deliver(self, recipient: Connection, room: str, payload: dict[str, Any]) -> None:
-        if not self._has_say_hooks:
-            recipient.send_message(payload)
-            return
         try:
             message = await self._run_hooks("say", recipient, room, payload)
         except Exception as e:
             log.debug("say middleware vetoed delivery to {id}: {e}", id=recipient.id, e=e)
             return
-        recipient.send_message(message)
+        try:
+            recipient.send_message(message)
+        except Exception:
+            log.failure("delivering to {id}", id=recipient.id)

@@ -1,4 +1,4 @@
-"""Services: the node's lifecycle and the web listeners, under one MultiService.
+"""Services: the node's lifecycle, the web and socket listeners, under one MultiService.
 
 ``AhtwistService`` is what ``twistd ahtwist`` runs.  Starting it creates the
 starting rooms and opens every listener; stopping it (SIGTERM) marks the node
@@ -18,6 +18,7 @@ from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
 
 from ahtwist.node import Node
+from ahtwist.socket import SocketFactory
 from ahtwist.web.api import WebServer
 from ahtwist.web.site import WebSite
 
@@ -117,6 +118,41 @@ class WebService(MultiService):
             return DeferredList(closing, consumeErrors=True)
 
         return stopped.addCallback(drain)
+
+
+class SocketService(MultiService):
+    """The TCP/TLS socket listeners of one node (one factory shared by all).
+
+    Stopping closes the listeners, then drains the connections
+    (:meth:`~ahtwist.socket.SocketFactory.drain`): goodbye to idle clients,
+    pending actions get up to ``servers.socket.pendingShutdownWaitLimit`` ms.
+    """
+
+    def __init__(self, node: Node, reactor: Any, endpoints: tuple[str, ...]) -> None:
+        super().__init__()
+        self.node = node
+        self.reactor = reactor
+        self.factory = SocketFactory(node, reactor)
+        for description in endpoints:
+            listen_on(self, reactor, description, self.factory)
+
+    def startService(self) -> None:
+        super().startService()
+        for listener in self:
+            waiting = getattr(listener, "_waitingForPort", None)
+            if waiting is not None:
+                waiting.addCallback(self._listening, listener.description)
+
+    def _listening(self, port: Any, description: str) -> Any:
+        address = port.getHost()
+        where = f"{address.host}:{address.port}" if hasattr(address, "port") else str(address)
+        log.info("socket server listening on {where} ({description})", where=where, description=description)
+        return port
+
+    def stopService(self) -> Deferred[Any]:
+        stopped = super().stopService() or succeed(None)
+        limit = self.node.config.servers.socket.pendingShutdownWaitLimit / 1000
+        return stopped.addCallback(lambda _: self.factory.drain(limit))
 
 
 class AhtwistService(MultiService):

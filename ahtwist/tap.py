@@ -109,11 +109,13 @@ def makeService(options: Options, reactor: Any = None) -> Any:
 def build_service(config: Config, reactor: Any) -> Any:
     """The :class:`~ahtwist.service.AhtwistService` for ``config``."""
     from ahtwist.node import Node
-    from ahtwist.service import AhtwistService, WebService
+    from ahtwist.service import AhtwistService, SocketService, WebService
 
     node = Node(config, reactor)
     node.load_plugins()
     top = AhtwistService(node, reactor)
     if config.web_endpoints:
         WebService(node, reactor, config.web_endpoints).setServiceParent(top)
+    if config.socket_endpoints:
+        SocketService(node, reactor, config.socket_endpoints).setServiceParent(top)
     return top

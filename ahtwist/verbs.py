@@ -1,16 +1,21 @@
-"""Connection verbs shared by the long-lived transports (BEHAVIOUR.md 9.4, 10.2).
+"""Connection verbs (BEHAVIOUR.md sections 9.4 and 10.2), transport-neutral.
 
-``roomAdd``, ``roomLeave``, ``roomView``, ``say``, ``detailsView`` and
-``documentation`` mean the same on the socket and on the websocket; only the
-framing differs.  Each verb here returns a :class:`VerbResult` (the error
-text, and the ``data`` the reply carries, if any) and the transport turns it
-into its reply shape.  Room rules live in :class:`~ahtwist.rooms.RoomService`;
-this module only maps its outcomes onto the verb table.
+ActionHero gives every long-lived connection a small command set besides
+actions: room verbs, ``say``, ``detailsView``, ``documentation``, the socket's
+sticky-param verbs and ``quit``/``exit``.  The rules (what each verb does,
+which error text and ``data`` it answers with) are the same on the socket and
+the websocket, so they live here; a transport only turns its input into
+``(verb, args)`` and the outcome into its own reply shape.
+
+A verb answers with its ``data`` (``None`` means "no data key") or raises
+:class:`VerbError` carrying the error text and, for ``roomAdd``/``roomLeave``,
+``data: false``.  ``quit``/``exit`` answer :data:`NO_REPLY`: the connection is
+destroyed and its transport says goodbye its own way.
 """
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import attrs
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
@@ -24,26 +29,13 @@ if TYPE_CHECKING:
 
 log = Logger(namespace="ahtwist.verbs")
 
-
-class _NoData:
-    """The reply has no ``data`` key (distinct from ``"data": null``)."""
-
-    def __repr__(self) -> str:
-        return "NO_DATA"
-
-
-NO_DATA: Any = _NoData()
-
-
-@attrs.frozen
-class VerbResult:
-    """A verb's outcome: ``error`` None means OK; ``data`` NO_DATA means absent."""
-
-    error: Any = None
-    data: Any = NO_DATA
-
-
-OK = VerbResult()
+#: verbs every chatting connection has (socket and websocket)
+COMMON_VERBS = frozenset(
+    ("quit", "exit", "documentation", "detailsView", "roomAdd", "roomLeave", "roomView", "say")
+)
+#: verbs that edit the socket's sticky params
+PARAM_VERBS = frozenset(("paramAdd", "paramDelete", "paramView", "paramsView", "paramsDelete"))
+SOCKET_VERBS = COMMON_VERBS | PARAM_VERBS
 
 
 def room_text(room: Any) -> str:
@@ -53,8 +45,8 @@ def room_text(room: Any) -> str:
     return dumps(room).decode("utf-8", "replace")
 
 
-def say_text(values: list[Any]) -> str:
-    """A say message from the verb's remaining arguments: strings as they are,
+def say_text(values: Sequence[Any]) -> str:
+    """A say message from a verb's remaining arguments: strings as they are,
     anything else as compact JSON text, joined by single spaces (a null is
     empty, as in JavaScript's ``join``)."""
     parts = []
@@ -68,82 +60,147 @@ def say_text(values: list[Any]) -> str:
     return " ".join(parts)
 
 
-def _unexpected(what: str, connection: "Connection") -> VerbResult:
-    log.failure("{verb} failed for {id}", verb=what, id=connection.id)
-    return VerbResult(errors.INTERNAL_ERROR)
+class _NoReply:
+    def __repr__(self) -> str:
+        return "NO_REPLY"
 
 
-async def _room_add(node: "Node", connection: "Connection", room: Any) -> VerbResult:
-    if not isinstance(room, str):
-        return VerbResult(errors.ROOM_DOES_NOT_EXIST, False)
-    try:
-        await node.rooms.add_member(connection.id, room)
-    except RoomError as e:
-        return VerbResult(e.message, False)
-    except Exception:
-        return attrs.evolve(_unexpected("roomAdd", connection), data=False)
-    return VerbResult(None, True)
+#: returned by ``quit``/``exit``: nothing is answered, the connection closes
+NO_REPLY: Any = _NoReply()
+_ABSENT: Any = object()
 
 
-async def _room_leave(node: "Node", connection: "Connection", room: Any) -> VerbResult:
-    if not isinstance(room, str):
-        return VerbResult(errors.NOT_IN_ROOM.format(room=room_text(room)), False)
-    try:
-        await node.rooms.remove_member(connection.id, room)
-    except RoomError as e:
-        return VerbResult(e.message, False)
-    except Exception:
-        return attrs.evolve(_unexpected("roomLeave", connection), data=False)
-    return VerbResult(None, True)
+class VerbError(Exception):
+    """A verb refused: ``message`` is the reply's ``status``/``error`` text,
+    ``data`` (when not None) its ``data``."""
+
+    def __init__(self, message: Any, data: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data
 
 
-async def _room_view(node: "Node", connection: "Connection", room: Any) -> VerbResult:
-    if not isinstance(room, str) or room not in connection.rooms:
-        return VerbResult(errors.NOT_IN_ROOM.format(room=room_text(room)))
-    try:
-        status = await node.rooms.status(room)
-    except RoomError as e:
-        return VerbResult(e.message)
-    except Exception:
-        return _unexpected("roomView", connection)
-    return VerbResult(None, status)
+class UnknownVerb(Exception):
+    """Not a verb of this transport (the socket then runs an action)."""
 
 
-async def _say(node: "Node", connection: "Connection", room: Any, message: str) -> VerbResult:
-    if not isinstance(room, str) and room and message != "":
-        return VerbResult(errors.NOT_IN_ROOM.format(room=room_text(room)))
-    try:
-        await node.rooms.broadcast(connection, room, message)
-    except RoomError as e:
-        return VerbResult(e.message)
-    except Exception:
-        return _unexpected("say", connection)
-    return OK
+class Verbs:
+    """The verb rules for one node."""
 
+    def __init__(self, node: "Node") -> None:
+        self.node = node
+        self.rooms = node.rooms
+        self.registry = node.registry
+        self.scrub = not node.config.general.disableParamScrubbing
 
-def room_add(node: "Node", connection: "Connection", room: Any) -> Deferred[VerbResult]:
-    """Join ``room``: data true, or the error with data false."""
-    return Deferred.fromCoroutine(_room_add(node, connection, room))
+    def run(
+        self,
+        connection: "Connection",
+        verb: str,
+        args: Sequence[str],
+        allowed: frozenset[str] = SOCKET_VERBS,
+    ) -> Deferred[Any]:
+        """Run ``verb`` with its words; fires the data or fails with
+        :class:`VerbError` (or :class:`UnknownVerb` for a verb not ``allowed``)."""
+        return Deferred.fromCoroutine(self._run(connection, verb, args, allowed))
 
+    async def _run(
+        self, connection: "Connection", verb: str, args: Sequence[str], allowed: frozenset[str]
+    ) -> Any:
+        if verb not in allowed:
+            raise UnknownVerb(verb)
+        first = args[0] if args else ""
+        try:
+            if verb == "roomAdd":
+                return await self.room_add(connection, first)
+            if verb == "roomLeave":
+                return await self.room_leave(connection, first)
+            if verb == "roomView":
+                return await self.room_view(connection, first)
+            if verb == "say":
+                # words were split on single spaces: joining them with single
+                # spaces gives back the message with its spacing
+                return await self.say(connection, first, " ".join(args[1:]))
+            if verb == "detailsView":
+                return connection.details()
+            if verb == "documentation":
+                return self.registry.documentation()
+            if verb in ("quit", "exit"):
+                connection.destroy()
+                return NO_REPLY
+            return self._param_verb(connection, verb, args)
+        except VerbError:
+            raise
+        except Exception:
+            log.failure("verb {verb} failed for {id}", verb=verb, id=connection.id)
+            raise VerbError(errors.INTERNAL_ERROR) from None
 
-def room_leave(node: "Node", connection: "Connection", room: Any) -> Deferred[VerbResult]:
-    """Leave ``room``: data true, or the error with data false."""
-    return Deferred.fromCoroutine(_room_leave(node, connection, room))
+    # --- rooms -----------------------------------------------------------------
 
+    async def room_add(self, connection: "Connection", room: Any) -> bool:
+        if not isinstance(room, str):  # a websocket frame may carry any JSON value
+            raise VerbError(errors.ROOM_DOES_NOT_EXIST, False)
+        try:
+            return await self.rooms.add_member(connection.id, room)
+        except RoomError as e:
+            raise VerbError(e.message, False) from None
 
-def room_view(node: "Node", connection: "Connection", room: Any) -> Deferred[VerbResult]:
-    """The room status for a member; otherwise ``connection not in this room``."""
-    return Deferred.fromCoroutine(_room_view(node, connection, room))
+    async def room_leave(self, connection: "Connection", room: Any) -> bool:
+        if not isinstance(room, str):
+            raise VerbError(errors.NOT_IN_ROOM.format(room=room_text(room)), False)
+        try:
+            return await self.rooms.remove_member(connection.id, room)
+        except RoomError as e:
+            raise VerbError(e.message, False) from None
 
+    async def room_view(self, connection: "Connection", room: Any) -> dict[str, Any]:
+        # v18+: only members may look (ActionHero's actionhero-client expects it)
+        if not isinstance(room, str) or room not in connection.rooms:
+            raise VerbError(errors.NOT_IN_ROOM.format(room=room_text(room)))
+        try:
+            return await self.rooms.status(room)
+        except RoomError as e:
+            raise VerbError(e.message) from None
 
-def say(node: "Node", connection: "Connection", room: Any, message: str) -> Deferred[VerbResult]:
-    """Broadcast ``message`` to ``room``; the OK reply carries no data."""
-    return Deferred.fromCoroutine(_say(node, connection, room, message))
+    async def say(self, connection: "Connection", room: Any, message: Any) -> None:
+        if not isinstance(room, str) and room and message != "":
+            raise VerbError(errors.NOT_IN_ROOM.format(room=room_text(room)))
+        try:
+            await self.rooms.broadcast(connection, room, message)
+        except RoomError as e:
+            raise VerbError(e.message) from None
+        return None
 
+    # --- sticky params (socket) ------------------------------------------------
 
-def details_view(connection: "Connection") -> VerbResult:
-    return VerbResult(None, connection.details())
+    def _param_verb(self, connection: "Connection", verb: str, args: Sequence[str]) -> Any:
+        params = connection.params
+        if verb == "paramsView":
+            return dict(params)
+        if verb == "paramsDelete":
+            params.clear()
+            return None
+        key = args[0] if args else ""
+        if verb == "paramView":
+            return params.get(key)
+        if verb == "paramDelete":
+            params.pop(key, None)
+            return None
+        # paramAdd: "key=value" or "key value"; "key=a=b" stores "a" [v17]
+        value = args[1] if len(args) > 1 else _ABSENT
+        if "=" in key:
+            parts = key.split("=")
+            key, value = parts[0], parts[1]
+        if self.param_allowed(key):
+            if value is _ABSENT:
+                params.pop(key, None)
+            else:
+                params[key] = value
+        return None
 
-
-def documentation(node: "Node") -> VerbResult:
-    return VerbResult(None, node.registry.documentation())
+    def param_allowed(self, key: str) -> bool:
+        """Sticky params hold known param names only (any name without
+        scrubbing); ``messageId`` is never sticky."""
+        if not key or key == "messageId":
+            return False
+        return not self.scrub or key in self.registry.post_variables

@@ -32,10 +32,11 @@ from twisted.web.server import NOT_DONE_YET
 from txaio._common import _BatchedTimer
 from zope.interface import implementer
 
-from ahtwist import errors, verbs
+from ahtwist import errors
 from ahtwist.connection import Connection, IConnectionTransport, new_id
 from ahtwist.encoding import dumps, loads
 from ahtwist.node import WEBSOCKET_REQUESTS
+from ahtwist.verbs import COMMON_VERBS, VerbError, Verbs, say_text
 from ahtwist.web.api import parse_forwarded_for
 from ahtwist.web.mime import mime_for_extension
 
@@ -55,9 +56,9 @@ _OPEN = WebSocketProtocol.STATE_OPEN
 _CONNECTING = WebSocketProtocol.STATE_CONNECTING
 _CLOSED = WebSocketProtocol.STATE_CLOSED
 
-#: events handled as room/connection verbs (everything else but action,
-#: file, quit and exit is ``verb not found or not allowed``)
-_ROOM_VERBS = frozenset({"roomAdd", "roomLeave", "roomView", "say"})
+#: events handled as connection verbs (everything else but action, file,
+#: quit and exit is ``verb not found or not allowed``: no sticky params here)
+WEBSOCKET_VERBS = COMMON_VERBS - {"quit", "exit"}
 _NOT_ARGUMENTS = frozenset({"event", "messageId", "room"})
 _NOT_FOUND_TEXT = errors.FILE_NOT_FOUND
 
@@ -152,6 +153,7 @@ class WebSocketServer:
         self._shared: tuple[dict[str, Any], tuple[Any, ...], Any] | None = None
         self.stats = node.stats
         self.processor = node.processor
+        self.verbs = Verbs(node)
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -234,17 +236,12 @@ class WebSocketServer:
         elif event == "file":
             reply = file_reply(self._resolve(message.get("file")), self.max_file_size)
             self._send_reply(protocol, reply, count, message_id)
-        elif event in _ROOM_VERBS:
-            self._room_verb(protocol, event, message, message_id, count)
-        elif event == "detailsView":
-            self._send_verb(protocol, verbs.details_view(connection), count, message_id)
-        elif event == "documentation":
-            self._send_verb(protocol, verbs.documentation(self.node), count, message_id)
+        elif event in WEBSOCKET_VERBS:
+            self._verb(protocol, event, message, message_id, count)
         elif event == "quit" or event == "exit":
             protocol.close_with(CLOSE_NORMAL)
         else:
-            result = verbs.VerbResult(errors.VERB_NOT_FOUND.format(verb=event))
-            self._send_verb(protocol, result, count, message_id)
+            self._send_verb(protocol, errors.VERB_NOT_FOUND.format(verb=event), None, count, message_id)
 
     def _action(
         self,
@@ -270,7 +267,7 @@ class WebSocketServer:
             response = {} if data.error is None else {"error": data.error}
         self._send_reply(protocol, response, count, message_id)
 
-    def _room_verb(
+    def _verb(
         self,
         protocol: "WebSocketConnectionProtocol",
         event: str,
@@ -281,19 +278,22 @@ class WebSocketServer:
         # verb arguments: room (if present), then the other values in key order
         args = [message["room"]] if "room" in message else []
         args.extend(v for k, v in message.items() if k not in _NOT_ARGUMENTS)
-        room = args[0] if args else None
-        connection = protocol.connection
-        node = self.node
         if event == "say":
-            d = verbs.say(node, connection, room, verbs.say_text(args[1:]))
-        elif event == "roomAdd":
-            d = verbs.room_add(node, connection, room)
-        elif event == "roomLeave":
-            d = verbs.room_leave(node, connection, room)
+            args = [args[0] if args else None, say_text(args[1:])]
+        self.verbs.run(protocol.connection, event, args, WEBSOCKET_VERBS).addCallbacks(
+            lambda data: self._send_verb(protocol, None, data, count, message_id),
+            self._verb_failed,
+            errbackArgs=(protocol, event, count, message_id),
+        )
+
+    def _verb_failed(
+        self, failure: Any, protocol: "WebSocketConnectionProtocol", event: str, count: int, message_id: Any
+    ) -> None:
+        if failure.check(VerbError):
+            error = failure.value
+            self._send_verb(protocol, error.message, error.data, count, message_id)
         else:
-            d = verbs.room_view(node, connection, room)
-        d.addCallback(lambda result: self._send_verb(protocol, result, count, message_id))
-        d.addErrback(self._failed, protocol, event)
+            self._failed(failure, protocol, event)
 
     def _resolve(self, name: Any) -> "FileInfo | None":
         if not isinstance(name, str) or not name:
@@ -323,16 +323,19 @@ class WebSocketServer:
     def _send_verb(
         self,
         protocol: "WebSocketConnectionProtocol",
-        result: verbs.VerbResult,
+        error: Any,
+        data: Any,
         count: int,
         message_id: Any,
     ) -> None:
-        if result.error is None:
+        """A verb's reply: OK (``error`` None) or the error in ``status`` and
+        ``error``; ``data`` when not None."""
+        if error is None:
             reply: dict[str, Any] = {"status": "OK", "context": "response"}
         else:
-            reply = {"status": result.error, "error": result.error, "context": "response"}
-        if result.data is not verbs.NO_DATA and result.data is not None:
-            reply["data"] = result.data
+            reply = {"status": error, "error": error, "context": "response"}
+        if data is not None:
+            reply["data"] = data
         reply["messageCount"] = count
         reply["messageId"] = message_id
         if protocol.state == _OPEN:

@@ -955,15 +955,16 @@ def test_a_chat_payload_is_framed_once_but_never_sent_stale():
 
 
 def test_a_bug_while_handling_a_frame_keeps_the_connection(monkeypatch):
-    from ahtwist import verbs
-
     h = harness()
     c = h.client()
 
-    def broken(connection):
+    original = h.websockets.verbs.run
+
+    def broken(*args):
+        monkeypatch.setattr(h.websockets.verbs, "run", original)  # once
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(verbs, "details_view", broken)
+    monkeypatch.setattr(h.websockets.verbs, "run", broken)
     assert c.request({"event": "detailsView", "messageId": 1}) == []
     assert not c.lost
     [reply] = c.request({"event": "roomAdd", "room": "defaultRoom", "messageId": 2})

@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from inspect import isawaitable
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger, LogLevel
 
 from ahtwist import errors
-from ahtwist._async import start
+from ahtwist._async import run_now
 from ahtwist.actions.action import Action, Input, render_version, takes_args, wants_data
 from ahtwist.actions.registry import SAFE_PARAMS
 from ahtwist.encoding import dumps
@@ -174,8 +174,22 @@ class ActionProcessor:
         """Run the action named by ``params["action"]`` for ``connection``.
 
         ``params`` is used as the action's working copy: pass a copy when the
-        caller keeps the original (socket sticky params).
+        caller keeps the original (socket sticky params).  The Deferred never
+        fails: errors are in the returned data.
         """
+        result = self.start(connection, params, message_id, message_count)
+        return result if isinstance(result, Deferred) else succeed(result)
+
+    def start(
+        self,
+        connection: "Connection",
+        params: dict[str, Any],
+        message_id: Any = None,
+        message_count: int | None = None,
+    ) -> "ActionData | Deferred[ActionData]":
+        """Like :meth:`process`, but an action that finished without waiting
+        returns its :class:`ActionData` directly (no Deferred): for transports
+        on a hot path."""
         data = ActionData(
             self.node,
             connection,
@@ -183,7 +197,7 @@ class ActionProcessor:
             message_id,
             connection.message_count if message_count is None else message_count,
         )
-        return start(self._process(data))
+        return run_now(self._process(data))
 
     async def _process(self, data: ActionData) -> ActionData:
         connection = data.connection
@@ -385,4 +399,3 @@ class ActionProcessor:
                 "error": _JSONText(data.error) if data.error is not None else "",
             }
         )
-

@@ -1,0 +1,708 @@
+"""The line-oriented TCP/TLS socket server (BEHAVIOUR.md section 9).
+
+Three pieces, one job each:
+
+* :class:`SocketProtocol` -- the transport.  It frames bytes into lines (``\\r``
+  folded to ``\\n``, a configurable, possibly multi-character delimiter),
+  enforces the limits (``maxDataLength``, ``maxBufferLength``, idle timeout,
+  bounded output for clients that do not read), streams files, and writes
+  every message as compact JSON + ``\\r\\n``.  It decides nothing about what a
+  line means.
+* :class:`SocketServer` -- the socket's core.  It counts lines, tells verbs
+  from actions, keeps the sticky params, hands actions to the processor and
+  verbs to :mod:`ahtwist.verbs`, and shapes every reply (``status``/``error``/
+  ``data``/``context``/``messageCount``/``messageId``).  It talks to the client
+  only through the :class:`~ahtwist.connection.Connection`.
+* :class:`SocketFactory` -- builds protocols on every ``--socket`` endpoint
+  (``tcp:``, ``ssl:``, ``unix:``, ``systemd:``) and knows the live ones, so a
+  stop can drain them (:meth:`SocketFactory.drain`).
+"""
+
+import os
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ahtwist import errors
+from ahtwist.actions.processor import ActionData
+from ahtwist.connection import Connection, IConnectionTransport, new_id
+from ahtwist.encoding import dumps, loads
+from ahtwist.files import FileInfo
+from ahtwist.node import SOCKET_REQUESTS, Node
+from ahtwist.verbs import NO_REPLY, SOCKET_VERBS, UnknownVerb, VerbError, Verbs
+
+log = Logger(namespace="ahtwist.socket")
+
+CRLF = b"\r\n"
+WELCOME_LINE = dumps({"welcome": errors.WELCOME, "context": "api"}) + CRLF
+GOODBYE_LINE = dumps({"status": errors.BYE, "context": "api"}) + CRLF
+NOT_FOUND_LINE = dumps(errors.FILE_NOT_FOUND) + CRLF
+#: a read that is exactly telnet's Ctrl-C (IAC IP IAC DO TIMING-MARK) or Ctrl-D
+TELNET_GOODBYE = frozenset((b"\xff\xf4\xff\xfd\x06", b"\x04"))
+#: bytes read from a file per write while streaming it
+FILE_CHUNK = 65536
+#: seconds a closing connection may take to flush its goodbye before it is aborted
+CLOSE_TIMEOUT = 10.0
+#: a client this far behind (bytes) has its requests no longer read
+INPUT_PAUSE_BACKLOG = 65536
+#: unread output tolerated from a client that stopped reading, at least (well
+#: above the pause, so replies already in flight do not get it dropped)
+MIN_OUTPUT_LIMIT = 4 * INPUT_PAUSE_BACKLOG
+#: what a file waiting behind another counts for in the backlog
+PENDING_FILE_COST = 256
+_JSON_SPACE = " \t\n\r"
+
+
+class SocketServer:
+    """What socket lines mean (verbs, actions, files) for one node."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.processor = node.processor
+        self.stats = node.stats
+        self.files = node.files
+        self.verbs = Verbs(node)
+        config = node.config.servers.socket
+        self.max_data_length = config.maxDataLength
+        self.max_buffer_length = config.maxBufferLength
+        #: set while a stop drains connections: an idle connection is closed
+        #: as soon as its last pending action has answered
+        self.draining = False
+
+    # --- lines -----------------------------------------------------------------
+
+    def line_too_long(self, connection: Connection, received: int) -> None:
+        """A line over the limit: dropped, not counted, answered with the
+        current count (BEHAVIOUR.md 9.2, numbers in the corrected order)."""
+        limit = self.max_data_length if self.max_data_length > 0 else self.max_buffer_length
+        text = errors.DATA_TOO_BIG.format(received=received, max=limit)
+        log.info("{ip}: {error}", ip=connection.remote_ip, error=text)
+        connection.send_message(
+            {
+                "status": "error",
+                "error": text,
+                "context": "response",
+                "messageCount": connection.message_count,
+                "messageId": new_id(),
+            }
+        )
+
+    def line_received(self, connection: Connection, line: str) -> None:
+        """One accepted (non-empty, within limits) request line."""
+        connection.message_count += 1
+        count = connection.message_count
+        self.stats.increment(SOCKET_REQUESTS)
+        words = line.split(" ")
+        verb = words[0]
+        if verb == "file":
+            if len(words) > 1:
+                connection.params["file"] = words[1]  # sticky, as in v17
+            self.send_public_file(connection, connection.params.get("file"))
+        elif verb in SOCKET_VERBS:
+            self.run_verb(connection, verb, words[1:], count)
+        else:
+            self.run_action_line(connection, line, verb, count)
+
+    # --- verbs -----------------------------------------------------------------
+
+    def run_verb(self, connection: Connection, verb: str, args: list[str], count: int) -> None:
+        d = self.verbs.run(connection, verb, args)
+        d.addCallbacks(
+            self._verb_ok,
+            self._verb_failed,
+            callbackArgs=(connection, count),
+            errbackArgs=(connection, count, verb),
+        )
+
+    def _verb_ok(self, data: Any, connection: Connection, count: int) -> None:
+        if data is NO_REPLY:
+            return
+        message: dict[str, Any] = {"status": "OK", "context": "response"}
+        if data is not None:
+            message["data"] = data
+        message["messageCount"] = count
+        message["messageId"] = new_id()
+        connection.send_message(message)
+
+    def _verb_failed(self, failure: Failure, connection: Connection, count: int, verb: str) -> None:
+        if failure.check(VerbError):
+            text, data = failure.value.message, failure.value.data
+        else:
+            if failure.check(UnknownVerb) is None:
+                log.failure("socket verb {verb} failed", failure, verb=verb)
+            text, data = errors.INTERNAL_ERROR, None
+        message: dict[str, Any] = {"status": text, "error": text, "context": "response"}
+        if data is not None:
+            message["data"] = data
+        message["messageCount"] = count
+        message["messageId"] = new_id()
+        connection.send_message(message)
+
+    # --- actions ---------------------------------------------------------------
+
+    def run_action_line(self, connection: Connection, line: str, verb: str, count: int) -> None:
+        """A JSON object request, or the first word as the action name
+        (BEHAVIOUR.md 9.5); the action works on a copy of the sticky params."""
+        request = None
+        if line[0] == "{" or line.lstrip(_JSON_SPACE)[:1] == "{":
+            try:
+                request = loads(line)
+            except ValueError:
+                request = None
+        message_id = None
+        request_params = None
+        if type(request) is dict:
+            request_params = request.get("params")
+            if type(request_params) is dict:
+                sticky = dict(request_params)
+                sticky.pop("messageId", None)  # never sticky
+                connection.params = sticky
+            else:
+                request_params = None
+            if "action" in request:
+                connection.params["action"] = request["action"]
+            message_id = request.get("messageId")
+            if message_id is None and request_params is not None:
+                message_id = request_params.get("messageId")
+        else:
+            connection.params["action"] = verb
+        params = dict(connection.params)
+        if request_params is not None and "messageId" in request_params:
+            params["messageId"] = request_params["messageId"]
+        if message_id is None:
+            message_id = new_id()
+        result = self.processor.start(connection, params, message_id, count)
+        if isinstance(result, Deferred):
+            result.addCallbacks(
+                self._render_action,
+                self._render_failed,
+                callbackArgs=(connection,),
+                errbackArgs=(connection, message_id, count),
+            )
+        else:
+            self._render_action(result, connection)
+
+    def _render_action(self, data: ActionData, connection: Connection) -> None:
+        if data.to_render:
+            response = data.response
+            if isinstance(response, dict):
+                response["context"] = "response"
+                response["messageCount"] = data.message_count
+                response["messageId"] = data.message_id
+            try:
+                connection.send_message(response)
+            except Exception:
+                self._render_failed(Failure(), connection, data.message_id, data.message_count)
+        if self.draining and connection.pending_actions == 0:
+            connection.destroy()
+
+    def _render_failed(
+        self, failure: Failure, connection: Connection, message_id: Any, count: int
+    ) -> None:
+        """Never lose the reply: a response that cannot be sent (say, a value
+        JSON cannot encode) is answered with ``internal server error``."""
+        log.failure("rendering a socket reply failed", failure)
+        connection.send_message(
+            {
+                "error": errors.INTERNAL_ERROR,
+                "context": "response",
+                "messageCount": count,
+                "messageId": message_id,
+            }
+        )
+
+    # --- files -----------------------------------------------------------------
+
+    def send_public_file(self, connection: Connection, name: Any) -> None:
+        """The ``file`` verb: a name from the client, resolved inside the
+        public folders only (absolute names are refused)."""
+        info = self.files.resolve(name) if isinstance(name, str) and name else None
+        transport = connection.transport
+        if transport is not None and not connection.destroyed:
+            transport.send_resolved_file(info)
+
+
+@implementer(IConnectionTransport, IPushProducer)
+class SocketProtocol(Protocol):
+    """One socket client: framing, limits, output, files (no decisions).
+
+    Output is bounded.  The protocol is its transport's streaming producer:
+    Twisted pauses it when the transport's buffer passes 64 KiB (the client is
+    not reading fast enough, or TLS is buffering during its handshake).  What
+    is written while paused, plus what waits behind a file being streamed, is
+    the client's *backlog*.  Past :data:`INPUT_PAUSE_BACKLOG` the client's
+    requests are no longer read (TCP pushes back on it); past the output
+    limit (``servers.socket.maxBufferLength``, at least 256 KiB) -- chat keeps
+    coming even when its requests do not -- the client is dropped.  So a
+    client that never reads cannot make the server buffer without bound.
+    """
+
+    connection: Connection | None = None
+    #: no more input is read and no new message is accepted (goodbye sent or due)
+    _closing = False
+    #: the transport is lost or aborted: nothing more is written
+    _gone = False
+    #: the transport asked us to pause (its buffer is full)
+    _paused = False
+    #: we stopped reading the client's input because its backlog is too big
+    _input_paused = False
+    _partial: bytearray | None = None
+    #: input read but not handled because the client fell behind (one read at most)
+    _held: bytes | None = None
+    _release_call: Any = None
+    _discarding = False
+    _discard_tail = b""
+    #: bytes written while paused (since the pause began)
+    _unread = 0
+    #: the file being streamed (an open file) and, while it streams, what
+    #: waits behind it in order: message bytes and _PendingFile entries
+    _file: Any = None
+    _queued: list[Any] | None = None
+    _queued_bytes = 0
+    _close_after_file = False
+    _idle_call: Any = None
+    _close_call: Any = None
+    _last_seen = 0.0
+
+    def __init__(self, factory: "SocketFactory") -> None:
+        self.factory = factory
+        self.server = factory.server
+
+    # --- connection lifecycle --------------------------------------------------
+
+    def connectionMade(self) -> None:
+        factory = self.factory
+        transport = self.transport
+        peer = transport.getPeer()
+        connection = Connection(
+            "socket",
+            getattr(peer, "host", None) or "unix",
+            getattr(peer, "port", 0) or 0,
+            factory.node.now_ms(),
+            transport=self,
+        )
+        self.connection = connection
+        factory.protocols.add(self)
+        if factory.keep_alive and hasattr(transport, "setTcpKeepAlive"):
+            transport.setTcpKeepAlive(1)
+        transport.registerProducer(self, True)
+        factory.node.add_connection(connection)
+        if self._closing:  # a create hook destroyed it
+            return
+        transport.write(WELCOME_LINE)
+        if factory.idle_timeout > 0:
+            self._last_seen = factory.clock.seconds()
+            self._idle_call = factory.clock.callLater(factory.idle_timeout, self._check_idle)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._closing = self._gone = True
+        for call in (self._idle_call, self._close_call, self._release_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._idle_call = self._close_call = self._release_call = None
+        self._held = None
+        self._stop_file()
+        self._partial = None
+        self.factory.forget(self)
+        connection = self.connection
+        if connection is not None:
+            self.factory.node.destroy_connection(connection).addErrback(
+                lambda f: log.failure("destroying socket connection {id}", f, id=connection.id)
+            )
+
+    # --- input -----------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closing:
+            return
+        factory = self.factory
+        if self._idle_call is not None:
+            self._last_seen = factory.clock.seconds()
+        if len(data) <= 5 and data in TELNET_GOODBYE:
+            self.connection.destroy()
+            return
+        if b"\r" in data:
+            data = data.replace(b"\r", b"\n")
+        if self._held is not None:
+            self._held += data  # input is paused; TLS may still hand over one read
+        else:
+            self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        if self._partial or self._discarding:
+            self._feed_slow(data)
+            return
+        delimiter = self.factory.delimiter
+        lines = data.split(delimiter)
+        tail = lines.pop()
+        for index, raw in enumerate(lines):
+            if raw:
+                self._line(raw)
+                if self._closing:
+                    return
+                if self._input_paused:
+                    self._held = delimiter.join([*lines[index + 1 :], tail])
+                    return
+        if tail:
+            self._partial = bytearray(tail)
+            self._check_partial()
+
+    def _feed_slow(self, data: bytes) -> None:
+        """Input while a line is incomplete or being discarded: only the new
+        bytes are searched for the delimiter, so trickled input stays linear."""
+        delimiter = self.factory.delimiter
+        width = len(delimiter)
+        if self._discarding:
+            joined = self._discard_tail + data
+            index = joined.find(delimiter)
+            if index < 0:
+                self._discard_tail = joined[-(width - 1) :] if width > 1 else b""
+                return
+            self._discarding = False
+            self._discard_tail = b""
+            rest = joined[index + width :]
+            if rest:
+                self._feed(rest)
+            return
+        buffer = self._partial
+        start = max(0, len(buffer) - width + 1)
+        buffer += data
+        index = buffer.find(delimiter, start)
+        if index < 0:
+            self._check_partial()
+            return
+        line = bytes(buffer[:index])
+        rest = bytes(buffer[index + width :])
+        self._partial = None
+        if line:
+            self._line(line)
+            if self._closing:
+                return
+            if self._input_paused:
+                self._held = rest
+                return
+        if rest:
+            self._feed(rest)
+
+    def _release_input(self) -> None:
+        """The client caught up: handle the input held since the pause, then
+        read again (unless that input put it behind once more)."""
+        self._release_call = None
+        if self._closing or self._input_paused:
+            return  # behind again: released at the next catch-up
+        held, self._held = self._held, None
+        if held:
+            self._feed(held)
+        if not self._input_paused and not self._closing:
+            self.transport.resumeProducing()
+
+    def _check_partial(self) -> None:
+        """An unterminated line is never buffered beyond the cap: answer once,
+        then discard input up to the next delimiter."""
+        buffer = self._partial
+        if len(buffer) > self.factory.buffer_cap:
+            width = len(self.factory.delimiter)
+            self._discard_tail = bytes(buffer[-(width - 1) :]) if width > 1 else b""
+            self._partial = None
+            self._discarding = True
+            self.server.line_too_long(self.connection, len(buffer))
+
+    def _line(self, raw: bytes) -> None:
+        if len(raw) > self.factory.line_limit:
+            self.server.line_too_long(self.connection, len(raw))
+            return
+        self.server.line_received(self.connection, raw.decode("utf-8", "replace"))
+
+    def _check_idle(self) -> None:
+        """Close a client silent for ``idleTimeout`` seconds (a half line
+        followed by silence included).  One timer per connection, re-armed
+        when it fires rather than on every read."""
+        self._idle_call = None
+        if self._closing:
+            return
+        factory = self.factory
+        due = self._last_seen + factory.idle_timeout
+        now = factory.clock.seconds()
+        if now >= due:
+            log.info("closing idle socket client {id}", id=self.connection.id)
+            self.close()
+        else:
+            self._idle_call = factory.clock.callLater(due - now, self._check_idle)
+
+    # --- output (IConnectionTransport) ---------------------------------------
+
+    def send_message(self, message: Any) -> None:
+        """One message as a compact JSON line (dropped once closing)."""
+        if not self._closing:
+            self._write(dumps(message) + CRLF)
+
+    def _write(self, data: bytes) -> None:
+        if self._file is not None:
+            self._queued.append(data)
+            self._queued_bytes += len(data)
+        else:
+            self.transport.write(data)
+            if not self._paused:
+                return
+            self._unread += len(data)
+        self._check_backlog()
+
+    def _check_backlog(self) -> None:
+        """Pause reading a client that is behind, resume it once it caught
+        up, drop it past the output limit."""
+        backlog = self._unread + self._queued_bytes
+        if backlog > self.factory.output_limit:
+            log.info(
+                "dropping socket client {id}: {n} bytes of output it does not read",
+                id=self.connection.id,
+                n=backlog,
+            )
+            self.abort()
+        elif backlog > INPUT_PAUSE_BACKLOG:
+            if not self._input_paused and not self._closing:
+                self._input_paused = True
+                self.transport.pauseProducing()
+        elif self._input_paused:
+            self._input_paused = False
+            if self._closing:
+                pass
+            elif self._held:
+                # not from inside whatever wrote: on the next turn
+                if self._release_call is None:
+                    self._release_call = self.factory.clock.callLater(0, self._release_input)
+            else:
+                self._held = None
+                self.transport.resumeProducing()
+
+    def send_file(self, path: str) -> None:
+        """``connection.send_file`` from server code: a public name, or an
+        absolute path lying inside a public folder."""
+        files = self.factory.node.files
+        if not isinstance(path, str) or not path:
+            info = None
+        elif os.path.isabs(path):
+            info = files.resolve_absolute(path)
+        else:
+            info = files.resolve(path)
+        self.send_resolved_file(info)
+
+    def send_resolved_file(self, info: FileInfo | None) -> None:
+        """Stream the file's raw bytes (no framing), or the not-found line.
+        A file asked for while another streams waits behind it, unopened."""
+        if self._closing:
+            return
+        if info is None:
+            self._write(NOT_FOUND_LINE)
+        elif self._file is not None:
+            self._queued.append(_PendingFile(info))
+            self._queued_bytes += PENDING_FILE_COST
+            self._check_backlog()
+        else:
+            handle = _open(info)
+            if handle is None:
+                self._write(NOT_FOUND_LINE)
+                return
+            self._file = handle
+            self._queued = []
+            self._pump()
+
+    def _pump(self) -> None:
+        """Write file chunks until the transport pushes back or the file ends;
+        then what waited behind it, in order."""
+        while self._file is not None and not self._paused and not self._gone:
+            try:
+                chunk = self._file.read(FILE_CHUNK)
+            except OSError as e:
+                log.info("{message}", message=errors.FILE_READ_ERROR.format(error=e))
+                chunk = b""
+            if chunk:
+                self.transport.write(chunk)
+                continue
+            self._file.close()
+            self._file = None
+            self._flush_queue()
+        if self._gone:
+            return
+        if self._file is None and self._close_after_file:
+            self._close_after_file = False
+            self._finish_close()
+        else:
+            self._check_backlog()
+
+    def _flush_queue(self) -> None:
+        queued, self._queued = self._queued or [], None
+        self._queued_bytes = 0
+        for index, item in enumerate(queued):
+            if type(item) is bytes:
+                self.transport.write(item)
+                continue
+            handle = _open(item.info)
+            if handle is None:
+                self.transport.write(NOT_FOUND_LINE)
+                continue
+            self._file = handle
+            self._queued = rest = queued[index + 1 :]
+            self._queued_bytes = sum(
+                len(x) if type(x) is bytes else PENDING_FILE_COST for x in rest
+            )
+            return
+
+    def _stop_file(self) -> None:
+        handle, self._file = self._file, None
+        if handle is not None:
+            handle.close()
+        self._queued = None
+        self._queued_bytes = 0
+
+    # --- IPushProducer (driven by our transport's write buffer) --------------
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        if self._paused:
+            self._paused = False
+            self._unread = 0
+            self._pump()  # continues a file; re-checks the backlog
+
+    def stopProducing(self) -> None:
+        self._closing = self._gone = True
+        self._stop_file()
+
+    # --- closing ---------------------------------------------------------------
+
+    def close(self) -> None:
+        """Goodbye, then close (``quit``, telnet Ctrl-C/D, ``destroy()``, idle,
+        stop).  Replies still pending are dropped; a file being streamed is
+        finished first; a client that does not read its goodbye is aborted
+        after :data:`CLOSE_TIMEOUT` seconds."""
+        if self._closing:
+            return
+        self._closing = True
+        self._partial = None
+        if self._file is not None:
+            # the file streaming now is finished; files waiting behind it are dropped
+            self._queued = [item for item in self._queued if type(item) is bytes]
+            self._queued.append(GOODBYE_LINE)
+            self._close_after_file = True
+            self._arm_close_timer()
+            return
+        self.transport.write(GOODBYE_LINE)
+        self._finish_close()
+
+    def _finish_close(self) -> None:
+        transport = self.transport
+        transport.unregisterProducer()
+        transport.loseConnection()
+        self._arm_close_timer()
+
+    def _arm_close_timer(self) -> None:
+        if self._close_call is None and not self._gone:
+            self._close_call = self.factory.clock.callLater(CLOSE_TIMEOUT, self.abort)
+
+    def abort(self) -> None:
+        """Close now, without a goodbye (forced stop, a client that does not
+        read)."""
+        self._close_call = None
+        if self._gone:
+            return
+        self._closing = self._gone = True
+        self._stop_file()
+        self.transport.abortConnection()
+
+
+class _PendingFile:
+    """A file waiting behind the one streaming now (opened when its turn comes)."""
+
+    __slots__ = ("info",)
+
+    def __init__(self, info: FileInfo) -> None:
+        self.info = info
+
+
+def _open(info: FileInfo) -> Any:
+    try:
+        return open(info.path, "rb")  # noqa: SIM115 -- closed by _pump/_stop_file
+    except OSError as e:
+        log.info("{message}", message=errors.FILE_READ_ERROR.format(error=e))
+        return None
+
+
+class SocketFactory(ServerFactory):
+    """Builds a :class:`SocketProtocol` per client on every socket listener."""
+
+    noisy = False
+
+    def __init__(self, node: Node, clock: Any = None) -> None:
+        self.node = node
+        self.clock = clock or node.reactor
+        self.server = SocketServer(node)
+        config = node.config.servers.socket
+        # \r is folded to \n in the input, so it is folded in the delimiter too
+        self.delimiter = config.delimiter.replace("\r", "\n").encode("utf-8")
+        self.buffer_cap = max(config.maxDataLength, config.maxBufferLength)
+        self.line_limit = config.maxDataLength if config.maxDataLength > 0 else self.buffer_cap
+        self.output_limit = max(config.maxBufferLength, MIN_OUTPUT_LIMIT)
+        self.idle_timeout = config.idleTimeout
+        self.keep_alive = config.setKeepAlive
+        self.protocols: set[SocketProtocol] = set()
+        self._drained: Deferred[None] | None = None
+
+    def buildProtocol(self, addr: Any) -> SocketProtocol:
+        return SocketProtocol(self)
+
+    def forget(self, protocol: SocketProtocol) -> None:
+        self.protocols.discard(protocol)
+        if not self.protocols and self._drained is not None and not self._drained.called:
+            self._drained.callback(None)
+
+    # --- stop ------------------------------------------------------------------
+
+    def drain(self, limit: float) -> Deferred[None]:
+        """Goodbye to connections with nothing pending; the rest are
+        rechecked every second (and closed as soon as their last action
+        answers); whatever is open ``limit`` seconds after the start is
+        aborted.  Fires once every connection is gone."""
+        self.server.draining = True
+        self._drained = done = Deferred()
+        clock = self.clock
+        deadline = clock.seconds() + limit
+        calls: list[Any] = []
+
+        def sweep() -> None:
+            calls.clear()
+            if done.called:
+                return
+            overdue = clock.seconds() >= deadline
+            for protocol in list(self.protocols):
+                if overdue:
+                    protocol.abort()
+                elif protocol.connection.pending_actions == 0:
+                    protocol.close()
+            if not self.protocols:
+                if not done.called:
+                    done.callback(None)
+            elif overdue:
+                # aborted transports report connectionLost on the next turn
+                calls.append(clock.callLater(1.0, _give_up))
+            else:
+                calls.append(clock.callLater(min(1.0, max(0.0, deadline - clock.seconds())), sweep))
+
+        def _give_up() -> None:
+            if not done.called:
+                log.warn("{n} socket connections did not close", n=len(self.protocols))
+                done.callback(None)
+
+        def cancel_timers(result: Any) -> Any:
+            for call in calls:
+                if call.active():
+                    call.cancel()
+            return result
+
+        sweep()
+        return done.addBoth(cancel_timers)

@@ -1,0 +1,58 @@
+"""The one log line per action (BEHAVIOUR.md 4.6): text, level, fields."""
+
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+
+from ahtwist import Action
+from ahtwist.connection import Connection
+from tests.helpers import make_node
+
+
+class Quiet(Action):
+    name = "quiet"
+    description = "logs at debug"
+    log_level = "debug"
+
+    def run(self, data):
+        pass
+
+
+def action_events(toml: str, *requests):
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        node = make_node(toml, plugins=[Quiet])
+        connection = Connection("socket", "10.1.2.3", 1, node.now_ms())
+        node.add_connection(connection)
+        for params in requests:
+            node.processor.process(connection, params, "m", 1)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    return [e for e in events if e.get("log_namespace") == "ahtwist.action"]
+
+
+def test_action_log_line_text_level_and_fields():
+    events = action_events(
+        "[general]\nfilteredParams = ['key']\nlogLevel = 'debug'\n",
+        {"action": "cacheTest", "key": "{secret}", "value": "x}"},
+        {"action": "randomNumber"},
+        {"action": "quiet"},
+    )
+    assert [formatEvent(e) for e in events] == [
+        '[ action @ socket ] to=10.1.2.3 action=cacheTest params={"action":"cacheTest",'
+        '"key":"[FILTERED]","value":"x}","apiVersion":1} duration=0 '
+        'error="inputs should be at least 3 letters long"',
+        '[ action @ socket ] to=10.1.2.3 action=randomNumber params={"action":"randomNumber",'
+        '"apiVersion":1} duration=0 error=',
+        '[ action @ socket ] to=10.1.2.3 action=quiet params={"action":"quiet","apiVersion":1} '
+        "duration=0 error=",
+    ]
+    assert [e["log_level"] for e in events] == [LogLevel.info, LogLevel.info, LogLevel.debug]
+    first = events[0]
+    assert first["action"] == "cacheTest" and first["type"] == "socket"
+    assert first["params"].json_value["key"] == "[FILTERED]"
+    assert first["error"].json_value == "inputs should be at least 3 letters long"
+
+
+def test_lines_below_the_configured_level_are_not_emitted():
+    events = action_events("", {"action": "quiet"}, {"action": "randomNumber"})
+    assert [e["action"] for e in events] == ["randomNumber"]

@@ -361,3 +361,44 @@ def test_reconnect_back_off_doubles_up_to_the_maximum(browser, server):
         assert delays == {"seen": [[1, 20], [2, 40], [3, 80], [4, 80]], "state": "disconnected"}
     finally:
         page.close()
+
+
+def test_a_browser_and_a_telnet_client_chat_in_one_room(browser):
+    """The browser's websocket and a plain TCP line client share the room."""
+    import json
+    import socket
+
+    from tests.e2e.ahtwist_process import free_port
+
+    socket_port = free_port()
+    process = AhtwistProcess(extra=("--socket", f"tcp:{socket_port}:interface=127.0.0.1")).start()
+    page = new_page(browser, process)
+    telnet = socket.create_connection(("127.0.0.1", socket_port), timeout=10)
+    lines = telnet.makefile("rb")
+    try:
+        assert json.loads(lines.readline()) == {"welcome": "Hello! Welcome to the actionhero api", "context": "api"}
+        telnet.sendall(b"roomAdd defaultRoom\r\n")
+        assert json.loads(lines.readline())["status"] == "OK"
+        telnet.sendall(b"detailsView\r\n")
+        telnet_id = json.loads(lines.readline())["data"]["id"]
+        browser_id = connect(page)["id"]
+        assert page.evaluate("() => client.roomAdd('defaultRoom')")["data"] is True
+
+        page.evaluate("() => client.say('defaultRoom', 'hello from the browser')")
+        chat = json.loads(lines.readline())
+        assert (chat["message"], chat["room"], chat["from"], chat["context"]) == (
+            "hello from the browser", "defaultRoom", browser_id, "user"
+        )
+        assert list(chat) == ["message", "room", "from", "context", "sentAt"]
+
+        telnet.sendall(b"say defaultRoom hello  from telnet\r\n")
+        assert json.loads(lines.readline())["status"] == "OK"
+        wait_for(page, "() => window.said.some((m) => m.message === 'hello  from telnet')")
+        said = page.evaluate("() => window.said.find((m) => m.message === 'hello  from telnet')")
+        assert (said["from"], said["room"], said["context"]) == (telnet_id, "defaultRoom", "user")
+        # the browser's own message came back to it too (sender included)
+        assert page.evaluate("() => window.said.some((m) => m.message === 'hello from the browser')")
+    finally:
+        telnet.close()
+        page.close()
+        process.cleanup()

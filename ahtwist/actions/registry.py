@@ -41,6 +41,7 @@ class ActionRegistry:
         self.global_middleware: list[ActionMiddleware] = []
         self.post_variables: frozenset[str] = frozenset(SAFE_PARAMS)
         self.simple_routes: dict[str, str] = {}
+        self._chains: dict[int, list[ActionMiddleware]] = {}
 
     # --- actions -----------------------------------------------------------
 
@@ -79,6 +80,7 @@ class ActionRegistry:
         return name in self.latest
 
     def _reindex(self) -> None:
+        self._chains = {}
         self.latest = {
             name: versions[max(versions)] for name, versions in self.versions.items() if versions
         }
@@ -114,14 +116,19 @@ class ActionRegistry:
         self.global_middleware = by_priority(
             (m for m in self.middleware.values() if m.is_global), self.default_priority
         )
+        self._chains = {}
 
     def middleware_for(self, action: Action) -> list[ActionMiddleware]:
-        """Global middleware by priority, then the action's own in list order."""
-        chain = list(self.global_middleware)
-        for name in action.middleware:
-            m = self.middleware[name]
-            if m not in chain:
-                chain.append(m)
+        """Global middleware by priority, then the action's own in list order
+        (computed once per action; the list must not be modified)."""
+        chain = self._chains.get(id(action))
+        if chain is None:
+            chain = list(self.global_middleware)
+            for name in action.middleware:
+                m = self.middleware[name]
+                if m not in chain:
+                    chain.append(m)
+            self._chains[id(action)] = chain
         return chain
 
     # --- documentation -----------------------------------------------------

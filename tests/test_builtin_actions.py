@@ -177,9 +177,9 @@ class LoaderTests(SynchronousTestCase):
     def test_sample_action_folder(self):
         node = make_node()
         node.load_plugins([str(REPO / "actions")])
-        self.assertEqual(run(node, {"action": "hello", "name": " world "}).response, {"greeting": "Hello, world!"})
-        self.assertEqual(run(node, {"action": "hello", "name": "voldemort"}).response, {"error": "we do not say that name here"})
-        r = HTTPClient(node).get("/api/hello?name=%20%20")
+        self.assertEqual(run(node, {"action": "greet", "name": " world "}).response, {"greeting": "Hello, world!"})
+        self.assertEqual(run(node, {"action": "greet", "name": "voldemort"}).response, {"error": "we do not say that name here"})
+        r = HTTPClient(node).get("/api/greet?name=%20%20")
         self.assertEqual((r.status, r.json()["error"]), (400, "name must not be blank"))
 
     def test_loads_actions_and_middleware_defined_in_files(self):

@@ -57,7 +57,7 @@ def test_default_run_serves_builtin_and_sample_actions():
         assert status["nodeStatus"] == "Node Healthy"
         assert status["stats"]["webServer"]["numberOfLocalWebRequests"] == 4
 
-        response, body = get(server, "/api/hello?name=world")
+        response, body = get(server, "/api/greet?name=world")
         assert json.loads(body)["greeting"] == "Hello, world!"
     # twistd re-raises the stopping signal after a clean shutdown (systemd sees SIGTERM)
     assert server.proc.returncode == -signal.SIGTERM
@@ -84,7 +84,7 @@ def test_user_action_folder_dropin():
         response, body = get(server, "/api/double?n=21")
         assert json.loads(body)["result"] == 42
         assert response.getheader("X-Powered-By") == "mine"
-        assert get(server, "/api/hello?name=x")[0].status == 404  # the repo's sample folder is not loaded
+        assert get(server, "/api/greet?name=x")[0].status == 404  # the repo's sample folder is not loaded
 
 
 def test_bad_config_exits_with_one_line():

@@ -1,7 +1,8 @@
-"""A sample user action: ``GET /api/hello?name=world``.
+"""A sample user action: ``GET /api/greet?name=world``.
 
 Files in this folder are loaded at start-up (``general.paths.actions``).
-Copy this one to start your own.
+Copy this one to start your own.  (Not called ``hello``: a line ``hello``
+on the socket must stay an unknown action, as in ActionHero.)
 """
 
 from ahtwist import Action, ActionError, Input
@@ -11,8 +12,8 @@ def not_blank(value):
     return True if value.strip() else "name must not be blank"
 
 
-class Hello(Action):
-    name = "hello"
+class Greet(Action):
+    name = "greet"
     description = "Greets someone by name"
     inputs = {"name": Input(required=True, formatter=str, validator=not_blank)}
     output_example = {"greeting": "Hello, world!"}

@@ -16,16 +16,15 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from tests.e2e.process import TWISTD
 from tests.helpers import REPO
 
-TWISTD = str(Path(sys.executable).with_name("twistd"))
 _LISTENING = re.compile(r"socket server listening on [^:]+:(\d+) \((.*)\)")
 
 

@@ -5,18 +5,14 @@ every ``--web`` endpoint), the graceful stop on SIGTERM (close 1001, or 1000
 with ``destroyClientsOnShutdown``), and many real clients at once.
 """
 
-import datetime
 import ssl
 import struct
 import urllib.request
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.e2e.ahtwist_process import AhtwistProcess, free_port
+from tests.e2e.servers import make_certificate
 from tests.e2e.ws_blocking import BlockingWebSocket
 from tests.wshelpers import OP_CLOSE
 
@@ -92,36 +88,9 @@ def test_many_clients_connect_and_close_and_the_server_keeps_serving(server):
         ws.close()
 
 
-def _certificate(directory):
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    key_path, cert_path = directory / "key.pem", directory / "cert.pem"
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return key_path, cert_path
-
-
 def test_wss_on_a_tls_web_listener(tmp_path):
     """Every --web listener serves /ws: here an ssl: endpoint next to a tcp: one."""
-    key_path, cert_path = _certificate(tmp_path)
+    key_path, cert_path = make_certificate(tmp_path)
     tls_port = free_port()
     process = AhtwistProcess(
         extra=("--web", f"ssl:{tls_port}:interface=127.0.0.1:privateKey={key_path}:certKey={cert_path}")

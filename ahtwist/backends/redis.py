@@ -146,7 +146,12 @@ class _LinkProtocolMixin:
             self.ready.callback(self)
 
     def _lost(self, why: Failure) -> None:
-        reason = self.factory.error or why.getErrorMessage()
+        # AUTH/SELECT refused: the server's answer is the reason; a transport
+        # error (a TLS handshake that failed, ...) says more than the
+        # "Lost connection" the pending AUTH got from it.
+        reason = why.getErrorMessage()
+        if self.factory.error and not self.factory.error.endswith("Lost connection"):
+            reason = self.factory.error
         if not self.ready.called:
             self.ready.errback(_ConnectFailed(reason))
         else:

@@ -26,7 +26,8 @@ Keys (``<p>`` = ``general.channel``, so two clusters may share one Redis
 database by using different channels)::
 
     <p>:chatRoom:rooms            set   room names
-    <p>:chatRoom:members:<room>   hash  connection id -> member record (JSON)
+    <p>:chatRoom:members:<room>   hash  connection id -> "<join seq> <member record JSON>"
+    <p>:chatRoom:joins            int   join counter (orders members cluster-wide)
     <p>:chatRoom:host:<node id>   set   '["<room>","<id>"]' memberships held by that node
     <p>:cache:<key>               hash  value (JSON), createdAt, expireTimestamp, readAt
     <p>:cache:index               zset  cache key -> expireTimestamp (+inf: none)
@@ -490,13 +491,16 @@ class _Script:
         return d.addErrback(retry)
 
 
+# Member hash values are "<seq> <record JSON>": seq (from one cluster-wide
+# counter) keeps join order, which neither hash order nor joinedAt (two joins
+# in one ms, on two nodes) can.
 _ADD_MEMBER = _Script(
     """
-    if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
-        redis.call('SADD', KEYS[2], ARGV[3])
-        return 1
-    end
-    return 0
+    if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+    local seq = redis.call('INCR', KEYS[3])
+    redis.call('HSET', KEYS[1], ARGV[1], seq .. ' ' .. ARGV[2])
+    redis.call('SADD', KEYS[2], ARGV[3])
+    return 1
     """
 )
 
@@ -514,7 +518,7 @@ _REMOVE_ROOM = _Script(
     """
 )
 
-# KEYS: rooms set, this host's set; ARGV[1]: members key prefix, ARGV[2]: JSON
+# KEYS: rooms set, this host's set, the join counter; ARGV[1]: members key prefix, ARGV[2]: JSON
 # rooms to assert, ARGV[3]: JSON [[entry, room, id, record], ...] = every
 # membership this node holds.  Memberships of this host that Redis still has
 # but the node no longer holds (left during the outage) are removed.
@@ -530,10 +534,13 @@ _REASSERT = _Script(
         end
     end
     for _, room in ipairs(cjson.decode(ARGV[2])) do redis.call('SADD', KEYS[1], room) end
-    for entry, m in pairs(keep) do
+    for _, m in ipairs(cjson.decode(ARGV[3])) do
         redis.call('SADD', KEYS[1], m[2])
-        redis.call('HSET', ARGV[1] .. m[2], m[3], m[4])
-        redis.call('SADD', KEYS[2], entry)
+        if redis.call('HEXISTS', ARGV[1] .. m[2], m[3]) == 0 then
+            local seq = redis.call('INCR', KEYS[3])
+            redis.call('HSET', ARGV[1] .. m[2], m[3], seq .. ' ' .. m[4])
+        end
+        redis.call('SADD', KEYS[2], m[1])
     end
     return 1
     """
@@ -665,6 +672,7 @@ class RedisRoomBackend:
         self.rooms_key = f"{prefix}:chatRoom:rooms"
         self.members_prefix = f"{prefix}:chatRoom:members:"
         self.host_key = self.host_key_of(node_id)
+        self.seq_key = f"{prefix}:chatRoom:joins"
         link.on_up.append(self.reassert)
         link.on_down.append(self._fail_pending_rpcs)
 
@@ -748,11 +756,12 @@ class RedisRoomBackend:
             except (RedisUnavailable, txredisapi.ConnectionError):
                 pass
             else:
-                records = [loads(record) for record in _pairs(flat).values()]
-                # Redis keeps small hashes in insertion order; sorting (stable)
-                # by join time restores join order for big ones.
-                records.sort(key=lambda record: record.get("joinedAt", 0))
-                return {record["id"]: record for record in records}
+                ordered = []
+                for value in _pairs(flat).values():
+                    seq, _, record = value.partition(" ")
+                    ordered.append((int(seq), loads(record)))
+                ordered.sort(key=lambda item: item[0])
+                return {record["id"]: record for _, record in ordered}
         return await self.mirror.members(room)
 
     def add_member(self, room: str, record: dict[str, Any]) -> Deferred[bool]:
@@ -762,7 +771,7 @@ class RedisRoomBackend:
         added_here = await self.mirror.add_member(room, record)
         if self.link.up:
             try:
-                keys = [self._members_key(room), self.host_key]
+                keys = [self._members_key(room), self.host_key, self.seq_key]
                 args = [record["id"], dumps(record), self._entry(room, record["id"])]
                 return await _ADD_MEMBER(self.link, keys, args) == 1
             except (RedisUnavailable, txredisapi.ConnectionError):
@@ -799,7 +808,7 @@ class RedisRoomBackend:
         offline = set(self.offline_rooms)
         d = _REASSERT(
             self.link,
-            [self.rooms_key, self.host_key],
+            [self.rooms_key, self.host_key, self.seq_key],
             [self.members_prefix, dumps(rooms).decode(), dumps(held).decode() if held else "[]"],
         )
 

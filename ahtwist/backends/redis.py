@@ -184,7 +184,11 @@ class _SubscriberProtocol(txredisapi.SubscriberProtocol, _LinkProtocolMixin):
 
 def _client_endpoint(reactor: Any, target: RedisTarget) -> Any:
     """A TCP, or TLS, client endpoint for ``target``."""
-    endpoint = HostnameEndpoint(reactor, target.host, target.port, timeout=CONNECT_TIMEOUT)
+    # attemptDelay: the wait between addresses of one name; its default (0.3 s)
+    # also delays reporting a refused connection, i.e. every retry
+    endpoint = HostnameEndpoint(
+        reactor, target.host, target.port, timeout=CONNECT_TIMEOUT, attemptDelay=0.02
+    )
     if not target.tls:
         return endpoint
     from twisted.internet import ssl

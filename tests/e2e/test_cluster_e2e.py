@@ -131,6 +131,14 @@ def test_rooms_are_shared_and_destroyed_cluster_wide(cluster):
     try:
         reply = browser.request({"event": "roomAdd", "room": "sharedRoom"})
         assert (reply["status"], reply["data"]) == ("OK", True)
+        # destroyed on A: B's member is told and removed, the room is gone everywhere
+        assert "error" not in a.get("/api/roomDestroy?room=sharedRoom")
+        _, frame = browser.recv_frame()
+        assert chat_line("this room has been deleted", "sharedRoom", 0).fullmatch(frame.decode()), frame
+        wait_for(lambda: browser.request({"event": "detailsView"})["data"]["rooms"] == [], 5,
+                 "B's member was not removed")
+        assert b.get("/api/roomDestroy?room=sharedRoom")["error"] == "room does not exist"
+        assert "error" not in b.get("/api/createChatRoom?name=sharedRoom")
     finally:
         browser.close()
 

@@ -51,3 +51,15 @@ class CacheLoad(Action):
             data.response["entry"] = await data.node.cache.load(data.params["key"])
         except CacheMiss as e:
             raise ActionError(str(e)) from None
+
+
+class RoomDestroy(Action):
+    name = "roomDestroy"
+    description = "Destroys a chat room (cluster-wide)"
+    inputs = {"room": Input(required=True)}
+
+    async def run(self, data):
+        try:
+            await data.node.rooms.destroy(data.params["room"])
+        except RoomError as e:
+            raise ActionError(e.message) from None

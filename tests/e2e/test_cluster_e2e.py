@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.e2e.cluster import ClusterNode, start_nodes, wait_for
-from tests.redis_server import RedisServer, require_redis_server
+from tests.redis_server import RedisServer, free_port, require_redis_server
 from tests.socket_helpers import GOODBYE, UUID_RE
 
 CHAT = re.compile(
@@ -56,6 +56,35 @@ def chat_line(message: str, room: str, sender: str) -> re.Pattern:
         )
         + r',"sentAt":\d{13}\}'
     )
+
+
+def test_a_node_starts_and_serves_while_redis_is_unreachable():
+    """Not a start-up failure (BEHAVIOUR.md 13.4): served locally, reported in
+    status, each attempt logged with the password masked; stops cleanly."""
+    port = free_port()  # nothing listens there
+    node = ClusterNode(f"redis://:hunter2@127.0.0.1:{port}/0").wait_started()
+    try:
+        status = node.status()
+        assert (status["nodeStatus"], status["problems"]) == ("Node Unhealthy", ["Redis unavailable"])
+        assert status["stats"]["peers"] == [status["id"]]
+        result = node.get("/api/cacheTest?key=abc&value=def")["cacheTestResults"]
+        assert (result["sizeResp"], result["loadResp"]["value"]) == (1, "def")
+        telnet = node.socket_client()
+        telnet.send("roomAdd defaultRoom\nsay defaultRoom alone\n")
+        assert telnet.json()["data"] is True and telnet.json()["status"] == "OK"
+        assert json.loads(telnet.line())["message"] == "alone"
+        telnet.sock.close()
+        wait_for(lambda: node.log().count("cannot connect") >= 2, 5, "attempts not logged")
+        log = node.log()
+        assert (
+            f"Redis redis://:****@127.0.0.1:{port}/0: cannot connect: Connection was refused by other "
+            "side: 111: Connection refused.; retrying in 0.5 s"
+        ) in log
+        assert "hunter2" not in log
+    finally:
+        # twistd re-raises SIGTERM after a clean shutdown
+        assert node.stop() == -signal.SIGTERM
+        assert node.log().endswith("Server Shut Down.\n")
 
 
 def test_status_lists_both_peers_and_cluster_wide_counters(cluster):

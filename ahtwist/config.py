@@ -451,6 +451,13 @@ def load_config(
         )
     if overrides.redis is not None:
         redis = attrs.evolve(redis, url=overrides.redis)
+    if redis.url:
+        from ahtwist.backends.redis_url import RedisURLError, parse_redis_url
+
+        try:
+            parse_redis_url(redis.url)
+        except RedisURLError as e:
+            raise ConfigError(f"redis.url: {e}") from None
 
     # derived defaults
     general = attrs.evolve(

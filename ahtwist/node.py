@@ -10,8 +10,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from inspect import isawaitable
+from typing import Any
 
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -39,6 +40,9 @@ log = Logger(namespace="ahtwist.node")
 WEB_REQUESTS = "web:requests"
 SOCKET_REQUESTS = "socket:requests"
 WEBSOCKET_REQUESTS = "websocket:requests"
+
+#: connection fields another node may set through :meth:`Node.apply` (``set``)
+SETTABLE_FIELDS = frozenset({"params"})
 
 
 class Node:
@@ -179,6 +183,35 @@ class Node:
             await self.rooms.leave_all(connection)
         if self.connections.pop(connection.id, None) is not None:
             self.active_by_type[connection.type] -= 1
+
+    def apply(self, connection_id: str, method: str, *args: Any) -> Deferred[Any]:
+        """Run an operation on a connection wherever it is held (BEHAVIOUR.md
+        13.3): here, or on the node holding it, which answers with the result
+        or the error; no answer within ``general.rpcTimeout`` -> ``RPC Timeout``.
+
+        ``method``: ``add_member``/``remove_member`` (room), ``send_message``
+        (message), ``destroy`` (), ``set`` (field, value; fields in
+        :data:`SETTABLE_FIELDS`).
+        """
+        connection = self.connections.get(connection_id)
+        if connection is None:
+            return self.rooms.backend.call_remote(connection_id, method, list(args))
+        try:
+            if method == "add_member":
+                return self.rooms.add_member(connection_id, args[0])
+            if method == "remove_member":
+                return self.rooms.remove_member(connection_id, args[0])
+            if method == "send_message":
+                connection.send_message(args[0])
+            elif method == "destroy":
+                connection.destroy()
+            elif method == "set" and len(args) == 2 and args[0] in SETTABLE_FIELDS:
+                setattr(connection, args[0], args[1])
+            else:
+                raise ValueError(f"unknown connection operation {method!r}")
+        except Exception:
+            return fail()
+        return succeed(True)
 
     # --- status ----------------------------------------------------------------
 

@@ -57,6 +57,7 @@ class RoomService:
         #: room -> {connection id: connection} for this node's members, join order
         self._local: dict[str, dict[str, Connection]] = {}
         backend.on_event = self._on_event
+        backend.on_rpc = self._on_rpc
 
     # --- middleware --------------------------------------------------------
 
@@ -237,6 +238,13 @@ class RoomService:
         await self.backend.publish({"type": "say", "room": room, "payload": payload})
 
     # --- events from the backend ---------------------------------------------
+
+    def _on_rpc(self, connection_id: str, method: str, args: list[Any]) -> Deferred[Any] | None:
+        """Another node asks for an operation on a connection (BEHAVIOUR.md
+        13.3): None when the connection is not held here, else its result."""
+        if connection_id not in self.node.connections:
+            return None
+        return self.node.apply(connection_id, method, *args)
 
     def local_members(self, room: str) -> list[Connection]:
         """This node's connections in ``room``, in join order."""

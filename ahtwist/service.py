@@ -158,10 +158,13 @@ class SocketService(MultiService):
 class AhtwistService(MultiService):
     """Everything one ``twistd ahtwist`` process runs."""
 
-    def __init__(self, node: Node, reactor: Any) -> None:
+    def __init__(self, node: Node, reactor: Any, cluster: Any = None) -> None:
         super().__init__()
         self.node = node
         self.reactor = reactor
+        #: the cluster service (Redis) or None; started before the listeners
+        #: and stopped after them, so connections leave their rooms first
+        self.cluster = cluster
         self._sampler = LoopingCall(node.sample_event_loop_delay)
         self._sampler.clock = reactor
         #: set by makeService for twistd runs (see ahtwist.logs)
@@ -178,6 +181,8 @@ class AhtwistService(MultiService):
     def startService(self) -> None:
         for warning in self.node.config.warnings:
             log.warn("config: {warning}", warning=warning)
+        if self.cluster is not None:
+            self.cluster.startService()
         self.node.start().addErrback(lambda f: log.failure("starting the node", f))
         self._sampler.start(1.0, now=False)
         super().startService()
@@ -191,5 +196,8 @@ class AhtwistService(MultiService):
         self.node.stopping = True
         if self._sampler.running:
             self._sampler.stop()
-        d = super().stopService() or succeed(None)
-        return DeferredList([d]).addCallback(lambda _: log.info("stopped"))
+        d = DeferredList([super().stopService() or succeed(None)])
+        if self.cluster is not None:
+            cluster = self.cluster
+            d.addCallback(lambda _: DeferredList([cluster.stopService()]))
+        return d.addCallback(lambda _: log.info("stopped"))

@@ -111,9 +111,25 @@ def build_service(config: Config, reactor: Any) -> Any:
     from ahtwist.node import Node
     from ahtwist.service import AhtwistService, SocketService, WebService
 
-    node = Node(config, reactor)
+    cluster = None
+    if config.redis.url:
+        # txredisapi imports the reactor: only now, once twistd has chosen it
+        from ahtwist.backends.redis import ClusterService
+
+        cluster = ClusterService(config, reactor)
+        node = Node(
+            config,
+            reactor,
+            cache=cluster.cache,
+            stats=cluster.stats,
+            peers=cluster.peers,
+            room_backend=cluster.rooms,
+        )
+        cluster.attach(node)
+    else:
+        node = Node(config, reactor)
     node.load_plugins()
-    top = AhtwistService(node, reactor)
+    top = AhtwistService(node, reactor, cluster=cluster)
     if config.web_endpoints:
         WebService(node, reactor, config.web_endpoints).setServiceParent(top)
     if config.socket_endpoints:

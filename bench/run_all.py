@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["http_api.py", "static_files.py", "socket_bench.py", "websocket_bench.py"]
+SCRIPTS = ["http_api.py", "static_files.py", "socket_bench.py", "websocket_bench.py", "cluster_bench.py"]
 
 
 def main() -> int:

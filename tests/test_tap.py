@@ -94,3 +94,31 @@ class ServiceTests(SynchronousTestCase):
             f"ahtwist: {directory.resolve()}/actions/x.py (line 1): failed to load action file: "
             "ModuleNotFoundError: No module named 'nonexistent_module_xyz'",
         )
+
+
+class ClusterWiringTests(SynchronousTestCase):
+    """--redis gives the node the Redis providers and the service a cluster
+    part; without it everything stays in memory (BEHAVIOUR.md 13.1)."""
+
+    def test_redis_url_selects_the_redis_providers(self):
+        from ahtwist.backends.redis import ClusterService, RedisCache, RedisRoomBackend, RedisStats
+
+        options = parse("--web", "tcp:0", "--socket", "none", "--redis", "redis://:pw@127.0.0.1:1/3")
+        service = makeService(options, reactor=MemoryReactorClock())
+        self.assertIsInstance(service.cluster, ClusterService)
+        node = service.node
+        self.assertIsInstance(node.cache, RedisCache)
+        self.assertIsInstance(node.stats, RedisStats)
+        self.assertIsInstance(node.rooms.backend, RedisRoomBackend)
+        self.assertIs(node.peers, service.cluster.peers)
+        self.assertEqual(service.cluster.target.masked, "redis://:****@127.0.0.1:1/3")
+        self.assertEqual(node.health_problems(), ["Redis unavailable"])  # not connected
+
+    def test_no_redis_url_keeps_everything_in_memory(self):
+        from ahtwist.backends.memory import MemoryCache, MemoryRoomBackend
+
+        service = makeService(parse("--web", "tcp:0", "--socket", "none"), reactor=MemoryReactorClock())
+        self.assertIsNone(service.cluster)
+        self.assertIsInstance(service.node.cache, MemoryCache)
+        self.assertIsInstance(service.node.rooms.backend, MemoryRoomBackend)
+        self.assertEqual(service.node.health_problems(), [])

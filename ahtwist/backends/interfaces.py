@@ -57,6 +57,11 @@ class IRoomBackend(Interface):
     """
 
     on_event = Attribute("callable(event: dict) set by the RoomService")
+    on_rpc = Attribute(
+        "callable(connection_id, method, args) set by the RoomService: runs an "
+        "operation another node asked for on a connection held here (a Deferred "
+        "of its result), or returns None when the connection is not held here"
+    )
 
     def add_room(room):
         """Fires True if created, False if it already existed."""

@@ -70,6 +70,12 @@ class MemoryCache:
             self._live(key, now)
         return succeed(len(self._entries))
 
+    def items(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every entry (expired ones included): ``(key, {value, expireTimestamp,
+        createdAt, readAt})``, for a cluster cache replaying what it held
+        while Redis was down."""
+        return [(key, dict(entry)) for key, entry in self._entries.items()]
+
 
 @implementer(IStats)
 class MemoryStats:
@@ -107,6 +113,8 @@ class MemoryRoomBackend:
     def __init__(self, clock: IReactorTime) -> None:
         self.clock = clock
         self.on_event: Any = None
+        #: standalone: no other node ever asks
+        self.on_rpc: Any = None
         self._rooms: dict[str, dict[str, dict[str, Any]]] = {}
 
     def add_room(self, room: str) -> Deferred[bool]:
@@ -137,6 +145,11 @@ class MemoryRoomBackend:
     def remove_member(self, room: str, connection_id: str) -> Deferred[bool]:
         members = self._rooms.get(room)
         return succeed(members is not None and members.pop(connection_id, None) is not None)
+
+    def records(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every ``(room, member record)``, rooms in creation order, members in
+        join order (what a cluster node re-asserts after a Redis outage)."""
+        return [(room, record) for room, members in self._rooms.items() for record in members.values()]
 
     def publish(self, event: dict[str, Any]) -> Deferred[None]:
         if self.on_event is not None:

@@ -1,0 +1,419 @@
+"""This node's link to Redis (cluster mode): two connections, reconnected with back-off.
+
+Imports txredisapi (and so the global reactor): only imported by
+:mod:`ahtwist.backends.redis`, itself imported once twistd has chosen the
+reactor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import txredisapi
+from twisted.internet import defer
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ahtwist.backends.redis_url import RedisTarget
+
+log = Logger(namespace="ahtwist.redis")
+
+#: seconds a TCP (and TLS) connect may take
+CONNECT_TIMEOUT = 5.0
+#: seconds a command may wait for its reply; past it the connection is dropped
+COMMAND_TIMEOUT = 5.0
+#: first reconnection delay (s); doubled per failed attempt up to redis.reconnectMaxDelay
+FIRST_RETRY_DELAY = 0.5
+#: seconds a stop waits for the connections to close before aborting them
+STOP_TIMEOUT = 1.0
+
+
+class RedisUnavailable(Exception):
+    """Redis is down (or the link is stopped): the command was not sent."""
+
+
+class _ConnectFailed(Exception):
+    """A connection attempt failed; the text is the reason for the log."""
+
+
+class _ProtocolFactory(Factory):
+    """Builds txredisapi protocols for one attempt of the link.
+
+    txredisapi's protocol calls ``stopTrying``/``connectionError`` on its
+    factory when AUTH or SELECT fails; the link retries anyway (a password
+    fixed on the server, or a database made available, should heal the
+    cluster), so those only record the reason.
+    """
+
+    noisy = False
+    isLazy = True
+
+    def __init__(self, link: RedisLink, protocol: type) -> None:
+        self.link = link
+        self.protocol = protocol
+        self.error: str | None = None
+
+    def buildProtocol(self, addr: Any) -> Any:
+        target = self.link.target
+        proto = self.protocol(
+            "utf-8",
+            replyTimeout=COMMAND_TIMEOUT,
+            password=target.password,
+            dbid=target.db,
+            convertNumbers=False,
+            username=target.username,
+        )
+        proto.factory = self
+        return proto
+
+    def stopTrying(self) -> None:
+        pass
+
+    def connectionError(self, why: str) -> None:
+        self.error = why.removeprefix("Redis error: ")
+
+
+class _LinkProtocolMixin:
+    """What both connections of the link add to txredisapi's protocols:
+    ``ready`` fires once AUTH and SELECT succeeded, or fails with the reason
+    the connection was lost before; a loss after that tells the link."""
+
+    factory: _ProtocolFactory
+
+    def _init_link(self) -> None:
+        self.ready: Deferred[Any] = Deferred()
+        self.whenConnected().addCallback(self._became_ready)  # type: ignore[attr-defined]
+
+    def _became_ready(self, _: Any) -> None:
+        if not self.ready.called:
+            self.ready.callback(self)
+
+    def _lost(self, why: Failure) -> None:
+        # AUTH/SELECT refused: the server's answer is the reason; a transport
+        # error (a TLS handshake that failed, ...) says more than the
+        # "Lost connection" the pending AUTH got from it.
+        reason = why.getErrorMessage()
+        if self.factory.error and not self.factory.error.endswith("Lost connection"):
+            reason = self.factory.error
+        if not self.ready.called:
+            self.ready.errback(_ConnectFailed(reason))
+        else:
+            self.factory.link._connection_lost(self, reason)
+
+
+class _CommandProtocol(txredisapi.RedisProtocol, _LinkProtocolMixin):
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._init_link()
+
+    def connectionLost(self, why: Failure) -> None:
+        super().connectionLost(why)
+        self._lost(why)
+
+
+class _SubscriberProtocol(txredisapi.SubscriberProtocol, _LinkProtocolMixin):
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._init_link()
+
+    def messageReceived(self, pattern: Any, channel: Any, message: Any) -> None:
+        self.factory.link._message_received(message)
+
+    def connectionLost(self, why: Failure) -> None:
+        super().connectionLost(why)
+        self._lost(why)
+
+
+def _client_endpoint(reactor: Any, target: RedisTarget) -> Any:
+    """A TCP, or TLS, client endpoint for ``target``."""
+    # attemptDelay: the wait between addresses of one name; its default (0.3 s)
+    # also delays reporting a refused connection, i.e. every retry
+    endpoint = HostnameEndpoint(
+        reactor, target.host, target.port, timeout=CONNECT_TIMEOUT, attemptDelay=0.02
+    )
+    if not target.tls:
+        return endpoint
+    from twisted.internet import ssl
+
+    client_cert = None
+    if target.certfile:
+        with open(target.certfile, "rb") as c, open(target.keyfile or "", "rb") as k:
+            client_cert = ssl.PrivateCertificate.loadPEM(c.read() + b"\n" + k.read())
+    if not target.verify:
+        creator = _UnverifiedTLS(target.host, client_cert)
+    else:
+        trust: Any = None
+        if target.ca_certs:
+            trust = ssl.trustRootFromCertificates(_read_certificates(target.ca_certs))
+        creator = ssl.optionsForClientTLS(
+            target.host, trustRoot=trust, clientCertificate=client_cert
+        )
+    return wrapClientTLS(creator, endpoint)
+
+
+def _read_certificates(path: str) -> list[Any]:
+    """Every PEM certificate of a CA bundle file."""
+    from twisted.internet import ssl
+
+    data = open(path, "rb").read()
+    marker = b"-----END CERTIFICATE-----"
+    blocks = [block + marker for block in data.split(marker) if b"-----BEGIN" in block]
+    if not blocks:
+        raise ValueError(f"no certificate in {path}")
+    return [ssl.Certificate.loadPEM(block) for block in blocks]
+
+
+class _UnverifiedTLS:
+    """TLS without certificate checks (``?ssl_cert_reqs=none``)."""
+
+    def __init__(self, hostname: str, client_cert: Any) -> None:
+        from twisted.internet import ssl
+
+        options: dict[str, Any] = {"verify": False}
+        if client_cert is not None:
+            options.update(privateKey=client_cert.privateKey.original,
+                           certificate=client_cert.original)
+        self._context = ssl.CertificateOptions(**options).getContext()
+        self._hostname = hostname.encode("idna") if not _is_ip(hostname) else None
+
+    def clientConnectionForTLS(self, tls_protocol: Any) -> Any:
+        from OpenSSL import SSL
+
+        connection = SSL.Connection(self._context, None)
+        connection.set_app_data(tls_protocol)
+        if self._hostname:
+            connection.set_tlsext_host_name(self._hostname)
+        return connection
+
+
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _mark_tls_creator() -> None:
+    from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+    from zope.interface import classImplements
+
+    classImplements(_UnverifiedTLS, IOpenSSLClientConnectionCreator)
+
+
+_mark_tls_creator()
+
+
+class RedisLink:
+    """This node's link to Redis: one command and one subscriber connection.
+
+    Both are connected together and counted *up* only when both are ready
+    and the subscription to the cluster channel is confirmed; losing either
+    drops both and starts over, so there is one state, one log line per
+    attempt, and one reconnection to announce.  Attempts are retried forever
+    with back-off (0.5 s doubling to ``reconnect_max_delay``).
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        target: RedisTarget,
+        channel: str,
+        reconnect_max_delay: float = 5.0,
+        endpoint: Any = None,
+    ) -> None:
+        self.reactor = reactor
+        self.target = target
+        self.channel = channel
+        self.reconnect_max_delay = reconnect_max_delay
+        self.endpoint = endpoint or _client_endpoint(reactor, target)
+        #: called (no arguments) each time the link comes up / goes down
+        self.on_up: list[Callable[[], Any]] = []
+        self.on_down: list[Callable[[], Any]] = []
+        #: called with each message (text) received on the channel
+        self.on_message: Callable[[str], Any] = lambda message: None
+        self.up = False
+        self.running = False
+        #: times the link came up (1 after the first connection)
+        self.connections = 0
+        self.down_since: float | None = None
+        self._command: Any = None
+        self._subscriber: Any = None
+        self._failures = 0
+        self._retry: Any = None
+        self._attempt: Deferred[Any] | None = None
+        self._attempt_protocols: list[Any] = []
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect now, and keep reconnecting until :meth:`stop`."""
+        if self.running:
+            return
+        self.running = True
+        self.down_since = self.reactor.seconds()
+        self._connect()
+
+    def stop(self) -> Deferred[None]:
+        """Stop reconnecting and close both connections."""
+        self.running = False
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        if self._attempt is not None:
+            self._attempt.cancel()
+        was_up = self.up
+        self._set_down()
+        protocols = [p for p in (self._command, self._subscriber) if p is not None]
+        self._command = self._subscriber = None
+        closed = []
+        for protocol in protocols:
+            lost: Deferred[Any] = protocol.whenDisconnected()
+            closed.append(lost)
+            protocol.transport.loseConnection()
+        if was_up:
+            log.info("Redis {url}: disconnected", url=self.target.masked)
+        if not closed:
+            return succeed(None)
+        done = defer.DeferredList(closed, consumeErrors=True)
+        done.addTimeout(STOP_TIMEOUT, self.reactor, onTimeoutCancel=lambda *_: self._abort(protocols))
+        return done.addBoth(lambda _: None)
+
+    def _abort(self, protocols: list[Any]) -> None:
+        for protocol in protocols:
+            protocol.transport.abortConnection()
+
+    # --- connecting ----------------------------------------------------------------
+
+    def _connect(self) -> None:
+        self._retry = None
+        if not self.running:
+            return
+        self._attempt = Deferred.fromCoroutine(self._open())
+        self._attempt.addCallbacks(self._opened, self._open_failed)
+
+    async def _open(self) -> tuple[Any, Any]:
+        self._attempt_protocols = []
+        command = await self._open_one(_CommandProtocol)
+        subscriber = await self._open_one(_SubscriberProtocol)
+        d = subscriber.subscribe(self.channel)
+        d.addTimeout(COMMAND_TIMEOUT, self.reactor)
+        reply = await d
+        if isinstance(reply, Exception):
+            raise _ConnectFailed(f"cannot subscribe: {reply}")
+        return command, subscriber
+
+    async def _open_one(self, protocol_class: type) -> Any:
+        factory = _ProtocolFactory(self, protocol_class)
+        protocol = await self.endpoint.connect(factory)
+        self._attempt_protocols.append(protocol)
+        ready = protocol.ready
+        ready.addTimeout(COMMAND_TIMEOUT + CONNECT_TIMEOUT, self.reactor)
+        return await ready
+
+    def _opened(self, protocols: tuple[Any, Any]) -> None:
+        self._attempt = None
+        self._attempt_protocols = []
+        self._command, self._subscriber = protocols
+        outage = self.reactor.seconds() - (self.down_since or self.reactor.seconds())
+        self.up = True
+        self.down_since = None
+        self._failures = 0
+        self.connections += 1
+        if self.connections == 1:
+            log.info("Redis {url}: connected", url=self.target.masked)
+        else:
+            log.info(
+                "Redis {url}: reconnected after {outage:.1f} s",
+                url=self.target.masked,
+                outage=outage,
+            )
+        for listener in list(self.on_up):
+            try:
+                listener()
+            except Exception:
+                log.failure("Redis link: an on_up listener failed")
+
+    def _open_failed(self, failure: Failure) -> None:
+        self._attempt = None
+        for protocol in self._attempt_protocols:
+            if protocol.transport is not None:
+                protocol.transport.abortConnection()
+        self._attempt_protocols = []
+        if not self.running:
+            return
+        self._failures += 1
+        delay = self._delay()
+        reason = reason_of(failure)
+        log.error(
+            "Redis {url}: cannot connect: {reason}; retrying in {delay:.1f} s",
+            url=self.target.masked,
+            reason=reason,
+            delay=delay,
+        )
+        self._retry = self.reactor.callLater(delay, self._connect)
+
+    def _delay(self) -> float:
+        return float(min(FIRST_RETRY_DELAY * 2 ** (self._failures - 1), self.reconnect_max_delay))
+
+    def _connection_lost(self, protocol: Any, reason: str) -> None:
+        """One of the two ready connections is gone: drop the other, retry."""
+        if protocol is not self._command and protocol is not self._subscriber:
+            return
+        other = self._subscriber if protocol is self._command else self._command
+        self._command = self._subscriber = None
+        if other is not None and other.transport is not None:
+            other.transport.abortConnection()
+        if not self.running:
+            return
+        self._set_down()
+        self._failures = 1
+        delay = self._delay()
+        log.error(
+            "Redis {url}: connection lost: {reason}; reconnecting in {delay:.1f} s",
+            url=self.target.masked,
+            reason=reason,
+            delay=delay,
+        )
+        self._retry = self.reactor.callLater(delay, self._connect)
+
+    def _set_down(self) -> None:
+        if not self.up:
+            return
+        self.up = False
+        self.down_since = self.reactor.seconds()
+        for listener in list(self.on_down):
+            try:
+                listener()
+            except Exception:
+                log.failure("Redis link: an on_down listener failed")
+
+    # --- using it --------------------------------------------------------------------
+
+    def execute(self, *args: Any) -> Deferred[Any]:
+        """Run one command; fails at once with :class:`RedisUnavailable` when down."""
+        command = self._command
+        if not self.up or command is None:
+            return fail(RedisUnavailable("Redis unavailable"))
+        try:
+            return command.execute_command(*args)
+        except Exception:
+            return fail()
+
+    def _message_received(self, message: Any) -> None:
+        try:
+            self.on_message(message)
+        except Exception:
+            log.failure("handling a cluster message")
+
+
+def reason_of(failure: Failure) -> str:
+    if failure.check(defer.TimeoutError, defer.CancelledError):
+        return "timed out"
+    return failure.getErrorMessage() or failure.type.__name__

@@ -1,0 +1,420 @@
+"""The Redis providers against a real ``redis-server`` (started here, on a free port).
+
+Each test builds one or two "nodes" (a :class:`RedisLink` and the providers
+over it) on the real reactor, exactly as :class:`ClusterService` does, and
+checks what a second node sees.  Trial's TestCase checks after every test
+that nothing was left behind on the reactor (timers, connections), which is
+how these tests catch leaks across outages.
+"""
+
+import signal
+import tempfile
+
+import pytest
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import TestCase
+from zope.interface.verify import verifyObject
+
+from ahtwist.backends.interfaces import ICache, IPeers, IRoomBackend, IStats
+from ahtwist.backends.memory import CacheMiss
+from ahtwist.backends.redis_url import parse_redis_url
+from ahtwist.errors import RoomError
+from tests.redis_server import RedisServer, free_port, require_redis_server
+
+SERVER: RedisServer | None = None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def redis_server():
+    """One redis-server for this module (stopped by PID at the end)."""
+    global SERVER
+    require_redis_server()
+    SERVER = RedisServer().start()
+    yield SERVER
+    SERVER.stop()
+    SERVER = None
+
+
+def sleep(seconds: float) -> Deferred:
+    return deferLater(reactor, seconds, lambda: None)
+
+
+async def wait_until(predicate, timeout: float = 10.0, step: float = 0.02) -> None:
+    waited = 0.0
+    while not predicate():
+        if waited >= timeout:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await sleep(step)
+        waited += step
+
+
+class Node:
+    """The Redis side of one cluster node, built like ClusterService builds it."""
+
+    def __init__(self, url: str, node_id: str, token: str = "secret", rpc_timeout_ms: int = 300,
+                 starting_rooms: tuple[str, ...] = ("defaultRoom",)) -> None:
+        from ahtwist.backends.redis import (
+            RedisCache,
+            RedisLink,
+            RedisPeers,
+            RedisRoomBackend,
+            RedisStats,
+        )
+
+        self.id = node_id
+        self.token = token
+        self.link = RedisLink(reactor, parse_redis_url(url), "test", reconnect_max_delay=1)
+        self.rooms = RedisRoomBackend(
+            self.link, reactor, node_id=node_id, prefix="test", server_token=token,
+            rpc_timeout_ms=rpc_timeout_ms, starting_rooms=starting_rooms,
+        )
+        self.cache = RedisCache(self.link, reactor, "test")
+        self.stats = RedisStats(self.link, "test")
+        self.peers = RedisPeers(self.link, "test", node_id)
+        self.events: list[dict] = []
+        self.rooms.on_event = self.events.append
+        self.link.on_message = self._message
+
+    def _message(self, text: str) -> None:
+        from ahtwist.encoding import loads
+
+        message = loads(text)
+        if message.get("serverToken") == self.token:
+            self.rooms.message_received(message)
+
+    async def start(self) -> "Node":
+        self.link.start()
+        await wait_until(lambda: self.link.up)
+        return self
+
+
+class RedisProviderTests(TestCase):
+    timeout = 60
+
+    async def node(self, node_id: str, **kw) -> Node:
+        return await self.node_on(SERVER.url, node_id, **kw)
+
+    def setUp(self) -> None:
+        SERVER.flush()
+
+    async def test_providers_provide_the_interfaces(self):
+        a = await self.node("a")
+        self.assertTrue(verifyObject(ICache, a.cache))
+        self.assertTrue(verifyObject(IStats, a.stats))
+        self.assertTrue(verifyObject(IPeers, a.peers))
+        self.assertTrue(verifyObject(IRoomBackend, a.rooms))
+
+    async def test_cache_is_shared_and_keeps_the_memory_shape(self):
+        a, b = await self.node("a"), await self.node("b")
+        self.assertIs(await a.cache.save("k", {"x": [1, "two"]}, 5000), True)
+        self.assertEqual(await b.cache.size(), 1)
+        first = await b.cache.load("k")
+        created = first["createdAt"]
+        self.assertEqual(
+            first,
+            {"key": "k", "value": {"x": [1, "two"]}, "expireTimestamp": created + 5000,
+             "createdAt": created, "readAt": None},
+        )
+        second = await a.cache.load("k")
+        self.assertIsInstance(second["readAt"], int)
+        self.assertGreaterEqual(second["readAt"], created)
+        self.assertIs(await a.cache.destroy("k"), True)
+        self.assertIs(await b.cache.destroy("k"), False)
+        with self.assertRaises(CacheMiss) as miss:
+            await b.cache.load("k")
+        self.assertEqual(str(miss.exception), "Object not found")
+        self.assertEqual(await a.cache.size(), 0)
+
+    async def test_cache_expiry_is_cluster_wide(self):
+        a, b = await self.node("a"), await self.node("b")
+        await a.cache.save("short", "v", 100)
+        await a.cache.save("forever", "w")
+        self.assertEqual(await b.cache.size(), 2)
+        await sleep(0.2)
+        self.assertEqual(await b.cache.size(), 1)
+        with self.assertRaises(CacheMiss):
+            await b.cache.load("short")
+        self.assertEqual((await b.cache.load("forever"))["expireTimestamp"], None)
+
+    async def test_stats_are_counted_locally_and_flushed_in_batches(self):
+        a, b = await self.node("a"), await self.node("b")
+        for _ in range(3):
+            a.stats.increment("web:requests")
+        b.stats.increment("web:requests", 4)
+        self.assertEqual(a.stats.local("web:requests"), 3)
+        # not flushed yet: each node sees its own pending increments only
+        self.assertEqual(await a.stats.global_counts(), {"web:requests": 3})
+        flushing = a.stats.flush()
+        a.stats.increment("web:requests")  # while a flush is in flight
+        await a.stats.flush_now()  # what a clean stop does: waits for it, sends the rest
+        self.assertTrue(flushing.called)
+        await b.stats.flush()
+        self.assertEqual(await a.stats.global_counts(), {"web:requests": 8})
+        self.assertEqual(await b.stats.global_counts(), {"web:requests": 8})
+        self.assertEqual(b.stats.local("web:requests"), 4)
+
+    async def test_peers_are_the_nodes_that_announced_themselves(self):
+        a, b = await self.node("node-b"), await self.node("node-a")
+        # a node counts itself; another only once it has announced itself
+        self.assertEqual(await b.peers.peers(), ["node-a"])
+        live, dead = await a.peers.heartbeat()
+        self.assertEqual((live, dead), (["node-b"], []))
+        await b.peers.heartbeat()
+        self.assertEqual(await b.peers.peers(), ["node-a", "node-b"])
+        self.assertEqual(await a.peers.peers(), ["node-a", "node-b"])
+
+    async def test_rooms_and_members_are_shared(self):
+        a, b = await self.node("a"), await self.node("b")
+        self.assertIs(await a.rooms.add_room("r1"), True)
+        self.assertIs(await b.rooms.add_room("r1"), False)
+        self.assertEqual(await b.rooms.list_rooms(), ["defaultRoom", "r1"])
+        self.assertIs(await b.rooms.room_exists("r1"), True)
+        first = {"id": "c1", "joinedAt": 1000, "host": "a"}
+        # same ms, or even an earlier clock on the other node: join order wins
+        second = {"id": "c2", "joinedAt": 999, "host": "b"}
+        self.assertIs(await a.rooms.add_member("r1", first), True)
+        self.assertIs(await b.rooms.add_member("r1", second), True)
+        self.assertIs(await b.rooms.add_member("r1", second), False)
+        members = await a.rooms.members("r1")
+        self.assertEqual(list(members), ["c1", "c2"])
+        self.assertEqual(members["c2"], second)
+        self.assertIs(await a.rooms.remove_member("r1", "c2"), True)
+        self.assertIs(await a.rooms.remove_member("r1", "c2"), False)
+        self.assertIs(await b.rooms.remove_room("r1"), True)
+        self.assertIs(await a.rooms.room_exists("r1"), False)
+        self.assertEqual(await a.rooms.members("r1"), {})
+
+    async def test_events_reach_every_node_once_and_never_synchronously(self):
+        a, b = await self.node("a"), await self.node("b")
+        event = {"type": "say", "room": "r", "payload": {"message": "hi"}}
+        await a.rooms.publish(event)
+        self.assertEqual(a.events, [])
+        await wait_until(lambda: a.events and b.events)
+        await sleep(0.05)
+        self.assertEqual(a.events, [event])
+        self.assertEqual(b.events, [event])
+
+    async def test_messages_with_another_token_are_ignored(self):
+        a, other = await self.node("a"), await self.node("x", token="another")
+        await other.rooms.publish({"type": "say", "room": "r", "payload": {}})
+        await a.rooms.publish({"type": "say", "room": "mine", "payload": {}})
+        await wait_until(lambda: a.events)
+        await sleep(0.05)
+        self.assertEqual(a.events, [{"type": "say", "room": "mine", "payload": {}}])
+        self.assertEqual(other.events, [{"type": "say", "room": "r", "payload": {}}])
+
+    async def test_rpc_runs_on_the_holding_node(self):
+        a, b = await self.node("a"), await self.node("b")
+        calls = []
+
+        def on_rpc(connection_id, method, args):
+            calls.append((connection_id, method, args))
+            if connection_id != "held-by-b":
+                return None
+            if method == "add_member":
+                from twisted.internet.defer import fail, succeed
+
+                return succeed(True) if args == ["room"] else fail(RoomError("room does not exist"))
+            raise ValueError("boom")
+
+        b.rooms.on_rpc = on_rpc
+        a.rooms.on_rpc = lambda *args: None
+        self.assertIs(await a.rooms.call_remote("held-by-b", "add_member", ["room"]), True)
+        with self.assertRaises(RoomError) as refused:
+            await a.rooms.call_remote("held-by-b", "add_member", ["nope"])
+        self.assertEqual(refused.exception.message, "room does not exist")
+        with self.assertRaises(RoomError) as broken:
+            await a.rooms.call_remote("held-by-b", "destroy", [])
+        self.assertEqual(broken.exception.message, "internal server error")
+        self.flushLoggedErrors(ValueError)
+        started = reactor.seconds()
+        with self.assertRaises(RoomError) as nobody:
+            await a.rooms.call_remote("held-by-nobody", "add_member", ["room"])
+        self.assertEqual(nobody.exception.message, "RPC Timeout")
+        self.assertGreaterEqual(reactor.seconds() - started, 0.29)
+        self.assertEqual(a.rooms.pending_rpcs, {})
+        self.assertEqual([c[0] for c in calls], ["held-by-b", "held-by-b", "held-by-b", "held-by-nobody"])
+
+    async def test_a_dead_node_is_cleaned_up_by_survivors(self):
+        a, b = await self.node("a"), await self.node("b")
+        await a.rooms.add_room("r")
+        await b.rooms.add_member("r", {"id": "cb", "joinedAt": 1, "host": "b"})
+        await a.rooms.add_member("r", {"id": "ca", "joinedAt": 2, "host": "a"})
+        await a.peers.heartbeat()
+        await b.peers.heartbeat()
+        # b alive: nothing happens
+        self.assertEqual(await a.rooms.remove_node("b", a.peers.key, only_if_dead=True), -1)
+        # b's last heartbeat 16 s ago: dead
+        await a.link.execute("ZADD", a.peers.key, 0, "b")
+        live, dead = await a.peers.heartbeat()
+        self.assertEqual((live, dead), (["a"], ["b"]))
+        self.assertEqual(await a.rooms.remove_node("b", a.peers.key, only_if_dead=True), 1)
+        self.assertEqual(list(await a.rooms.members("r")), ["ca"])
+        self.assertEqual(await a.peers.peers(), ["a"])
+
+    async def test_unreachable_redis_serves_locally_then_reasserts_on_connect(self):
+        """Start-up never waits for Redis: every call is answered locally, each
+        failed attempt is one error line (password masked), and once Redis is
+        there the node puts its state into it."""
+        lines = capture_log(self)
+        port = free_port()
+        a = Node(f"redis://:hunter2@127.0.0.1:{port}/0", "a", rpc_timeout_ms=5000)
+        self.addCleanup(a.link.stop)
+        a.link.start()
+        self.assertFalse(a.link.up)
+        self.assertIs(await a.rooms.add_room("offline"), True)
+        self.assertIs(await a.rooms.add_room("offline"), False)
+        self.assertIs(await a.rooms.room_exists("offline"), True)
+        record = {"id": "c1", "joinedAt": 5, "host": "a"}
+        self.assertIs(await a.rooms.add_member("offline", record), True)
+        self.assertEqual(await a.rooms.members("offline"), {"c1": record})
+        await a.rooms.publish({"type": "say", "room": "offline", "payload": {}})
+        self.assertEqual(a.events, [])
+        await sleep(0)
+        self.assertEqual(a.events, [{"type": "say", "room": "offline", "payload": {}}])
+        with self.assertRaises(RoomError) as rpc:
+            await a.rooms.call_remote("someone", "add_member", ["offline"])
+        self.assertEqual(rpc.exception.message, "RPC Timeout")
+        await a.cache.save("kept", "value", 60000)
+        self.assertEqual((await a.cache.load("kept"))["value"], "value")
+        a.stats.increment("web:requests", 2)
+        self.assertEqual(await a.stats.global_counts(), {"web:requests": 2})
+        self.assertEqual(await a.peers.peers(), ["a"])
+        def failures():
+            return [line for line in lines if "cannot connect" in line]
+
+        started = reactor.seconds()
+        await wait_until(lambda: len(failures()) >= 3)  # attempts at 0, 0.5 and 1.5 s
+        self.assertGreaterEqual(reactor.seconds() - started, 1.0)
+        failures = failures()
+        self.assertEqual(
+            failures[0],
+            f"Redis redis://:****@127.0.0.1:{port}/0: cannot connect: Connection was refused by "
+            "other side: 111: Connection refused.; retrying in 0.5 s",
+        )
+        self.assertTrue(failures[1].endswith("retrying in 1.0 s"), failures[1])
+        self.assertTrue(failures[2].endswith("retrying in 1.0 s"), failures[2])  # reconnectMaxDelay
+        self.assertNotIn("hunter2", "\n".join(lines))
+
+        server = RedisServer(port=port, password="hunter2").start()
+        self.addCleanup(server.stop)
+        await wait_until(lambda: a.link.up)
+        self.assertEqual([line for line in lines if "connected" in line and "cannot" not in line],
+                         [f"Redis redis://:****@127.0.0.1:{port}/0: connected"])
+        b = await self.node_on(server.url, "b")
+        self.assertEqual(await b.rooms.list_rooms(), ["defaultRoom", "offline"])
+        self.assertEqual(await b.rooms.members("offline"), {"c1": record})
+        self.assertEqual(await b.cache.size(), 1)
+        self.assertEqual((await b.cache.load("kept"))["value"], "value")
+        await a.stats.flush()
+        self.assertEqual(await b.stats.global_counts(), {"web:requests": 2})
+
+    async def test_redis_restart_is_survived(self):
+        """Redis killed and restarted empty on the same port: RPCs waiting fail at
+        once, the loss and the reconnection are logged once, and both nodes
+        re-assert their rooms and memberships and talk again."""
+        lines = capture_log(self)
+        server = RedisServer().start()
+        self.addCleanup(server.stop)
+        a = await self.node_on(server.url, "a", rpc_timeout_ms=5000)
+        b = await self.node_on(server.url, "b", rpc_timeout_ms=5000)
+        await a.rooms.add_room("made-by-a")
+        await a.rooms.add_member("defaultRoom", {"id": "ca", "joinedAt": 1, "host": "a"})
+        await b.rooms.add_member("defaultRoom", {"id": "cb", "joinedAt": 2, "host": "b"})
+        waiting = a.rooms.call_remote("nobody", "add_member", ["defaultRoom"])
+        started = reactor.seconds()
+        server.stop(signal.SIGKILL)
+        with self.assertRaises(RoomError) as rpc:
+            await waiting
+        self.assertEqual(rpc.exception.message, "RPC Timeout")
+        self.assertLess(reactor.seconds() - started, 1.0)
+        self.assertEqual(a.rooms.pending_rpcs, {})
+        await wait_until(lambda: not a.link.up and not b.link.up)
+        # a left, b joined during the outage; a created a room
+        await a.rooms.remove_member("defaultRoom", "ca")
+        await b.rooms.add_member("defaultRoom", {"id": "cb2", "joinedAt": 3, "host": "b"})
+        await a.rooms.add_room("during-outage")
+        self.assertEqual(list(await b.rooms.members("defaultRoom")), ["cb", "cb2"])
+        server.start()
+        await wait_until(lambda: a.link.up and b.link.up)
+        await sleep(0.05)
+        url = server.url
+        lost = [line for line in lines if "connection lost" in line]
+        self.assertEqual(len(lost), 2, lines)
+        self.assertTrue(lost[0].startswith(f"Redis {url}: connection lost: "), lost[0])
+        self.assertEqual(len([line for line in lines if "reconnected after" in line]), 2, lines)
+        # the restarted Redis is empty: what it holds now was re-asserted
+        self.assertEqual(await a.rooms.list_rooms(), ["defaultRoom", "during-outage"])
+        self.assertEqual(list(await a.rooms.members("defaultRoom")), ["cb", "cb2"])
+        await a.rooms.publish({"type": "say", "room": "defaultRoom", "payload": {"n": 1}})
+        await wait_until(lambda: b.events)
+        self.assertEqual(b.events, [{"type": "say", "room": "defaultRoom", "payload": {"n": 1}}])
+
+    async def node_on(self, url: str, node_id: str, **kw) -> Node:
+        node = Node(url, node_id, **kw)
+        self.addCleanup(node.link.stop)
+        self.addCleanup(node.rooms.stop)
+        return await node.start()
+
+
+class RedisTLSTests(TestCase):
+    """``rediss://`` with a password against ``redis-server --tls-port``."""
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        from tests.e2e.servers import make_certificate
+
+        directory = tempfile.mkdtemp(prefix="ahtwist-redis-tls-")
+        self.key, self.cert = make_certificate(directory)
+        self.server = RedisServer(password="s3cret", tls=(str(self.key), str(self.cert))).start()
+        self.addCleanup(self.server.stop)
+        self.base = f"rediss://:s3cret@127.0.0.1:{self.server.port}/0"
+
+    async def connected_node(self, url: str, node_id: str) -> Node:
+        node = Node(url, node_id)
+        self.addCleanup(node.link.stop)
+        return await node.start()
+
+    async def test_verified_tls_with_a_password(self):
+        a = await self.connected_node(f"{self.base}?ssl_ca_certs={self.cert}", "a")
+        b = await self.connected_node(f"{self.base}?ssl_cert_reqs=none", "b")
+        await a.cache.save("k", "tls", 5000)
+        self.assertEqual((await b.cache.load("k"))["value"], "tls")
+        await b.rooms.publish({"type": "say", "room": "r", "payload": {}})
+        await wait_until(lambda: a.events)
+
+    async def test_wrong_password_and_untrusted_certificate_are_logged_and_retried(self):
+        lines = capture_log(self)
+        port = self.server.port
+        bad_password = Node(f"rediss://:wrong@127.0.0.1:{port}/0?ssl_ca_certs={self.cert}", "p")
+        untrusted = Node(f"rediss://:s3cret@127.0.0.1:{port}/0", "u")
+        for node in (bad_password, untrusted):
+            self.addCleanup(node.link.stop)
+            node.link.start()
+        await wait_until(lambda: len([line for line in lines if "cannot connect" in line]) >= 2)
+        self.assertFalse(bad_password.link.up or untrusted.link.up)
+        self.assertIn(
+            f"Redis rediss://:****@127.0.0.1:{port}/0: cannot connect: could not auth: WRONGPASS "
+            "invalid username-password pair or user is disabled.; retrying in 0.5 s",
+            lines,
+        )
+        self.assertTrue(any("certificate verify failed" in line for line in lines), lines)
+
+
+def capture_log(test: TestCase) -> list[str]:
+    """The text of every ahtwist.redis log event from now to the end of the test."""
+    from twisted.logger import formatEvent
+
+    lines: list[str] = []
+
+    def observe(event):
+        if event.get("log_namespace") == "ahtwist.redis":
+            lines.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    test.addCleanup(globalLogPublisher.removeObserver, observe)
+    return lines

@@ -50,7 +50,11 @@ class Twistd:
             self.cmd, cwd=self.cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         if self.port is not None:
-            wait_port(self.port, proc=self.proc)
+            try:
+                wait_port(self.port, proc=self.proc)
+            except BaseException:
+                self.stop()  # never leave a half-started server behind
+                raise
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:

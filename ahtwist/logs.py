@@ -54,6 +54,7 @@ class LineLogObserver:
         self._pending = None
         self._second = -1
         self._stamp = ""
+        self._systems: dict[tuple[str, LogLevel], str] = {}
 
     def __call__(self, event: dict[str, Any]) -> None:
         level = event.get("log_level", LogLevel.info)
@@ -84,13 +85,17 @@ class LineLogObserver:
             return None
         system = event.get("log_system")
         if system is None:
-            system = f"{event.get('log_namespace', '-')}#{level.name}"
+            key = (event.get("log_namespace", "-"), level)
+            system = self._systems.get(key)
+            if system is None:
+                system = self._systems[key] = f"{key[0]}#{level.name}"
         text = text.replace("\n", "\n\t")
         return f"{self._time(event.get('log_time', time.time()))} [{system}] {text}\n"
 
     def _json(self, event: dict[str, Any]) -> str | None:
         """One JSON object: time, level, namespace, the formatted message and
-        the event's own fields (values given as ``json_value`` stay structured)."""
+        the event's own fields (kept structured; what JSON has no type for
+        becomes text)."""
         level = event.get("log_level", LogLevel.info)
         record: dict[str, Any] = {
             "time": self._time(event.get("log_time", time.time())),
@@ -99,7 +104,7 @@ class LineLogObserver:
             "message": self._text_only(event),
         }
         for key, value in event.items():
-            if not key.startswith("log_") and key not in record:
+            if not key.startswith("log_") and key not in record and key != "text":
                 record[key] = value
         failure = event.get("log_failure")
         if failure is not None:
@@ -108,6 +113,8 @@ class LineLogObserver:
 
     def _text_only(self, event: dict[str, Any]) -> str:
         fmt = event.get("log_format")
+        if fmt == "{text}" and type(event.get("text")) is str:
+            return event["text"]  # rendered by its emitter (the action line)
         if fmt is not None:
             try:
                 return fmt.format(**event)
@@ -136,9 +143,6 @@ class LineLogObserver:
 
 
 def _json_default(value: Any) -> Any:
-    json_value = getattr(value, "json_value", None)
-    if json_value is not None:
-        return json_value
     return str(value)
 
 

@@ -250,12 +250,16 @@ class WebSocketServer:
         message_id: Any,
         count: int,
     ) -> None:
-        self.processor.process(protocol.connection, params, message_id, count).addCallbacks(
-            self._action_done,
-            self._failed,
-            callbackArgs=(protocol, count, message_id),
-            errbackArgs=(protocol, "action"),
-        )
+        result = self.processor.start(protocol.connection, params, message_id, count)
+        if isinstance(result, Deferred):
+            result.addCallbacks(
+                self._action_done,
+                self._failed,
+                callbackArgs=(protocol, count, message_id),
+                errbackArgs=(protocol, "action"),
+            )
+        else:  # finished without waiting: no Deferred needed
+            self._action_done(result, protocol, count, message_id)
 
     def _action_done(
         self, data: "ActionData", protocol: "WebSocketConnectionProtocol", count: int, message_id: Any

@@ -53,8 +53,8 @@ def test_action_log_line_text_level_and_fields():
     assert [e["log_level"] for e in events] == [LogLevel.info, LogLevel.info, LogLevel.debug]
     first = events[0]
     assert first["action"] == "cacheTest" and first["type"] == "socket"
-    assert first["params"].json_value["key"] == "[FILTERED]"
-    assert first["error"].json_value == "inputs should be at least 3 letters long"
+    assert first["params"]["key"] == "[FILTERED]"
+    assert first["error"] == "inputs should be at least 3 letters long"
 
 
 def test_lines_below_the_configured_level_are_not_emitted():

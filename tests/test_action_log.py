@@ -60,3 +60,14 @@ def test_action_log_line_text_level_and_fields():
 def test_lines_below_the_configured_level_are_not_emitted():
     events = action_events("", {"action": "quiet"}, {"action": "randomNumber"})
     assert [e["action"] for e in events] == ["randomNumber"]
+
+
+def test_params_json_has_no_type_for_are_logged_as_text():
+    class Opaque:
+        def __str__(self):
+            return "opaque!"
+
+    events = action_events("", {"action": "randomNumber", "apiVersion": Opaque()})
+    assert formatEvent(events[0]).startswith(
+        '[ action @ socket ] to=10.1.2.3 action=randomNumber params={"action":"randomNumber","apiVersion":"opaque!"}'
+    )

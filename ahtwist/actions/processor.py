@@ -116,6 +116,13 @@ class ActionData:
         return {k: v for k, v in params.items() if k in post_variables}
 
 
+def _log_json(value: Any) -> str:
+    """JSON text for the log line; values JSON has no type for (a formatter
+    may return any object) are shown by their ``str`` -- logging never fails
+    a request."""
+    return dumps(value, default=str).decode("utf-8", "replace")
+
+
 def _maybe_await(result: Any) -> bool:
     return result is not None and isawaitable(result)
 
@@ -369,8 +376,8 @@ class ActionProcessor:
         # observer: emit() re-validates the level on every call.
         text = (
             f"[ action @ {connection.type} ] to={connection.remote_ip} action={data.action} "
-            f"params={dumps(params).decode('utf-8', 'replace')} duration={data.duration} "
-            f"error={dumps(error).decode('utf-8', 'replace') if error is not None else ''}"
+            f"params={_log_json(params)} duration={data.duration} "
+            f"error={_log_json(error) if error is not None else ''}"
         )
         log.observer(
             {

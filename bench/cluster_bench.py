@@ -27,7 +27,6 @@ Results: ``bench/results/cluster.json``.
 import argparse
 import json
 import re
-import select
 import shutil
 import signal
 import socket
@@ -45,7 +44,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from common import VENV_BIN, free_port, machine, pinned, wait_port, write_result, wrk  # noqa: E402
 
-from bench.loadgen import percentile  # noqa: E402
+from bench import loadgen  # noqa: E402
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -154,112 +153,13 @@ def http_rounds(workdir: Path, rounds: int, seconds: int) -> dict[str, Any]:
 # --- 2. fan-out -------------------------------------------------------------------------
 
 
-def fan_out(ports: list[int], members: int, window: int, seconds: float, warmup: float,
-            sampled_per_port: int = 50) -> dict[str, Any]:
-    """``members`` socket members spread evenly over ``ports`` (the sender is
-    the first member of the first port); like ``loadgen.fan_out``."""
-    socks: list[socket.socket] = []
-    sampled: set[int] = set()
-    per_port = members // len(ports)
-    for port in ports:
-        group = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(per_port)]
-        sampled.update(s.fileno() for s in group[:sampled_per_port])
-        socks += group
-    for s in socks:
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        data = b""
-        while not data.endswith(b"\r\n"):
-            data += s.recv(4096)
-        s.sendall(b"roomAdd defaultRoom\n")
-    for s in socks:
-        data = b""
-        while not data.endswith(b"\r\n"):
-            data += s.recv(4096)
-        assert b'"data":true' in data, data
-    sender = socks[0]
-    poller = select.epoll()
-    for s in socks:
-        s.setblocking(False)
-        poller.register(s.fileno(), select.EPOLLIN)
-    by_fd = {s.fileno(): s for s in socks}
-    pending = {s.fileno(): b"" for s in socks}
-    now = time.perf_counter_ns
-    said = 0
-
-    def say() -> None:
-        nonlocal said
-        sender.sendall(b"say defaultRoom %d\n" % now())
-        said += 1
-
-    for _ in range(window):
-        say()
-    delays: list[int] = []
-    deliveries = 0
-    start = now()
-    measure_from = start + int(warmup * 1e9)
-    stop_at = measure_from + int(seconds * 1e9)
-    measuring = False
-    measured_start = start
-    said_at_start = 0
-    sender_fd = sender.fileno()
-    prefix = b'{"message":"'
-    while True:
-        t = now()
-        if not measuring and t >= measure_from:
-            measuring, deliveries, delays, measured_start, said_at_start = True, 0, [], t, said
-        if t >= stop_at:
-            break
-        for fd, _ in poller.poll(0.5):
-            try:
-                data = by_fd[fd].recv(1048576)
-            except BlockingIOError:
-                continue
-            if not data:
-                raise RuntimeError("server closed a member")
-            data = pending[fd] + data
-            cut = data.rfind(b"\n") + 1
-            pending[fd] = data[cut:]
-            if fd in sampled or fd == sender_fd:
-                t = now()
-                n = 0
-                for line in data[:cut].split(b"\r\n"):
-                    if line.startswith(prefix):
-                        n += 1
-                        if measuring and fd in sampled:
-                            delays.append(t - int(line[12: line.index(b'"', 12)]))
-                if fd == sender_fd:
-                    for _ in range(n):
-                        say()
-            else:
-                n = data.count(b'"context":"user"', 0, cut)
-            if measuring:
-                deliveries += n
-    elapsed = (now() - measured_start) / 1e9
-    for s in socks:
-        s.close()
-    poller.close()
-    delays.sort()
-    return {
-        "members": members,
-        "nodes": len(ports),
-        "says_in_flight": window,
-        "seconds": round(elapsed, 2),
-        "says": said - said_at_start,
-        "deliveries": deliveries,
-        "deliveries_per_s": round(deliveries / elapsed),
-        "delay_ms_p50": round(percentile(delays, 50) / 1e6, 3),
-        "delay_ms_p99": round(percentile(delays, 99) / 1e6, 3),
-        "delay_ms_max": round(delays[-1] / 1e6, 3) if delays else None,
-    }
-
-
 def fan_out_runs(workdir: Path, seconds: float, windows: list[int]) -> dict[str, Any]:
     out: dict[str, Any] = {"standalone_500_on_1_node": [], "cluster_250_plus_250_on_2_nodes": []}
     web, sock = free_port(), free_port()
     single = node(workdir, "fan-standalone", web, sock, None, cpu=None)
     try:
         for window in windows:
-            result = fan_out([sock], 500, window, seconds, 2)
+            result = loadgen.fan_out([sock], 500, window, seconds, 2)
             print("fan-out standalone:", json.dumps(result), flush=True)
             out["standalone_500_on_1_node"].append(result)
     finally:
@@ -272,7 +172,7 @@ def fan_out_runs(workdir: Path, seconds: float, windows: list[int]) -> dict[str,
     try:
         wait_peers([w for w, _ in ports], 2)
         for window in windows:
-            result = fan_out([s for _, s in ports], 500, window, seconds, 2)
+            result = loadgen.fan_out([s for _, s in ports], 500, window, seconds, 2)
             print("fan-out cluster:", json.dumps(result), flush=True)
             out["cluster_250_plus_250_on_2_nodes"].append(result)
     finally:

@@ -121,12 +121,20 @@ def request_reply(
 
 
 def fan_out(
-    port: int, members: int, window: int, seconds: float, warmup: float, sampled: int = 100
+    port: int | list[int], members: int, window: int, seconds: float, warmup: float, sampled: int = 100
 ) -> dict[str, Any]:
     """One sender (a member) keeps ``window`` says in flight (a say is done
     when the sender receives its own copy); every member counts deliveries;
-    ``sampled`` members also measure each delivery's delay from the send."""
-    socks = _connect(port, members)
+    ``sampled`` members also measure each delivery's delay from the send.
+    With several ports (cluster nodes) the members are spread evenly over
+    them, the sender is on the first, and the sampled ones are split too."""
+    ports = [port] if isinstance(port, int) else list(port)
+    socks: list[socket.socket] = []
+    sampled_fds: set[int] = set()
+    for each in ports:
+        group = _connect(each, members // len(ports))
+        sampled_fds.update(s.fileno() for s in group[: sampled // len(ports)])
+        socks += group
     _skip_welcome(socks, True)
     for s in socks:
         s.sendall(b"roomAdd defaultRoom\n")
@@ -141,7 +149,6 @@ def fan_out(
         s.setblocking(False)
         poller.register(s.fileno(), select.EPOLLIN)
     by_fd = {s.fileno(): s for s in socks}
-    sampled_fds = {s.fileno() for s in socks[:sampled]}
     pending = {s.fileno(): b"" for s in socks}
     now = time.perf_counter_ns
     outstanding = 0
@@ -207,7 +214,8 @@ def fan_out(
     poller.close()
     delays.sort()
     return {
-        "members": members,
+        "members": len(socks),
+        "nodes": len(ports),
         "says_in_flight": window,
         "seconds": round(elapsed, 2),
         "says": said - said_at_start,

@@ -51,20 +51,9 @@ def make_node(text: str = "", clock: Clock | None = None, plugins: Iterable[Any]
     """A Node on a ManualClock with the built-in actions plus ``plugins``
     (Action / middleware classes)."""
     node = Node(config_from(text, **kw), clock or ManualClock())
-    from ahtwist.actions.action import Action
-    from ahtwist.actions.middleware import ActionMiddleware, ChatMiddleware, ConnectionMiddleware
-
     found = Plugins()
     for obj in plugins:
-        cls = obj if isinstance(obj, type) else type(obj)
-        if issubclass(cls, Action):
-            found.actions.append(obj)
-        elif issubclass(cls, ActionMiddleware):
-            found.action_middleware.append(obj)
-        elif issubclass(cls, ConnectionMiddleware):
-            found.connection_middleware.append(obj)
-        elif issubclass(cls, ChatMiddleware):
-            found.chat_middleware.append(obj)
+        found.add(obj)
     node.register(found)
     node.start()
     return node

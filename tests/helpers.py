@@ -187,6 +187,12 @@ class HTTPClient:
         return self.request("POST", path, headers=headers, body=json.dumps(value), **kw)
 
 
-def allow_skip() -> bool:
-    """Tests needing a missing binary skip only when AHTWIST_ALLOW_SKIP=1 (never in CI)."""
-    return os.environ.get("AHTWIST_ALLOW_SKIP") == "1"
+def require(found: bool, what: str) -> None:
+    """A test needing ``what`` (a binary, a package) fails loudly when it is
+    missing -- CI must run it -- unless AHTWIST_ALLOW_SKIP=1, which CI never sets."""
+    if found:
+        return
+    import pytest
+
+    if os.environ.get("AHTWIST_ALLOW_SKIP") == "1": pytest.skip(f"{what} is missing (AHTWIST_ALLOW_SKIP=1)")  # noqa: E701
+    pytest.fail(f"{what} is missing; .ci/run installs it (set AHTWIST_ALLOW_SKIP=1 to skip)")

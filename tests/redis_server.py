@@ -14,20 +14,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
-
-from tests.helpers import allow_skip
+from tests.helpers import require
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
 def require_redis_server() -> None:
     """Fail (or, with AHTWIST_ALLOW_SKIP=1, skip) when redis-server is missing."""
-    if not Path(REDIS_SERVER).is_file():
-        message = "redis-server is not installed (apt-get install redis-server)"
-        if allow_skip():
-            pytest.skip(message)
-        pytest.fail(message + "; set AHTWIST_ALLOW_SKIP=1 to skip")
+    require(Path(REDIS_SERVER).is_file(), "redis-server (apt-get install redis-server)")
 
 
 def free_port() -> int:

@@ -17,7 +17,7 @@ import pytest
 
 from tests.e2e.ahtwist_process import AhtwistProcess
 from tests.e2e.ws_blocking import BlockingWebSocket
-from tests.helpers import allow_skip
+from tests.helpers import require
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENT_JS = REPO / "public" / "javascript" / "actionheroClient.js"
@@ -40,13 +40,8 @@ def browser():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        if allow_skip():
-            pytest.skip("playwright is not installed")
-        raise
-    if not os.path.exists(CHROMIUM):
-        if allow_skip():
-            pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
+        require(False, "the playwright package (make install)")
+    require(os.path.exists(CHROMIUM), f"{CHROMIUM} (apt-get install chromium)")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from tests.e2e.servers import LineClient, Reader, TwistdServer, make_certificate, tls_client
-from tests.helpers import REPO, allow_skip
+from tests.helpers import REPO, require
 from tests.socket_helpers import GOODBYE, NOT_FOUND, assert_lines, match_line
 
 TCP = "tcp:0:interface=127.0.0.1:backlog=1024"
@@ -83,10 +83,7 @@ def test_tls_session_with_python_ssl(server, tls_files):
 
 def test_tls_session_with_openssl_s_client(server, tls_files):
     openssl = shutil.which("openssl")
-    if openssl is None:
-        if allow_skip():
-            pytest.skip("openssl is not installed")
-        pytest.fail("openssl is not installed (set AHTWIST_ALLOW_SKIP=1 to skip)")
+    require(openssl is not None, "openssl")
     _, cert = tls_files
     port = server.ports[server.ssl_endpoint]
     result = subprocess.run(

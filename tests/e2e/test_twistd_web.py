@@ -162,16 +162,12 @@ def test_free_port_helper_is_loopback():
 
 def test_systemd_socket_activation():
     """The .socket unit's hand-over: systemd owns the port, twistd adopts it."""
-    import os
     import shutil
 
-    import pytest
+    from tests.helpers import require
 
     activate = shutil.which("systemd-socket-activate")
-    if activate is None:
-        if os.environ.get("AHTWIST_ALLOW_SKIP") == "1":
-            pytest.skip("systemd-socket-activate not installed")
-        raise AssertionError("systemd-socket-activate is missing (Debian package 'systemd'; .ci/run installs it)")
+    require(activate is not None, "systemd-socket-activate (Debian package 'systemd')")
     port = free_port()
     proc = subprocess.Popen(
         [activate, "-l", f"127.0.0.1:{port}", "--fdname=web", TWISTD, "-n", "--pidfile=", "ahtwist",

@@ -26,10 +26,12 @@ log = Logger(namespace="ahtwist.service")
 
 
 class Listener(StreamServerEndpointService):
-    """A listener that stops start-up with one clear line when it cannot listen."""
+    """A listener that logs the address it really got (port 0 included) and
+    stops start-up with one clear line when it cannot listen."""
 
-    def __init__(self, description: str, endpoint: Any, factory: Any) -> None:
+    def __init__(self, kind: str, description: str, endpoint: Any, factory: Any) -> None:
         super().__init__(endpoint, factory)
+        self.kind = kind
         self.description = description
         self._raiseSynchronously = True
 
@@ -39,11 +41,26 @@ class Listener(StreamServerEndpointService):
         except Exception as e:
             log.error("cannot listen on {description}: {e}", description=self.description, e=e)
             raise SystemExit(f"ahtwist: cannot listen on {self.description}: {e}") from None
+        # StreamServerEndpointService keeps the listening Deferred privately
+        waiting = getattr(self, "_waitingForPort", None)
+        if waiting is not None:
+            waiting.addCallback(self._listening)
+
+    def _listening(self, port: Any) -> Any:
+        address = port.getHost()
+        where = f"{address.host}:{address.port}" if hasattr(address, "port") else str(address)
+        log.info(
+            "{kind} server listening on {where} ({description})",
+            kind=self.kind,
+            where=where,
+            description=self.description,
+        )
+        return port
 
 
-def listen_on(parent: MultiService, reactor: Any, description: str, factory: Any) -> None:
-    """Add a listener for a Twisted endpoint string."""
-    Listener(description, serverFromString(reactor, description), factory).setServiceParent(parent)
+def listen_on(parent: MultiService, reactor: Any, kind: str, description: str, factory: Any) -> None:
+    """Add a ``kind`` ("web", "socket") listener for a Twisted endpoint string."""
+    Listener(kind, description, serverFromString(reactor, description), factory).setServiceParent(parent)
 
 
 def wait_until(reactor: Any, done: Any, timeout: float, step: float = 0.05) -> Deferred[bool]:
@@ -61,20 +78,6 @@ def wait_until(reactor: Any, done: Any, timeout: float, step: float = 0.05) -> D
 
     check()
     return result
-
-
-def _log_listening(listener: StreamServerEndpointService) -> None:
-    """Log each listener with the address it really got (port 0 included)."""
-
-    def listening(port: Any) -> Any:
-        host = port.getHost()
-        where = f"{getattr(host, 'host', '')}:{getattr(host, 'port', '')}".strip(":") or str(host)
-        log.info("listening on {description} ({where})", description=listener.description, where=where)
-        return port
-
-    waiting = getattr(listener, "_waitingForPort", None)
-    if waiting is not None:
-        waiting.addCallback(listening)
 
 
 class WebService(MultiService):
@@ -96,7 +99,7 @@ class WebService(MultiService):
 
             self.websockets, self.server.websocket_resource = websocket_resource(node, reactor)
         for description in endpoints:
-            listen_on(self, reactor, description, self.site)
+            listen_on(self, reactor, "web", description, self.site)
 
     def stopService(self) -> Deferred[Any]:
         stopped = super().stopService() or succeed(None)
@@ -134,20 +137,7 @@ class SocketService(MultiService):
         self.reactor = reactor
         self.factory = SocketFactory(node, reactor)
         for description in endpoints:
-            listen_on(self, reactor, description, self.factory)
-
-    def startService(self) -> None:
-        super().startService()
-        for listener in self:
-            waiting = getattr(listener, "_waitingForPort", None)
-            if waiting is not None:
-                waiting.addCallback(self._listening, listener.description)
-
-    def _listening(self, port: Any, description: str) -> Any:
-        address = port.getHost()
-        where = f"{address.host}:{address.port}" if hasattr(address, "port") else str(address)
-        log.info("socket server listening on {where} ({description})", where=where, description=description)
-        return port
+            listen_on(self, reactor, "socket", description, self.factory)
 
     def stopService(self) -> Deferred[Any]:
         stopped = super().stopService() or succeed(None)
@@ -186,10 +176,6 @@ class AhtwistService(MultiService):
         self.node.start().addErrback(lambda f: log.failure("starting the node", f))
         self._sampler.start(1.0, now=False)
         super().startService()
-        for service in self:
-            for listener in getattr(service, "services", ()):
-                if isinstance(listener, StreamServerEndpointService):
-                    _log_listening(listener)
 
     def stopService(self) -> Deferred[Any]:
         log.info("stopping: draining connections")

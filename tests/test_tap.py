@@ -122,3 +122,32 @@ class ClusterWiringTests(SynchronousTestCase):
         self.assertIsInstance(service.node.cache, MemoryCache)
         self.assertIsInstance(service.node.rooms.backend, MemoryRoomBackend)
         self.assertEqual(service.node.health_problems(), [])
+
+
+class ListeningLogTests(SynchronousTestCase):
+    def test_each_listener_logs_its_address_once(self):
+        from twisted.logger import globalLogPublisher
+
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        try:
+            reactor = MemoryReactorClock()
+            service = makeService(
+                parse("--web", "tcp:8081:interface=127.0.0.1", "--socket", "tcp:5001:interface=127.0.0.1"), reactor
+            )
+            service.privilegedStartService()
+            service.startService()
+        finally:
+            globalLogPublisher.removeObserver(events.append)
+        lines = sorted(
+            e["log_format"].format(**e) for e in events if e.get("log_namespace") == "ahtwist.service"
+            and "listening" in e.get("log_format", "")
+        )
+        # (the memory reactor's fake ports report 0.0.0.0 as their host)
+        self.assertEqual(
+            lines,
+            [
+                "socket server listening on 0.0.0.0:5001 (tcp:5001:interface=127.0.0.1)",
+                "web server listening on 0.0.0.0:8081 (tcp:8081:interface=127.0.0.1)",
+            ],
+        )

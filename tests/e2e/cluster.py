@@ -23,7 +23,7 @@ from tests.e2e.ws_blocking import BlockingWebSocket
 ACTIONS = Path(__file__).resolve().parent / "cluster_actions"
 WEB = "tcp:0:interface=127.0.0.1"
 SOCKET = "tcp:0:interface=127.0.0.1:backlog=128"
-_WEB_PORT = re.compile(r"listening on " + re.escape(WEB) + r" \(127\.0\.0\.1:(\d+)\)")
+_WEB_PORT = re.compile(r"web server listening on 127\.0\.0\.1:(\d+) \(" + re.escape(WEB) + r"\)")
 _SOCKET_PORT = re.compile(r"socket server listening on 127\.0\.0\.1:(\d+) ")
 
 CONFIG = """

@@ -8,16 +8,14 @@ crash).
 
 import json
 import re
-import signal
 import socket
-import subprocess
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.servers import TWISTD, LineClient, _env
+from tests.e2e.servers import TWISTD, LineClient, LoggedProcess
 from tests.e2e.ws_blocking import BlockingWebSocket
 
 ACTIONS = Path(__file__).resolve().parent / "cluster_actions"
@@ -35,20 +33,18 @@ actions = [{actions}]
 """
 
 
-class ClusterNode:
+class ClusterNode(LoggedProcess):
     """One ``twistd -n ahtwist --redis URL`` process."""
 
     def __init__(self, redis_url: str, config: str = CONFIG) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="ahtwist-cluster-"))
         config_path = self.workdir / "ahtwist.toml"
         config_path.write_text(config.format(actions=json.dumps(str(ACTIONS))), "utf-8")
-        self.log_path = self.workdir / "node.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 -- closed in stop()
-        self.process = subprocess.Popen(
+        self.start_process(
             [TWISTD, "-n", "--pidfile=", "ahtwist", "--config", str(config_path),
              "--redis", redis_url, "--web", WEB, "--socket", SOCKET],
-            cwd=self.workdir, stdout=self._log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, env=_env(),
+            self.workdir,
+            "node.log",
         )
         self.web_port = 0
         self.socket_port = 0
@@ -65,9 +61,6 @@ class ClusterNode:
             self.socket_port = int(sock.group(1)) if sock else 0
             time.sleep(0.05)
         return self
-
-    def log(self) -> str:
-        return self.log_path.read_text("utf-8", "replace")
 
     @property
     def id(self) -> str:
@@ -93,16 +86,6 @@ class ClusterNode:
         assert ws.recv() == {"welcome": "Hello! Welcome to the actionhero api", "context": "api"}
         return ws
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-        return self.process.returncode
 
 
 def start_nodes(redis_url: str, count: int) -> list[ClusterNode]:

@@ -28,7 +28,37 @@ from tests.helpers import REPO
 _LISTENING = re.compile(r"socket server listening on [^:]+:(\d+) \((.*)\)")
 
 
-class TwistdServer:
+class LoggedProcess:
+    """A server process whose output goes to ``log_path``; stopped by PID."""
+
+    process: subprocess.Popen
+    log_path: Path
+    _log: Any
+
+    def start_process(self, args: list[str], workdir: Path, log_name: str) -> None:
+        self.log_path = workdir / log_name
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 -- closed in stop()
+        self.process = subprocess.Popen(
+            args, cwd=workdir, stdout=self._log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, env=_env(),
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text("utf-8", "replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+class TwistdServer(LoggedProcess):
     """``twistd -n ahtwist --web none --socket ...`` in a subprocess."""
 
     def __init__(
@@ -45,11 +75,7 @@ class TwistdServer:
         args += ["--web", "none"]
         for endpoint in socket_endpoints:
             args += ["--socket", endpoint]
-        self.log_path = self.workdir / "server.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 -- closed in stop()
-        self.process = subprocess.Popen(
-            args, cwd=self.workdir, stdout=self._log, stderr=subprocess.STDOUT, env=_env()
-        )
+        self.start_process(args, self.workdir, "server.log")
         self.ports: dict[str, int] = {}
         deadline = time.monotonic() + 30
         while len(self.ports) < len(socket_endpoints):
@@ -61,23 +87,10 @@ class TwistdServer:
             time.sleep(0.05)
         self.port = self.ports[socket_endpoints[0]]
 
-    def log(self) -> str:
-        return self.log_path.read_text("utf-8", "replace")
-
     def connect(self, endpoint: str | None = None, **kw: Any) -> "LineClient":
         port = self.ports[endpoint] if endpoint else self.port
         return LineClient(socket.create_connection(("127.0.0.1", port), timeout=10), **kw)
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-        return self.process.returncode
 
 
 def _env() -> dict[str, str]:

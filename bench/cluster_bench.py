@@ -31,7 +31,6 @@ import shutil
 import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,43 +41,21 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from common import VENV_BIN, free_port, machine, pinned, wait_port, write_result, wrk  # noqa: E402
+from common import VENV_BIN, Server, free_port, machine, write_result, wrk  # noqa: E402
 
 from bench import loadgen  # noqa: E402
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
-class Process:
-    """A process started for the benchmark, stopped by PID."""
-
-    def __init__(self, cmd: list[str], wait_for: list[int], log: Path) -> None:
-        self.log_path = log
-        self._log = open(log, "wb")  # noqa: SIM115 -- closed in stop()
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, cwd=HERE.parent)
-        for port in wait_for:
-            wait_port(port, 30)
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-
-
-def redis_server(port: int, workdir: Path, cpu: int | None = 1) -> Process:
+def redis_server(port: int, workdir: Path, cpu: int | None = 1) -> Server:
     cmd = [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
            "--dir", str(workdir), "--loglevel", "warning"]
-    return Process(pinned(cmd, cpu), [port], workdir / f"redis-{port}.log")
+    return Server(cmd, port, cpu, log=workdir / f"redis-{port}.log", timeout=30)
 
 
 def node(workdir: Path, name: str, web: int, sock: int | None, redis_url: str | None,
-         cpu: int | None = 0) -> Process:
+         cpu: int | None = 0) -> Server:
     config = workdir / f"{name}.toml"
     config.write_text('[general]\nid = "%s"\nserverToken = "bench"\n' % name)
     cmd = [str(VENV_BIN / "twistd"), "-n", "--pidfile=", "ahtwist", "--config", str(config),
@@ -86,7 +63,7 @@ def node(workdir: Path, name: str, web: int, sock: int | None, redis_url: str | 
            "--socket", f"tcp:{sock}:interface=127.0.0.1:backlog=1024" if sock else "none"]
     if redis_url:
         cmd += ["--redis", redis_url]
-    return Process(pinned(cmd, cpu), [web] + ([sock] if sock else []), workdir / f"{name}.log")
+    return Server(cmd, web, cpu, ports=[sock] if sock else [], log=workdir / f"{name}.log", timeout=30)
 
 
 def wait_peers(web_ports: list[int], count: int, timeout: float = 20) -> None:

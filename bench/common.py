@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,24 +36,65 @@ def wait_port(port: int, timeout: float = 15.0) -> None:
 
 
 def pinned(cmd: list[str], cpu: int | None) -> list[str]:
-    if cpu is not None and os.cpu_count() and os.cpu_count() > 1:
+    """``cmd`` run on one CPU (``taskset``), when there is more than one."""
+    if cpu is not None and os.cpu_count() and os.cpu_count() > 1 and shutil.which("taskset"):
         return ["taskset", "-c", str(cpu), *cmd]
     return cmd
 
 
 class Server:
-    """A server process started for one measurement, stopped by PID."""
+    """A server process started for one measurement, stopped by PID.
 
-    def __init__(self, cmd: list[str], port: int, cpu: int | None = 0, env: dict | None = None):
-        self.port = port
+    It is ready when ``port`` (or every one of ``ports``) accepts connections,
+    or -- for servers on port 0 -- when ``port_log`` (a regex with the port as
+    group 1) matches its log, or when ``port_file`` holds the port.
+    """
+
+    def __init__(
+        self,
+        cmd: list[str],
+        port: int | None = None,
+        cpu: int | None = 0,
+        env: dict | None = None,
+        *,
+        ports: list[int] = (),
+        port_log: str | None = None,
+        port_file: Path | None = None,
+        log: Path | None = None,
+        cwd: Path = REPO,
+        timeout: float = 60,
+    ):
+        self.log_path = log
+        self._log = open(log, "wb") if log is not None else None  # noqa: SIM115 -- closed in stop()
+        out = self._log if self._log is not None else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            pinned(cmd, cpu),
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
+            pinned(cmd, cpu), cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})},
         )
-        wait_port(port)
+        self.port = port or 0
+        try:
+            if port_log is not None or port_file is not None:
+                self._port_from(port_log, port_file, timeout)
+            for each in ([port] if port else []) + list(ports):
+                wait_port(each, timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _port_from(self, port_log: str | None, port_file: Path | None, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.port:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.proc.args} did not start:\n{self.log_text()}")
+            if port_log is not None:
+                match = re.search(port_log, self.log_text())
+                self.port = int(match.group(1)) if match else 0
+            elif port_file.exists() and port_file.read_text().strip():
+                self.port = int(port_file.read_text())
+            time.sleep(0.05)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text("utf-8", "replace") if self.log_path else ""
 
     def rss_kib(self) -> int:
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -61,14 +103,21 @@ class Server:
                     return int(line.split()[1])
         return 0
 
-    def stop(self) -> None:
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process used so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
             try:
-                self.proc.wait(10)
+                self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self._log is not None:
+            self._log.close()
 
     def __enter__(self):
         return self

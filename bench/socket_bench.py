@@ -23,10 +23,8 @@ import datetime
 import json
 import os
 import platform
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +38,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
 from bench import loadgen  # noqa: E402
+from bench.common import Server  # noqa: E402
 
 BIN = Path(sys.executable).parent
 RESULTS = HERE / "results"
@@ -56,62 +55,23 @@ ACTIONHERO = {
 }
 
 
-def pinned(cpu: int | None, args: list[str]) -> list[str]:
-    if cpu is None or shutil.which("taskset") is None:
-        return args
-    return ["taskset", "-c", str(cpu), *args]
-
-
-class Server:
-    """A server process; ``port`` once it listens."""
-
-    def __init__(self, args: list[str], port_from: str, workdir: Path, name: str) -> None:
-        self.log_path = workdir / f"{name}.log"
-        self.log = open(self.log_path, "wb")  # noqa: SIM115 -- closed in stop()
-        self.process = subprocess.Popen(
-            args, cwd=workdir, stdout=self.log, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(REPO)},  # bench.servers.* loggers
-        )
-        self.ps = psutil.Process(self.process.pid)
-        deadline = time.monotonic() + 60
-        self.port = 0
-        while not self.port:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{name} did not start:\n{self.log_path.read_text()}")
-            if port_from == "log":
-                match = re.search(r"socket server listening on 127\.0\.0\.1:(\d+)", self.log_path.read_text())
-                self.port = int(match.group(1)) if match else 0
-            else:
-                text = Path(port_from).read_text() if Path(port_from).exists() else ""
-                self.port = int(text) if text else 0
-            time.sleep(0.05)
-
-    def rss(self) -> int:
-        return self.ps.memory_info().rss
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
-
-
 def ahtwist(workdir: Path, cpu: int | None, own_logger: bool, name: str) -> Server:
     args = [str(BIN / "twistd"), "-n", "--pidfile="]
     if not own_logger:
         args.append(TWISTD_DEFAULT_LOGGER)
     args += ["ahtwist", "--web", "none", "--socket", "tcp:0:interface=127.0.0.1:backlog=4096"]
-    return Server(pinned(cpu, args), "log", workdir, name)
+    return Server(
+        args, cpu=cpu, cwd=workdir, log=workdir / f"{name}.log",
+        env={"PYTHONPATH": str(REPO)},  # bench.servers.* loggers
+        port_log=r"socket server listening on 127\.0\.0\.1:(\d+)",
+    )
 
 
 def echo(workdir: Path, cpu: int | None) -> Server:
     port_file = workdir / "echo.port"
     port_file.unlink(missing_ok=True)
     args = [sys.executable, str(HERE / "raw_echo_server.py"), str(port_file)]
-    return Server(pinned(cpu, args), str(port_file), workdir, "echo")
+    return Server(args, cpu=cpu, cwd=workdir, log=workdir / "echo.log", port_file=port_file)
 
 
 class Interference:
@@ -119,7 +79,7 @@ class Interference:
     the machine is shared, so every result records how busy the rest was."""
 
     def __init__(self, server: Server) -> None:
-        self.server = server.ps
+        self.server = psutil.Process(server.proc.pid)
         self.me = psutil.Process()
 
     def __enter__(self) -> "Interference":
@@ -161,10 +121,10 @@ def idle_rss(workdir: Path, cpu: int | None, count: int) -> dict:
         for s in warm:
             s.close()
         time.sleep(1)
-        before = server.rss()
+        before = server.rss_kib() * 1024
         socks = loadgen.idle_clients(server.port, count)
         time.sleep(2)
-        after = server.rss()
+        after = server.rss_kib() * 1024
         for s in socks:
             s.close()
     finally:

@@ -27,74 +27,22 @@ time per reply is recorded as a steadier second view.
 import argparse
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
+sys.path.insert(0, str(REPO))
+
+from bench.common import Server, free_port, pinned  # noqa: E402
+
 RESULTS = BENCH / "results"
 BIN = Path(sys.executable).parent
 LOAD = [sys.executable, str(BENCH / "websocket_load.py")]
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pinned(command: list[str], cpu: int) -> list[str]:
-    if (os.cpu_count() or 1) > 1 and os.path.exists("/usr/bin/taskset"):
-        return ["taskset", "-c", str(cpu), *command]
-    return command
-
-
-class Server:
-    """A server process on CPU 0, stopped by PID."""
-
-    def __init__(self, name: str, command: list[str], port: int, env: dict | None = None) -> None:
-        self.name = name
-        self.port = port
-        self.log = open(RESULTS / f".{name}.log.tmp", "wb")
-        self.process = subprocess.Popen(
-            pinned(command, 0), cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"{name} did not start")
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-    def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        return 0
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
-        Path(self.log.name).unlink(missing_ok=True)
 
 
 def ahtwist(name: str, quiet: bool = False, no_action_log: bool = False) -> Server:
@@ -107,12 +55,17 @@ def ahtwist(name: str, quiet: bool = False, no_action_log: bool = False) -> Serv
     if no_action_log:
         env["PYTHONPATH"] = str(BENCH / "servers" / "no_action_log")
     command += ["ahtwist", "--web", f"tcp:{port}:interface=127.0.0.1", "--socket", "none"]
-    return Server(name, command, port, env)
+    return Server(command, port, 0, env, log=_log_path(name))
 
 
 def echo(name: str = "autobahn-echo") -> Server:
     port = free_port()
-    return Server(name, [sys.executable, str(BENCH / "servers" / "autobahn_echo.py"), str(port)], port)
+    return Server([sys.executable, str(BENCH / "servers" / "autobahn_echo.py"), str(port)], port, 0,
+                  log=_log_path(name))
+
+
+def _log_path(name: str) -> Path:
+    return Path(tempfile.gettempdir()) / f"ahtwist-bench-{name}.log"
 
 
 def load(*args: str) -> dict:

@@ -65,30 +65,12 @@ class Client(asyncio.Protocol):
             self.open = True
             self.opened.set_result(self)
             buffer = rest
-        at, size = 0, len(buffer)
-        on_frame = self.on_frame
-        while size - at >= 2:
-            n = buffer[at + 1] & 0x7F
-            start = at + 2
-            if n == 126:
-                if size - at < 4:
-                    break
-                n = (buffer[at + 2] << 8) | buffer[at + 3]
-                start = at + 4
-            elif n == 127:
-                if size - at < 10:
-                    break
-                n = struct.unpack_from("!Q", buffer, at + 2)[0]
-                start = at + 10
-            end = start + n
-            if end > size:
-                break
-            if buffer[at] & 0x0F == 1:
-                on_frame(self, buffer[start:end])
-            elif buffer[at] & 0x0F == 9:  # ping -> pong
-                self.transport.write(bytes((0x8A, 0x80 | n)) + b"\0\0\0\0" + buffer[start:end])
-            at = end
-        self.buffer = buffer[at:] if at < size else b""
+        frames, self.buffer = parse_frames(buffer)
+        for opcode, payload in frames:
+            if opcode == 1:
+                self.on_frame(self, payload)
+            elif opcode == 9:  # ping -> pong
+                self.transport.write(bytes((0x8A, 0x80 | len(payload))) + b"\0\0\0\0" + payload)
 
     def send(self, payload: bytes) -> None:
         self.transport.write(text_frame(payload))
@@ -195,8 +177,9 @@ def open_blocking(port: int) -> tuple[socket.socket, bytes]:
     return sock, rest
 
 
-def split_frames(buffer: bytes) -> tuple[list[bytes], bytes]:
-    """Text payloads at the front of ``buffer`` (unmasked server frames)."""
+def parse_frames(buffer: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
+    """Complete (opcode, payload) frames at the front of ``buffer`` (unmasked
+    server frames) and the incomplete rest."""
     frames, at, size = [], 0, len(buffer)
     while size - at >= 2:
         n = buffer[at + 1] & 0x7F
@@ -213,10 +196,15 @@ def split_frames(buffer: bytes) -> tuple[list[bytes], bytes]:
             start = at + 10
         if start + n > size:
             break
-        if buffer[at] & 0x0F == 1:
-            frames.append(buffer[start : start + n])
+        frames.append((buffer[at] & 0x0F, buffer[start : start + n]))
         at = start + n
     return frames, buffer[at:]
+
+
+def split_frames(buffer: bytes) -> tuple[list[bytes], bytes]:
+    """Text payloads at the front of ``buffer`` and the incomplete rest."""
+    frames, rest = parse_frames(buffer)
+    return [payload for opcode, payload in frames if opcode == 1], rest
 
 
 def fanout(port: int, members: int, seconds: float, warmup: float, window: int) -> dict:

@@ -574,9 +574,6 @@ class RedisCache:
     def _now(self) -> int:
         return int(self.reactor.seconds() * 1000)
 
-    def _usable(self) -> bool:
-        return self.link.up
-
     def save(self, key: str, value: Any, expire_ms: int | None = None) -> Deferred[bool]:
         return start(self._save(key, value, expire_ms))
 

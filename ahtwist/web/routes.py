@@ -50,9 +50,6 @@ class RouteTable:
 
     by_verb: Mapping[str, tuple[Route, ...]] = attrs.field(factory=dict)
 
-    def routes_for(self, verb: str) -> tuple[Route, ...]:
-        return self.by_verb.get(verb, ())
-
     def match(self, verb: str, parts: Sequence[str]) -> tuple[Route, dict[str, str]] | None:
         """First action route for ``verb`` matching ``parts`` (raw path parts)."""
         for route in self.by_verb.get(verb, ()):

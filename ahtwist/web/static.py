@@ -11,7 +11,6 @@ ones are streamed by a pull producer, so memory per download stays at one
 buffer whatever the file size, and a slow client slows only its own download.
 """
 
-import os
 import zlib
 from email.utils import formatdate, parsedate_to_datetime
 from typing import IO, TYPE_CHECKING, Any
@@ -271,10 +270,3 @@ class _Replay:
     def close(self) -> None:
         self.data = b""
 
-
-def file_size(fileobj: IO[bytes]) -> int | None:
-    """The size of a real file object, or None."""
-    try:
-        return os.fstat(fileobj.fileno()).st_size - fileobj.tell()
-    except (AttributeError, OSError, ValueError):
-        return None

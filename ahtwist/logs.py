@@ -32,6 +32,9 @@ LEVELS = {
     "critical": LogLevel.critical,
 }
 
+#: levels written at once rather than batched
+_IMMEDIATE = frozenset(level for level in LogLevel.iterconstants() if level >= LogLevel.warn)
+
 
 @implementer(ILogObserver)
 class LineLogObserver:
@@ -47,6 +50,8 @@ class LineLogObserver:
     ) -> None:
         self.out = out
         self.min_level = min_level
+        # set lookups: comparing LogLevel constants is a Python-level call
+        self._accepted = frozenset(level for level in LogLevel.iterconstants() if level >= min_level)
         self.json = json
         self.clock = clock
         self.flush_interval = flush_interval
@@ -58,13 +63,13 @@ class LineLogObserver:
 
     def __call__(self, event: dict[str, Any]) -> None:
         level = event.get("log_level", LogLevel.info)
-        if level < self.min_level:
+        if level not in self._accepted:
             return
         line = self._json(event) if self.json else self._text(event, level)
         if line is None:
             return
         self._buffer.append(line)
-        if level >= LogLevel.warn or self.clock is None or len(self._buffer) > 512:
+        if level in _IMMEDIATE or self.clock is None or len(self._buffer) > 512:
             self.flush()
         elif self._pending is None:
             self._pending = self.clock.callLater(self.flush_interval, self.flush)

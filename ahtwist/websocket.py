@@ -427,6 +427,24 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
         self.client_details = (ip, port, fingerprint)
         return None
 
+    def dataReceived(self, data: bytes) -> None:
+        # Autobahn's dataReceived formats the arguments of a debug line
+        # (hltype/hlval) on every read even with debug logging off; this is
+        # the same call without it.
+        self._dataReceived(data)
+
+    def onMessageEnd(self) -> None:
+        # Autobahn's onMessageEnd also fires a "message" observer event, which
+        # builds a Deferred and adds an errback per message even when nobody
+        # observes (we never register any); without observers, this is the
+        # same delivery without that.
+        if self._listeners is not None or self.failedByMe or self.trackedTimings:
+            super().onMessageEnd()
+            return
+        payload = b"".join(self.message_data)
+        self.message_data = None
+        self._onMessage(payload, self.message_is_binary)
+
     def onOpen(self) -> None:
         self.factory.ws_server.opened(self)
 

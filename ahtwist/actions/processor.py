@@ -150,7 +150,9 @@ class ActionProcessor:
         self.expose_errors = general.exposeErrors
         self.missing_checks = tuple(general.missingParamChecks)
         self.filtered = frozenset(general.filteredParams)
-        self.min_log_level = _LEVELS[general.logLevel]
+        minimum = _LEVELS[general.logLevel]
+        #: the action line's level by level name; None for the levels not logged
+        self.logged_levels = {name: level if level >= minimum else None for name, level in _LEVELS.items()}
 
     def process(
         self,
@@ -242,7 +244,7 @@ class ActionProcessor:
         chain = self.registry.middleware_for(template)
 
         # pre-processors see every param the client sent
-        if not await self._run_middleware(data, chain, "pre_processor", PRE_PROCESSOR_ERROR):
+        if chain and not await self._run_middleware(data, chain, "pre_processor", PRE_PROCESSOR_ERROR):
             return None
 
         if self.scrub:
@@ -275,7 +277,8 @@ class ActionProcessor:
             data.action_status = ACTION_ERROR
             return None
 
-        await self._run_middleware(data, chain, "post_processor", POST_PROCESSOR_ERROR)
+        if chain:
+            await self._run_middleware(data, chain, "post_processor", POST_PROCESSOR_ERROR)
         return None
 
     async def _run_middleware(self, data: ActionData, chain: list[Any], hook_name: str, status: str) -> bool:
@@ -361,8 +364,8 @@ class ActionProcessor:
 
     def _log(self, data: ActionData) -> None:
         template = data.action_template
-        level = _LEVELS.get(template.log_level if template else "info", LogLevel.info)
-        if level < self.min_log_level:
+        level = self.logged_levels.get(template.log_level if template else "info")
+        if level is None:
             return
         params = data.params
         if self.filtered:

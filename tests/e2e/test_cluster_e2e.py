@@ -10,11 +10,12 @@ import json
 import re
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
 from ahtwist.backends.redis import HEARTBEAT_INTERVAL
-from tests.e2e.cluster import ClusterNode, start_nodes, wait_for
+from tests.e2e.cluster import CONFIG, ClusterNode, start_nodes, wait_for
 from tests.redis_server import RedisServer, free_port, require_redis_server
 from tests.socket_helpers import GOODBYE, UUID_RE
 
@@ -330,3 +331,48 @@ def browser_has_more(browser) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+def test_chat_middleware_runs_on_the_senders_node_then_on_each_recipients(redis):
+    """on_say_receive once where the message was said; say per recipient on
+    the recipient's node, able to change or veto that one delivery."""
+    middleware = json.dumps(str(Path(__file__).parent / "cluster_chat_middleware"))
+    config = CONFIG.replace("actions = [{actions}]", f"actions = [{{actions}}, {middleware}]")
+    assert config != CONFIG
+    a, b = (ClusterNode(redis.url, config=config) for _ in range(2))
+    telnet = browser = None
+    try:
+        a.wait_started()
+        b.wait_started()
+        wait_for(lambda: len(a.status()["stats"]["peers"]) >= 2, 15, "B did not join")
+        telnet, browser = a.socket_client(), b.websocket()
+        tid = socket_id(telnet)
+        telnet.send("roomAdd otherRoom\n")
+        assert telnet.json()["data"] is True
+        assert browser.request({"event": "roomAdd", "room": "otherRoom"})["status"] == "OK"
+        telnet.send("say otherRoom mw:hello\n")
+        assert telnet.json()["status"] == "OK"
+        to_telnet = telnet.json()
+        assert to_telnet == {"message": "mw:hello [from socket] [to socket]", "room": "otherRoom",
+                             "from": tid, "context": "user", "sentAt": to_telnet["sentAt"]}
+        to_browser = browser.recv(timeout=5)
+        assert to_browser == {**to_telnet, "message": "mw:hello [from socket] [to websocket]"}
+        # vetoed for the websocket member only; untouched messages pass as said
+        telnet.send("say otherRoom mw:no-websocket\n")
+        assert telnet.json()["status"] == "OK"
+        assert telnet.json()["message"] == "mw:no-websocket [from socket] [to socket]"
+        telnet.send("say otherRoom plain\n")
+        assert telnet.json()["status"] == "OK"
+        assert telnet.json()["message"] == "plain"
+        assert browser.recv(timeout=5)["message"] == "plain"
+        reply = browser.request({"event": "say", "room": "otherRoom", "message": "mw:back"})
+        assert reply["status"] == "OK"
+        assert browser.recv(timeout=5)["message"] == "mw:back [from websocket] [to websocket]"
+        assert telnet.json()["message"] == "mw:back [from websocket] [to socket]"
+    finally:
+        if telnet is not None:
+            telnet.sock.close()
+        if browser is not None:
+            browser.close()
+        a.stop()
+        b.stop()

@@ -287,6 +287,7 @@ def test_redis_restart_in_the_middle_of_a_chat(cluster, redis):
         before = [say() for _ in range(5)]
         redis.stop(signal.SIGKILL)
         wait_for(lambda: a.status()["problems"] == ["Redis unavailable"], 5, "A did not notice")
+        wait_for(lambda: b.status()["problems"] == ["Redis unavailable"], 5, "B did not notice")
         status = b.status()
         assert (status["nodeStatus"], status["problems"]) == ("Node Unhealthy", ["Redis unavailable"])
         assert status["stats"]["peers"] == [status["id"]]
@@ -297,7 +298,7 @@ def test_redis_restart_in_the_middle_of_a_chat(cluster, redis):
         assert b.get(f"/api/connectionApply?connectionId={tid}&method=add_member&room=otherRoom")[
             "error"
         ] == "RPC Timeout"
-        assert time.monotonic() - started < 0.5  # at once, not after rpcTimeout
+        assert time.monotonic() - started < 1.0  # at once, not after rpcTimeout (1 s)
         redis.start()
         wait_for(lambda: a.status()["problems"] == [] and b.status()["problems"] == [], 15,
                  "nodes did not reconnect")

@@ -150,6 +150,14 @@ class FakeClient:
         """Everything written since the last read (resumes a paused producer)."""
         return self.transport.drain()
 
+    def read_until_quiet(self) -> bytes:
+        """Read again and again (each read resumes a paused producer) until
+        nothing more comes."""
+        data = b""
+        while chunk := self.read():
+            data += chunk
+        return data
+
     def lines(self) -> list[bytes]:
         """Complete ``\\r\\n`` lines written since the last call (without CRLF)."""
         data = self._pending + self.read()

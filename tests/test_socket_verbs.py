@@ -348,12 +348,7 @@ def test_big_file_is_streamed_with_flow_control_and_messages_wait_behind_it(tmp_
     # roomAdd's reply, then at most two chunks: the file is not read whole
     assert len(first) <= 2 * 65536 + 200
     assert client.transport.reading  # a small backlog: requests are still read
-    received = b""
-    while True:
-        chunk = client.read()
-        if not chunk:
-            break
-        received += chunk
+    received = client.read_until_quiet()
     lines_before, _, rest = received.partition(b"\r\n")
     assert b'"data":true' in lines_before
     assert rest.startswith(content)
@@ -397,12 +392,7 @@ def test_requests_piling_up_behind_a_file_pause_input_until_it_is_sent(tmp_path)
             break
     assert not client.transport.reading
     assert not client.transport.aborted
-    data = b""
-    while True:
-        chunk = client.read()
-        if not chunk:
-            break
-        data += chunk
+    data = client.read_until_quiet()
     assert data.startswith(b"b" * 1000000)
     replies = data[1000000:].split(b"\r\n")[:-1]
     assert len(replies) == _ + 1
@@ -419,12 +409,7 @@ def test_files_queued_behind_a_file_are_opened_in_turn_and_dropped_on_quit(tmp_p
     (client,) = connect(factory, buffer_size=65536)
     client.send(b"file a.bin\nfile b.txt\nfile nope\nfile b.txt\n")
     (public / "b.txt").write_bytes(b"BBB")  # read when its turn comes, not before
-    data = b""
-    while True:
-        chunk = client.read()
-        if not chunk:
-            break
-        data += chunk
+    data = client.read_until_quiet()
     assert data == b"a" * 200000 + b"BBB" + NOT_FOUND + b"\r\n" + b"BBB"
     client.send(b"file a.bin\nfile b.txt\nquit\n")
     data = b""

@@ -10,7 +10,6 @@ transport-neutral processor, then renders ActionHero's JSON reply.
 import gzip
 import hashlib
 import io
-import ipaddress
 import os
 import re
 import time
@@ -19,6 +18,7 @@ from email.utils import formatdate
 from typing import Any
 
 import attrs
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -28,7 +28,10 @@ from ahtwist.actions.processor import ActionData
 from ahtwist.connection import Connection, IConnectionTransport, new_id
 from ahtwist.encoding import dumps_padded
 from ahtwist.files import percent_decode
+from ahtwist.errors import ConnectionRefused
 from ahtwist.node import WEB_REQUESTS, Node
+from ahtwist.servers.base import lookup_file
+from ahtwist.servers.peer import client_address, is_secure, parse_cookies, parse_forwarded_for, peer_certificate
 from ahtwist.web.body import FormError, FormLimits
 from ahtwist.web.mime import mime_for_extension
 from ahtwist.web.query import parse_query
@@ -80,6 +83,29 @@ class WebRaw:
     #: True once something (send_file, a stream) took over the response
     responding: bool = False
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """The request headers, lower-case names (repeated ones joined by ``, ``)."""
+        return {
+            name.decode("latin-1").lower(): ", ".join(v.decode("latin-1") for v in values)
+            for name, values in self.request.requestHeaders.getAllRawHeaders()
+        }
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """The request's cookies (:func:`ahtwist.servers.peer.parse_cookies`)."""
+        return parse_cookies(_header_text(self.request, b"cookie"))
+
+    @property
+    def secure(self) -> bool:
+        """True over TLS."""
+        return is_secure(self.request.channel.transport)
+
+    @property
+    def peer_certificate(self) -> Any:
+        """The client's TLS certificate when it presented one, else None."""
+        return peer_certificate(self.request.channel.transport)
+
     # IConnectionTransport
     def send_message(self, message: dict[str, Any]) -> None:
         """Web clients cannot be pushed to; the message is dropped (logged)."""
@@ -90,15 +116,7 @@ class WebRaw:
         path inside one of them), exactly as a static file request."""
         if self.connection is None or self.responding:
             return
-        files = self.server.node.files
-        if not path:
-            log.info("{message}", message=errors.SEND_FILE_NEEDS_NAME)
-            info = None
-        elif os.path.isabs(path):
-            info = files.resolve_absolute(path)
-        else:
-            info = files.resolve(path)
-        self.server.static.serve(self.request, self.connection, info)
+        self.server.static.serve(self.request, self.connection, lookup_file(self.server.node.files, path))
 
     def send_bytes(self, data: bytes, mime: str = "application/octet-stream") -> None:
         """Answer with ``data`` under ``mime``."""
@@ -121,6 +139,12 @@ class WebRaw:
 
 
 _LINE_BREAKS = str.maketrans({"\r": " ", "\n": " ", "\0": " "})
+
+
+def _header_text(request: WebRequest, name: bytes) -> str | None:
+    """A request header as text (the first one), or None."""
+    values = request.requestHeaders.getRawHeaders(name)
+    return values[0].decode("latin-1") if values else None
 
 
 def _header_bytes(value: str) -> bytes:
@@ -192,6 +216,20 @@ class WebServer:
         except UnicodeDecodeError:
             path = request.path.decode("latin-1")
         connection = self._connection(request, arrived)
+        opened = self.node.add_connection(connection)
+        if isinstance(opened, Deferred):  # connection middleware waited or refused
+            opened.addCallbacks(
+                lambda _: self._serve(request, connection, path),
+                self._refused,
+                errbackArgs=(request, connection),
+            )
+            return
+        self._serve(request, connection, path)
+
+    def _serve(self, request: WebRequest, connection: Connection, path: str) -> None:
+        if request._disconnected:
+            self.release(request, connection)
+            return
         if request.method == b"OPTIONS":
             self._options(request, connection)
             return
@@ -202,6 +240,14 @@ class WebServer:
             self._api(request, connection, rest)
         else:
             self._file(request, connection, rest)
+
+    def _refused(self, failure: Any, request: WebRequest, connection: Connection) -> None:
+        """Connection middleware refused the request: 403, the error envelope."""
+        if not failure.check(ConnectionRefused):
+            log.failure("accepting a web request failed", failure)
+            self._respond_error(request, connection, 500, errors.INTERNAL_ERROR, {})
+            return
+        self._respond_error(request, connection, 403, failure.value.error, {})
 
     def _mode(self, parts: list[str]) -> tuple[str, list[str]]:
         api, files = self.api_prefix, self.file_prefix
@@ -221,15 +267,20 @@ class WebServer:
 
     def _connection(self, request: WebRequest, arrived: int) -> Connection:
         fingerprint = None
-        cookie = request.received_cookies.get(self.cookie_key_bytes)
+        cookie_header = request.requestHeaders.getRawHeaders(b"cookie")
+        cookie = (
+            parse_cookies(b"; ".join(cookie_header).decode("latin-1")).get(self.cookie_key)
+            if cookie_header
+            else None
+        )
         if cookie:
-            fingerprint = cookie.decode("latin-1")
+            fingerprint = cookie
         else:
             header = request.requestHeaders.getRawHeaders(self.fingerprint_header)
             if header and header[0]:
                 fingerprint = header[0].decode("latin-1")
         set_cookie = None
-        ip, port = _client_address(request)
+        ip, port = client_address(request.getClientAddress(), lambda name: _header_text(request, name.encode()))
         if fingerprint is None:
             fingerprint = self._new_fingerprint(request, ip)
             if self.set_cookies:
@@ -252,7 +303,7 @@ class WebServer:
             arrived_ms=arrived,
         )
         connection.raw = connection.transport = raw
-        return self.node.add_connection(connection)
+        return connection
 
     def _new_fingerprint(self, request: WebRequest, ip: str) -> str:
         if not self.static_fingerprint:
@@ -478,6 +529,9 @@ class WebServer:
         """413 for a body over the form limits (called before it is complete)."""
         self.node.stats.increment(WEB_REQUESTS)
         connection = self._connection(request, self.node.now_ms())
+        opened = self.node.add_connection(connection)
+        if isinstance(opened, Deferred):  # refused or waiting: the 413 is the answer regardless
+            opened.addErrback(lambda _: None)
         self._respond_error(request, connection, 413, errors.BODY_TOO_LARGE, {})
 
     # --- output ------------------------------------------------------------------
@@ -675,54 +729,3 @@ def choose_encoding(request: WebRequest) -> str | None:
         return None
     match = _ENCODING_TOKEN.search(header.decode("latin-1"))
     return match.group(1) if match else None
-
-
-def _client_address(request: WebRequest) -> tuple[str, int]:
-    addr = request.getClientAddress()
-    ip = getattr(addr, "host", None) or "unix"
-    port = getattr(addr, "port", 0) or 0
-    forwarded = request.getHeader(b"x-forwarded-for")
-    if forwarded:
-        parsed = parse_forwarded_for(forwarded.decode("latin-1"))
-        if parsed is not None:
-            ip, forwarded_port = parsed
-            if forwarded_port is not None:
-                port = forwarded_port
-            fport = request.getHeader(b"x-forwarded-port")
-            if fport and fport.strip().isdigit():
-                port = int(fport)
-    return ip, port
-
-
-def parse_forwarded_for(value: str) -> tuple[str, int | None] | None:
-    """The first X-Forwarded-For item as ``(ip, port or None)``; None when
-    it is not a valid address (the header is then ignored)."""
-    item = value.split(",")[0].strip()
-    if not item:
-        return None
-    port: int | None = None
-    if "." in item or ":" not in item:
-        if item.startswith("::ffff:"):
-            item = item[7:]
-        host, sep, port_text = item.partition(":")
-        if sep:
-            if not port_text.isdigit():
-                return None
-            port = int(port_text)
-        item = host
-    elif item.startswith("["):
-        host, sep, rest = item[1:].partition("]")
-        if not sep:
-            return None
-        if rest:
-            if not rest.startswith(":") or not rest[1:].isdigit():
-                return None
-            port = int(rest[1:])
-        item = host
-    try:
-        ipaddress.ip_address(item)
-    except ValueError:
-        return None
-    if port is not None and not 0 <= port <= 65535:
-        return None
-    return item, port

@@ -183,11 +183,26 @@ class RedisConfig:
 
 
 @attrs.frozen
+class LimitsConfig:
+    """Quotas shared by every transport (:mod:`ahtwist.limits`)."""
+
+    maxRooms: int = _setting(10000, "posint")
+    maxRoomNameLength: int = _setting(256, "posint")
+    maxRoomsPerConnection: int = _setting(100, "posint")
+    maxRoomViewMembers: int = _setting(1000, "posint")
+    messagesPerSecond: int = _setting(0, "nonneg")
+    messageBurst: int = _setting(100, "posint")
+    maxActionsInFlight: int = _setting(10000, "posint")
+    maxSleepDuration: int = _setting(60000, "nonneg")
+
+
+@attrs.frozen
 class Config:
     """The whole configuration of one node (immutable)."""
 
     general: General = _table(General)
     servers: Servers = _table(Servers)
+    limits: LimitsConfig = _table(LimitsConfig)
     redis: RedisConfig = _table(RedisConfig)
     #: the parsed route table (:class:`ahtwist.web.routes.RouteTable`)
     routes: Any = attrs.field(default=None, metadata={_KIND: "routes"})
@@ -302,10 +317,12 @@ class _Loader:
         if kind == "bool":
             expect(isinstance(raw, bool), "true or false")
             return raw
-        if kind in ("int", "posint", "port"):
+        if kind in ("int", "posint", "nonneg", "port"):
             expect(isinstance(raw, int) and not isinstance(raw, bool), "an integer")
             if kind == "posint" and raw <= 0:
                 raise self.fail(key, f"must be greater than 0, got {raw}")
+            if kind == "nonneg" and raw < 0:
+                raise self.fail(key, f"must be 0 or more, got {raw}")
             if kind == "port" and not 0 <= raw <= 65535:
                 raise self.fail(key, f"must be a port number (0-65535), got {raw}")
             return raw

@@ -35,6 +35,7 @@ from zope.interface import implementer
 from ahtwist import errors
 from ahtwist.connection import Connection, IConnectionTransport, new_id
 from ahtwist.encoding import dumps, loads
+from ahtwist.limits import RATE_LIMITED, over_rate
 from ahtwist.node import WEBSOCKET_REQUESTS
 from ahtwist.verbs import COMMON_VERBS, VerbError, Verbs, say_text
 from ahtwist.web.api import parse_forwarded_for
@@ -230,7 +231,10 @@ class WebSocketServer:
         if message_id is None:
             message_id = new_id()
         protocol.last_message = (count, message_id)
-        if event == "action":
+        if over_rate(connection):
+            self.stats.increment(RATE_LIMITED)
+            self._send_verb(protocol, errors.TOO_FAST, None, count, message_id)
+        elif event == "action":
             params = message.get("params")
             self._action(protocol, params if isinstance(params, dict) else {}, message_id, count)
         elif event == "file":

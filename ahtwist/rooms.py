@@ -1,4 +1,4 @@
-"""Chat rooms shared by every transport (BEHAVIOUR.md section 11).
+"""Chat rooms shared by every transport (docs/python-api.md, 'The node: rooms, cache, stats, other nodes').
 
 The :class:`RoomService` holds the rules (errors, middleware, payload shape);
 an :class:`~ahtwist.backends.interfaces.IRoomBackend` holds the state and
@@ -240,8 +240,8 @@ class RoomService:
     # --- events from the backend ---------------------------------------------
 
     def _on_rpc(self, connection_id: str, method: str, args: list[Any]) -> Deferred[Any] | None:
-        """Another node asks for an operation on a connection (BEHAVIOUR.md
-        13.3): None when the connection is not held here, else its result."""
+        """Another node asks for an operation on a connection (docs/protocol-socket.md,
+        'Operations on remote connections'): None when the connection is not held here, else its result."""
         if connection_id not in self.node.connections:
             return None
         return self.node.apply(connection_id, method, *args)

@@ -1,5 +1,5 @@
-"""``node.apply``: operations on a connection wherever it is held (BEHAVIOUR.md
-13.3).  Standalone, a connection is here or nowhere: nowhere -> RPC Timeout;
+"""``node.apply``: operations on a connection wherever it is held (docs/protocol-socket.md,
+'Operations on remote connections').  Standalone, a connection is here or nowhere: nowhere -> RPC Timeout;
 the backend's ``on_rpc`` hook answers None for connections held elsewhere."""
 
 from ahtwist.errors import RoomError

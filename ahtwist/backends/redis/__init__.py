@@ -1,4 +1,4 @@
-"""Redis providers: cluster mode (BEHAVIOUR.md section 13).
+"""Redis providers: cluster mode (README.md, 'Running a cluster').
 
 Several nodes started with the same ``redis.url`` and ``general.serverToken``
 share rooms, membership, chat, cache, stats and peers through one Redis.

@@ -1,4 +1,5 @@
-"""The cluster bus over Redis pub/sub: room events and RPCs (section 13.3)."""
+"""The cluster bus over Redis pub/sub: room events and RPCs
+(docs/protocol-socket.md, 'Operations on remote connections')."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ log = Logger(namespace="ahtwist.redis")
 
 @implementer(IBus)
 class RedisBus:
-    """Room events and RPCs (section 13.3) over the link's pub/sub channel.
+    """Room events and RPCs over the link's pub/sub channel.
 
     Every message carries the ``serverToken`` (others are ignored) and this
     node's id.  While Redis is down events are delivered to this node only
@@ -78,7 +79,7 @@ class RedisBus:
             if message.get("to") == self.node_id:
                 self._rpc_answer(message)
 
-    # --- RPC (section 13.3) -----------------------------------------------------------------
+    # --- RPC ---------------------------------------------------------------------------------
 
     def call_remote(self, connection_id: str, method: str, args: Any) -> Deferred[Any]:
         if not self.link.up:

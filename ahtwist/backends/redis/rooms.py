@@ -1,4 +1,5 @@
-"""Rooms and memberships in Redis, with a local mirror for outages (section 13.4)."""
+"""Rooms and memberships in Redis, with a local mirror for outages
+(README.md, 'Running a cluster')."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ class RedisRoomBackend:
     call is answered from it (remote members are then unknown) and events are
     delivered to local members only; when Redis comes back the node
     re-asserts its starting rooms, the rooms created during the outage and
-    its memberships (section 13.4).
+    its memberships.
     """
 
     def __init__(

@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 if TYPE_CHECKING:
     from ahtwist.backends.redis.link import RedisLink
 
-#: a node is a peer while it announced itself within this many ms (section 13.1)
+#: a node is a peer while it announced itself within this many ms (README.md, 'Running a cluster')
 PEER_WINDOW_MS = 15000
 
 

@@ -94,7 +94,7 @@ class Membership:
 
 @implementer(IConnection)
 class Connection:
-    """One client of any transport (BEHAVIOUR.md section 3)."""
+    """One client of any transport (docs/python-api.md, 'Connections')."""
 
     __slots__ = (
         "id",

@@ -211,9 +211,10 @@ class Node:
             self.active_by_type[connection.type] -= 1
 
     def apply(self, connection_id: str, method: str, *args: Any) -> Deferred[Any]:
-        """Run an operation on a connection wherever it is held (BEHAVIOUR.md
-        13.3): here, or on the node holding it, which answers with the result
-        or the error; no answer within ``general.rpcTimeout`` -> ``RPC Timeout``.
+        """Run an operation on a connection wherever it is held
+        (docs/protocol-socket.md, 'Operations on remote connections'): here,
+        or on the node holding it, which answers with the result or the error;
+        no answer within ``general.rpcTimeout`` -> ``RPC Timeout``.
 
         ``method``: ``add_member``/``remove_member`` (room), ``send_message``
         (message), ``destroy`` (), ``set`` (field, value; fields in

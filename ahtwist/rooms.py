@@ -1,4 +1,5 @@
-"""Chat rooms shared by every transport (BEHAVIOUR.md section 11).
+"""Chat rooms shared by every transport (docs/python-api.md, 'The node:
+rooms, cache, stats, other nodes').
 
 The :class:`RoomService` holds the rules (errors, middleware, payload shape);
 an :class:`~ahtwist.backends.interfaces.IRoomBackend` holds the state and an

@@ -4,7 +4,7 @@ Transport-neutral.  A transport builds the raw params and calls
 :meth:`ActionProcessor.process`; the returned Deferred fires with the
 :class:`ActionData` once the action is complete (synchronously when nothing in
 the chain is asynchronous), and the transport renders ``data.response``.
-Order and texts follow BEHAVIOUR.md section 4.6 exactly.
+Order and texts follow docs/python-api.md, 'Processing order', exactly.
 """
 
 import time

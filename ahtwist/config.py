@@ -134,6 +134,7 @@ class WebConfig:
     returnErrorCodes: bool = _setting(True, "bool")
     compress: bool = _setting(False, "bool")
     allowedRequestHosts: tuple[str, ...] = _setting((), "strlist")
+    trustedProxies: tuple[str, ...] = _setting(("127.0.0.0/8", "::1/128"), "networks")
     idleTimeout: int = _setting(60, "posint")
     httpHeaders: Mapping[str, str] = _setting(_DEFAULT_HEADERS, "headers")
     fingerprintOptions: FingerprintOptions = _table(FingerprintOptions)
@@ -346,6 +347,16 @@ class _Loader:
         if kind == "path":
             expect(isinstance(raw, str), "a string")
             return self.path(raw)
+        if kind == "networks":
+            expect(isinstance(raw, list) and all(isinstance(x, str) for x in raw), "a list of strings")
+            from ahtwist.proxies import parse_network
+
+            for item in raw:
+                try:
+                    parse_network(item)
+                except ValueError:
+                    raise self.fail(key, f"not an IP address or CIDR network: {item!r}") from None
+            return tuple(raw)
         if kind in ("strlist", "pathlist"):
             expect(
                 isinstance(raw, list) and all(isinstance(x, str) for x in raw),

@@ -10,8 +10,8 @@ The public API for writing actions, middleware and servers is re-exported here.
 
 from ahtwist._version import __version__
 from ahtwist.actions.action import Action, Input
+from ahtwist.actions.data import ActionData
 from ahtwist.actions.middleware import ActionMiddleware, ChatMiddleware, ConnectionMiddleware
-from ahtwist.actions.processor import ActionData
 from ahtwist.connection import Connection, ConnectionRaw
 from ahtwist.errors import ActionError, RoomError
 from ahtwist.servers.base import Server

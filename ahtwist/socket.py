@@ -1,4 +1,4 @@
-"""The line-oriented TCP/TLS socket server (BEHAVIOUR.md section 9).
+"""The line-oriented TCP/TLS socket server (docs/protocol-socket.md).
 
 Three pieces, one job each:
 
@@ -34,6 +34,7 @@ from ahtwist.errors import ConnectionRefused
 from ahtwist.connection import Connection, ConnectionRaw, IConnectionTransport, new_id
 from ahtwist.encoding import dumps, loads
 from ahtwist.files import FileInfo
+from ahtwist.limits import RATE_LIMITED, over_rate
 from ahtwist.node import SOCKET_REQUESTS, Node
 from ahtwist.servers.base import Server
 from ahtwist.servers.peer import is_secure, peer_address, peer_certificate
@@ -101,7 +102,7 @@ class SocketServer(Server):
 
     def line_too_long(self, connection: Connection, received: int) -> None:
         """A line over the limit: dropped, not counted, answered with the
-        current count (BEHAVIOUR.md 9.2, numbers in the corrected order)."""
+        current count (docs/protocol-socket.md, 'Limits')."""
         limit = self.max_data_length if self.max_data_length > 0 else self.max_buffer_length
         text = errors.DATA_TOO_BIG.format(received=received, max=limit)
         log.info("{ip}: {error}", ip=connection.remote_ip, error=text)
@@ -116,7 +117,10 @@ class SocketServer(Server):
         self.stats.increment(SOCKET_REQUESTS)
         words = line.split(" ")
         verb = words[0]
-        if verb == "file":
+        if over_rate(connection):
+            self.stats.increment(RATE_LIMITED)
+            self._verb_failed(Failure(VerbError(errors.TOO_FAST)), connection, count, verb)
+        elif verb == "file":
             if len(words) > 1:
                 connection.params["file"] = words[1]  # sticky, as in v17
             self.send_public_file(connection, connection.params.get("file"))
@@ -153,7 +157,7 @@ class SocketServer(Server):
 
     def run_action_line(self, connection: Connection, line: str, verb: str, count: int) -> None:
         """A JSON object request, or the first word as the action name
-        (BEHAVIOUR.md 9.5); the action works on a copy of the sticky params."""
+        (docs/protocol-socket.md, 'Actions'); the action works on a copy of the sticky params."""
         request = None
         if line[0] == "{" or line.lstrip(_JSON_SPACE)[:1] == "{":
             try:

@@ -3,7 +3,7 @@
 Autobahn does the protocol (handshake, framing, UTF-8 validation, size
 limits, ping/pong, close codes); this module only turns text frames into
 calls on the node's core and the results back into frames
-(BEHAVIOUR.md section 10):
+(docs/protocol-websocket.md):
 
 * :class:`WebSocketServer` -- one per node: parses a frame, counts it,
   dispatches the event (action, file, room verbs, say, detailsView,
@@ -36,8 +36,9 @@ import ahtwist.replies as replies
 from ahtwist.connection import Connection, ConnectionRaw, IConnectionTransport
 from ahtwist.encoding import dumps, loads
 from ahtwist.errors import ConnectionRefused
+from ahtwist.proxies import TrustedProxies
 from ahtwist.servers.base import Server
-from ahtwist.servers.peer import client_address, is_secure, parse_cookies, peer_certificate
+from ahtwist.servers.peer import is_secure, parse_cookies, peer_address, peer_certificate
 from ahtwist.verbs import COMMON_VERBS
 from ahtwist.web.query import parse_query
 
@@ -100,6 +101,7 @@ class WebSocketServer(Server):
         self.config = config.servers.websocket
         self.cookie_key = config.servers.web.fingerprintOptions.cookieKey
         self.query_options = config.servers.web.queryParseOptions
+        self.proxies = TrustedProxies.from_strings(config.servers.web.trustedProxies)
         self.max_file_size = self.config.maxFileSize
         self.protocols: set[WebSocketConnectionProtocol] = set()
         #: (payload, its values, its frame) of the latest chat delivery
@@ -121,7 +123,10 @@ class WebSocketServer(Server):
             if values and values[0]:
                 fingerprint = values[0]
         transport = protocol.transport
-        ip, port = client_address(transport.getPeer(), headers.get)
+        ip, port = peer_address(transport.getPeer())
+        forwarded = headers.get("x-forwarded-for")
+        if forwarded:
+            ip, port = self.proxies.client(ip, port, forwarded, headers.get("x-forwarded-port"))
         query_string = protocol.http_request_uri.partition("?")[2]
         options = self.query_options
         try:
@@ -185,7 +190,7 @@ class WebSocketServer(Server):
     # --- frames ------------------------------------------------------------------
 
     def frame(self, protocol: "WebSocketConnectionProtocol", payload: bytes) -> None:
-        """One text frame from a client (docs/: the websocket protocol)."""
+        """One text frame from a client (docs/protocol-websocket.md, 'Client to server')."""
         connection = protocol.connection
         if connection is None or connection.destroyed:
             return
@@ -335,7 +340,7 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
 
 
 class WebSocketFactory(WebSocketServerFactory):
-    """Autobahn's factory with ahtwist's limits (BEHAVIOUR.md 10.1, 10.6).
+    """Autobahn's factory with ahtwist's limits (docs/protocol-websocket.md, 'The handshake' and 'Limits, heartbeat and closing').
 
     No status page and no redirect (``webStatus=False``), no Server header,
     any Origin, close frames with a code on bad input (1007 invalid UTF-8,

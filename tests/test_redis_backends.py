@@ -1,8 +1,8 @@
 """The Redis providers against a real ``redis-server`` (started here, on a free port).
 
-Each test builds one or two "nodes" (a :class:`RedisLink` and the providers
-over it) on the real reactor, exactly as :class:`ClusterService` does, and
-checks what a second node sees.  Trial's TestCase checks after every test
+Each test builds one or two "nodes" (the real :class:`ClusterService` that
+``--redis`` builds: its link and the providers over it) on the real reactor,
+and checks what a second node sees.  Trial's TestCase checks after every test
 that nothing was left behind on the reactor (timers, connections), which is
 how these tests catch leaks across outages.
 """
@@ -18,10 +18,10 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
-from ahtwist.backends.interfaces import ICache, IPeers, IRoomBackend, IStats
+from ahtwist.backends.interfaces import IBus, ICache, IPeers, IRoomBackend, IStats
 from ahtwist.backends.memory import CacheMiss
-from ahtwist.backends.redis_url import parse_redis_url
 from ahtwist.errors import RoomError
+from tests.helpers import config_from
 from tests.redis_server import RedisServer, free_port, require_redis_server
 
 SERVER: RedisServer | None = None
@@ -52,38 +52,38 @@ async def wait_until(predicate, timeout: float = 10.0, step: float = 0.02) -> No
 
 
 class Node:
-    """The Redis side of one cluster node, built like ClusterService builds it."""
+    """The Redis side of one cluster node: the real :class:`ClusterService`
+    (what ``--redis`` builds) for a config naming the node, its token, its
+    RPC timeout and starting rooms.
+
+    Only its link is started, not its periodic work: these tests flush the
+    stats and send heartbeats themselves.  ``announce=False`` also leaves out
+    the heartbeat the service sends when the link comes up, for a node that
+    has not announced itself yet.
+    """
 
     def __init__(self, url: str, node_id: str, token: str = "secret", rpc_timeout_ms: int = 300,
-                 starting_rooms: tuple[str, ...] = ("defaultRoom",)) -> None:
-        from ahtwist.backends.redis import (
-            RedisCache,
-            RedisLink,
-            RedisPeers,
-            RedisRoomBackend,
-            RedisStats,
-        )
+                 starting_rooms: tuple[str, ...] = ("defaultRoom",), announce: bool = True) -> None:
+        from ahtwist.backends.redis import ClusterService
 
+        rooms = ", ".join(f'"{room}"' for room in starting_rooms)
+        config = config_from(
+            f'[general]\nid = "{node_id}"\nserverToken = "{token}"\nchannel = "test"\n'
+            f"rpcTimeout = {rpc_timeout_ms}\nstartingChatRooms = [{rooms}]\n"
+            f'[redis]\nurl = "{url}"\nreconnectMaxDelay = 1\n'
+        )
+        self.cluster = cluster = ClusterService(config, reactor)
+        if not announce:
+            cluster.link.on_up.remove(cluster._beat)
         self.id = node_id
-        self.token = token
-        self.link = RedisLink(reactor, parse_redis_url(url), "test", reconnect_max_delay=1)
-        self.rooms = RedisRoomBackend(
-            self.link, reactor, node_id=node_id, prefix="test", server_token=token,
-            rpc_timeout_ms=rpc_timeout_ms, starting_rooms=starting_rooms,
-        )
-        self.cache = RedisCache(self.link, reactor, "test")
-        self.stats = RedisStats(self.link, "test")
-        self.peers = RedisPeers(self.link, "test", node_id)
+        self.link = cluster.link
+        self.bus = cluster.bus
+        self.rooms = cluster.rooms
+        self.cache = cluster.cache
+        self.stats = cluster.stats
+        self.peers = cluster.peers
         self.events: list[dict] = []
-        self.rooms.on_event = self.events.append
-        self.link.on_message = self._message
-
-    def _message(self, text: str) -> None:
-        from ahtwist.encoding import loads
-
-        message = loads(text)
-        if message.get("serverToken") == self.token:
-            self.rooms.message_received(message)
+        self.bus.subscribe(self.events.append)
 
     async def start(self) -> "Node":
         self.link.start()
@@ -106,6 +106,7 @@ class RedisProviderTests(TestCase):
         self.assertTrue(verifyObject(IStats, a.stats))
         self.assertTrue(verifyObject(IPeers, a.peers))
         self.assertTrue(verifyObject(IRoomBackend, a.rooms))
+        self.assertTrue(verifyObject(IBus, a.bus))
 
     async def test_cache_is_shared_and_keeps_the_memory_shape(self):
         a, b = await self.node("a"), await self.node("b")
@@ -157,7 +158,7 @@ class RedisProviderTests(TestCase):
         self.assertEqual(b.stats.local("web:requests"), 4)
 
     async def test_peers_are_the_nodes_that_announced_themselves(self):
-        a, b = await self.node("node-b"), await self.node("node-a")
+        a, b = await self.node("node-b", announce=False), await self.node("node-a", announce=False)
         # a node counts itself; another only once it has announced itself
         self.assertEqual(await b.peers.peers(), ["node-a"])
         live, dead = await a.peers.heartbeat()
@@ -190,7 +191,7 @@ class RedisProviderTests(TestCase):
     async def test_events_reach_every_node_once_and_never_synchronously(self):
         a, b = await self.node("a"), await self.node("b")
         event = {"type": "say", "room": "r", "payload": {"message": "hi"}}
-        await a.rooms.publish(event)
+        await a.bus.publish(event)
         self.assertEqual(a.events, [])
         await wait_until(lambda: a.events and b.events)
         await sleep(0.05)
@@ -199,8 +200,8 @@ class RedisProviderTests(TestCase):
 
     async def test_messages_with_another_token_are_ignored(self):
         a, other = await self.node("a"), await self.node("x", token="another")
-        await other.rooms.publish({"type": "say", "room": "r", "payload": {}})
-        await a.rooms.publish({"type": "say", "room": "mine", "payload": {}})
+        await other.bus.publish({"type": "say", "room": "r", "payload": {}})
+        await a.bus.publish({"type": "say", "room": "mine", "payload": {}})
         await wait_until(lambda: a.events)
         await sleep(0.05)
         self.assertEqual(a.events, [{"type": "say", "room": "mine", "payload": {}}])
@@ -220,22 +221,22 @@ class RedisProviderTests(TestCase):
                 return succeed(True) if args == ["room"] else fail(RoomError("room does not exist"))
             raise ValueError("boom")
 
-        b.rooms.on_rpc = on_rpc
-        a.rooms.on_rpc = lambda *args: None
-        self.assertIs(await a.rooms.call_remote("held-by-b", "add_member", ["room"]), True)
+        b.bus.on_rpc = on_rpc
+        a.bus.on_rpc = lambda *args: None
+        self.assertIs(await a.bus.call_remote("held-by-b", "add_member", ["room"]), True)
         with self.assertRaises(RoomError) as refused:
-            await a.rooms.call_remote("held-by-b", "add_member", ["nope"])
+            await a.bus.call_remote("held-by-b", "add_member", ["nope"])
         self.assertEqual(refused.exception.message, "room does not exist")
         with self.assertRaises(RoomError) as broken:
-            await a.rooms.call_remote("held-by-b", "destroy", [])
+            await a.bus.call_remote("held-by-b", "destroy", [])
         self.assertEqual(broken.exception.message, "internal server error")
         self.flushLoggedErrors(ValueError)
         started = reactor.seconds()
         with self.assertRaises(RoomError) as nobody:
-            await a.rooms.call_remote("held-by-nobody", "add_member", ["room"])
+            await a.bus.call_remote("held-by-nobody", "add_member", ["room"])
         self.assertEqual(nobody.exception.message, "RPC Timeout")
         self.assertGreaterEqual(reactor.seconds() - started, 0.29)
-        self.assertEqual(a.rooms.pending_rpcs, {})
+        self.assertEqual(a.bus.pending_rpcs, {})
         self.assertEqual([c[0] for c in calls], ["held-by-b", "held-by-b", "held-by-b", "held-by-nobody"])
 
     async def test_a_dead_node_is_cleaned_up_by_survivors(self):
@@ -271,12 +272,12 @@ class RedisProviderTests(TestCase):
         record = {"id": "c1", "joinedAt": 5, "host": "a"}
         self.assertIs(await a.rooms.add_member("offline", record), True)
         self.assertEqual(await a.rooms.members("offline"), {"c1": record})
-        await a.rooms.publish({"type": "say", "room": "offline", "payload": {}})
+        await a.bus.publish({"type": "say", "room": "offline", "payload": {}})
         self.assertEqual(a.events, [])
         await sleep(0)
         self.assertEqual(a.events, [{"type": "say", "room": "offline", "payload": {}}])
         with self.assertRaises(RoomError) as rpc:
-            await a.rooms.call_remote("someone", "add_member", ["offline"])
+            await a.bus.call_remote("someone", "add_member", ["offline"])
         self.assertEqual(rpc.exception.message, "RPC Timeout")
         await a.cache.save("kept", "value", 60000)
         self.assertEqual((await a.cache.load("kept"))["value"], "value")
@@ -324,14 +325,14 @@ class RedisProviderTests(TestCase):
         await a.rooms.add_room("made-by-a")
         await a.rooms.add_member("defaultRoom", {"id": "ca", "joinedAt": 1, "host": "a"})
         await b.rooms.add_member("defaultRoom", {"id": "cb", "joinedAt": 2, "host": "b"})
-        waiting = a.rooms.call_remote("nobody", "add_member", ["defaultRoom"])
+        waiting = a.bus.call_remote("nobody", "add_member", ["defaultRoom"])
         started = reactor.seconds()
         server.stop(signal.SIGKILL)
         with self.assertRaises(RoomError) as rpc:
             await waiting
         self.assertEqual(rpc.exception.message, "RPC Timeout")
         self.assertLess(reactor.seconds() - started, 1.0)
-        self.assertEqual(a.rooms.pending_rpcs, {})
+        self.assertEqual(a.bus.pending_rpcs, {})
         await wait_until(lambda: not a.link.up and not b.link.up)
         # a left, b joined during the outage; a created a room
         await a.rooms.remove_member("defaultRoom", "ca")
@@ -349,14 +350,38 @@ class RedisProviderTests(TestCase):
         # the restarted Redis is empty: what it holds now was re-asserted
         self.assertEqual(await a.rooms.list_rooms(), ["defaultRoom", "during-outage"])
         self.assertEqual(list(await a.rooms.members("defaultRoom")), ["cb", "cb2"])
-        await a.rooms.publish({"type": "say", "room": "defaultRoom", "payload": {"n": 1}})
+        await a.bus.publish({"type": "say", "room": "defaultRoom", "payload": {"n": 1}})
         await wait_until(lambda: b.events)
         self.assertEqual(b.events, [{"type": "say", "room": "defaultRoom", "payload": {"n": 1}}])
+
+    async def test_a_command_lost_with_the_connection_is_answered_locally_and_logged_once(self):
+        """A command that was sent when the connection broke is answered from
+        the local copy, not failed; the provider logs it once per outage."""
+        lines = capture_log(self)
+        a = await self.node("a")
+        await a.rooms.add_room("r")
+
+        async def lose_the_connection_under_two_commands():
+            connections = a.link.connections
+            exists, listed = a.rooms.room_exists("r"), a.rooms.list_rooms()
+            a.link._command.transport.abortConnection()
+            self.assertIs(await exists, True)
+            self.assertEqual(await listed, ["r"])
+            await wait_until(lambda: a.link.connections == connections + 1)  # reconnected
+
+        await lose_the_connection_under_two_commands()
+        await lose_the_connection_under_two_commands()
+        local = [line for line in lines if "answering locally" in line]
+        self.assertEqual(
+            local,
+            ["Redis did not answer for rooms (Lost connection); answering locally until it is back"] * 2,
+        )
+        self.assertEqual(len([line for line in lines if "connection lost" in line]), 2, lines)
 
     async def node_on(self, url: str, node_id: str, **kw) -> Node:
         node = Node(url, node_id, **kw)
         self.addCleanup(node.link.stop)
-        self.addCleanup(node.rooms.stop)
+        self.addCleanup(node.bus.stop)
         return await node.start()
 
 
@@ -384,7 +409,7 @@ class RedisTLSTests(TestCase):
         b = await self.connected_node(f"{self.base}?ssl_cert_reqs=none", "b")
         await a.cache.save("k", "tls", 5000)
         self.assertEqual((await b.cache.load("k"))["value"], "tls")
-        await b.rooms.publish({"type": "say", "room": "r", "payload": {}})
+        await b.bus.publish({"type": "say", "room": "r", "payload": {}})
         await wait_until(lambda: a.events)
 
     async def test_wrong_password_and_untrusted_certificate_are_logged_and_retried(self):

@@ -4,7 +4,7 @@ Transport-neutral.  A transport builds the raw params and calls
 :meth:`ActionProcessor.process`; the returned Deferred fires with the
 :class:`ActionData` once the action is complete (synchronously when nothing in
 the chain is asynchronous), and the transport renders ``data.response``.
-Order and texts follow BEHAVIOUR.md section 4.6 exactly.
+Order and texts follow docs/python-api.md, 'Processing order', exactly.
 """
 
 import time
@@ -12,19 +12,22 @@ from collections.abc import Mapping
 from inspect import isawaitable
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.logger import Logger, LogLevel
 
 from ahtwist import errors
 from ahtwist._async import run_now
-from ahtwist.actions.action import Action, Input, render_version, takes_args, wants_data
-from ahtwist.actions.registry import SAFE_PARAMS
+from ahtwist.actions.action import Input, render_version, takes_args, wants_data
+from ahtwist.actions.data import ActionData
+from ahtwist.actions.registry import SAFE_PARAMS, ActionRegistry
+from ahtwist.config import General
 from ahtwist.encoding import dumps
 from ahtwist.errors import ActionError
 
 if TYPE_CHECKING:
     from ahtwist.connection import Connection
-    from ahtwist.node import Node
+
+__all__ = ["ActionData", "ActionProcessor"]
 
 log = Logger(namespace="ahtwist.action")
 
@@ -44,6 +47,8 @@ VALIDATOR_ERRORS = "validator_errors"
 SERVER_ERROR = "server_error"
 SHUTTING_DOWN = "server_shutting_down"
 TOO_MANY_REQUESTS = "too_many_requests"
+SERVER_TOO_BUSY = "server_too_busy"
+CONNECTION_GONE = "connection_gone"
 UNSUPPORTED_TYPE = "unsupported_server_type"
 PRE_PROCESSOR_ERROR = "pre_processor_error"
 POST_PROCESSOR_ERROR = "post_processor_error"
@@ -51,76 +56,16 @@ ACTION_ERROR = "action_error"
 SUCCESS = "success"
 
 
-class ActionData:
-    """What ``run`` and middleware receive, and what the transport renders.
-
-    ``response`` is the reply (a dict; its keys are the reply's keys).  Set
-    ``to_process = False`` in a pre-processor to skip ``run`` without error,
-    ``to_render = False`` to answer yourself (``connection.send_file``...).
-    """
-
-    __slots__ = (
-        "node",
-        "connection",
-        "params",
-        "raw_params",
-        "response",
-        "to_process",
-        "to_render",
-        "action",
-        "action_template",
-        "message_count",
-        "message_id",
-        "missing_params",
-        "validator_errors",
-        "action_status",
-        "duration",
-        "error",
-        "started_at",
-        "validated",
-    )
-
-    def __init__(
-        self,
-        node: "Node",
-        connection: "Connection",
-        params: dict[str, Any],
-        message_id: Any,
-        message_count: int,
-    ) -> None:
-        self.node = node
-        self.connection = connection
-        self.raw_params = params
-        self.params = params
-        self.response: Any = {}
-        self.to_process = True
-        self.to_render = True
-        self.action = params.get("action")
-        self.action_template: Action | None = None
-        self.message_count = message_count
-        self.message_id = message_id
-        self.missing_params: list[str] = []
-        self.validator_errors: list[Any] = []
-        self.action_status: str | None = None
-        self.duration = 0
-        self.error: Any = None
-        self.started_at = time.monotonic()
-        self.validated = False
-
-    def received_params(self, post_variables: frozenset[str], scrub: bool) -> dict[str, Any]:
-        """Web ``receivedParams``: processed params (or raw ones when processing
-        stopped before validation) filtered to the post variables."""
-        params = self.params if self.validated else self.raw_params
-        if not scrub:
-            return dict(params)
-        return {k: v for k, v in params.items() if k in post_variables}
-
-
 def _log_json(value: Any) -> str:
     """JSON text for the log line; values JSON has no type for (a formatter
     may return any object) are shown by their ``str`` -- logging never fails
     a request."""
     return dumps(value, default=str).decode("utf-8", "replace")
+
+
+def _forget(result: Any, waiting: set[Any], deferred: Any) -> Any:
+    waiting.discard(deferred)
+    return result
 
 
 def _maybe_await(result: Any) -> bool:
@@ -139,13 +84,24 @@ def _error_value(exc: BaseException) -> Any:
 
 
 class ActionProcessor:
-    """Runs actions for every transport."""
+    """Runs actions for every transport.
 
-    def __init__(self, node: "Node") -> None:
-        self.node = node
-        self.registry = node.registry
-        general = node.config.general
+    It needs only the registry and the ``general`` settings; ``api`` is
+    handed to actions as ``data.node`` and never used here.  Set
+    :attr:`stopping` to answer every new action ``the server is shutting
+    down``.
+    """
+
+    def __init__(
+        self, registry: ActionRegistry, general: General, api: Any = None, in_flight_cap: int = 10000
+    ) -> None:
+        self.api = api
+        self.registry = registry
+        self.stopping = False
         self.limit = general.simultaneousActions
+        #: actions running now on this node, and the most allowed (``limits.maxActionsInFlight``)
+        self.in_flight = 0
+        self.in_flight_cap = in_flight_cap
         self.scrub = not general.disableParamScrubbing
         self.expose_errors = general.exposeErrors
         self.missing_checks = tuple(general.missingParamChecks)
@@ -181,25 +137,37 @@ class ActionProcessor:
         returns its :class:`ActionData` directly (no Deferred): for transports
         on a hot path."""
         data = ActionData(
-            self.node,
+            self.api,
             connection,
             params,
             message_id,
             connection.message_count if message_count is None else message_count,
         )
-        return run_now(self._process(data))
+        result = run_now(self._process(data))
+        if isinstance(result, Deferred):
+            # still running: a connection that goes away cancels it
+            waiting = connection.waiting
+            if waiting is None:
+                waiting = connection.waiting = set()
+            waiting.add(result)
+            result.addBoth(_forget, waiting, result)
+        return result
 
     async def _process(self, data: ActionData) -> ActionData:
         connection = data.connection
         connection.total_actions += 1
         connection.pending_actions += 1
+        self.in_flight += 1
         try:
             await self._steps(data)
+        except CancelledError:
+            self._fail(data, errors.CONNECTION_GONE, CONNECTION_GONE)
         except Exception as e:  # a bug in middleware plumbing; never lose the reply
             log.failure("unexpected error processing action {action}", action=data.action)
             self._fail(data, self._unexpected(e), SERVER_ERROR)
         finally:
             connection.pending_actions -= 1
+            self.in_flight -= 1
         data.duration = round((time.monotonic() - data.started_at) * 1000)
         if data.error is not None and isinstance(data.response, dict):
             data.response.setdefault("error", data.error)
@@ -218,16 +186,17 @@ class ActionProcessor:
         return errors.INTERNAL_ERROR
 
     async def _steps(self, data: ActionData) -> None:
-        node = self.node
         connection = data.connection
         params = data.params
         version = params.get("apiVersion")
         template = self.registry.get(data.action, version)
         data.action_template = template
-        if node.stopping:
+        if self.stopping:
             return self._fail(data, errors.SHUTTING_DOWN, SHUTTING_DOWN)
         if connection.pending_actions > self.limit:
             return self._fail(data, errors.TOO_MANY_PENDING, TOO_MANY_REQUESTS)
+        if self.in_flight > self.in_flight_cap:
+            return self._fail(data, errors.TOO_BUSY, SERVER_TOO_BUSY)
         if template is None:
             return self._fail(data, errors.UNKNOWN_ACTION, UNKNOWN_ACTION)
         if connection.type in template.blocked_connection_types:
@@ -266,6 +235,8 @@ class ActionProcessor:
             result = template.run(data)
             if _maybe_await(result):
                 result = await result
+        except CancelledError:
+            raise
         except ActionError as e:
             return self._fail(data, e.error, ACTION_ERROR)
         except Exception as e:
@@ -292,6 +263,8 @@ class ActionProcessor:
                 result = hook(data)
                 if _maybe_await(result):
                     await result
+            except CancelledError:
+                raise
             except ActionError as e:
                 self._fail(data, e.error, status)
                 return False

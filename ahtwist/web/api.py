@@ -1,7 +1,7 @@
 """The web server: request modes, the JSON action API, OPTIONS/TRACE, headers.
 
 One :class:`WebServer` per node serves every ``--web`` listener.  For each
-request it decides the mode (BEHAVIOUR.md section 6.2), builds a ``web``
+request it decides the mode (docs/protocol-http.md, 'How a request is routed'), builds a ``web``
 :class:`~ahtwist.connection.Connection`, gathers params (query < files <
 body fields < route variables), resolves the action and hands it to the
 transport-neutral processor, then renders ActionHero's JSON reply.
@@ -30,8 +30,9 @@ from ahtwist.encoding import dumps_padded
 from ahtwist.files import percent_decode
 from ahtwist.errors import ConnectionRefused
 from ahtwist.node import WEB_REQUESTS, Node
+from ahtwist.proxies import TrustedProxies
 from ahtwist.servers.base import lookup_file
-from ahtwist.servers.peer import client_address, is_secure, parse_cookies, parse_forwarded_for, peer_certificate
+from ahtwist.servers.peer import is_secure, parse_cookies, peer_address, peer_certificate
 from ahtwist.web.body import FormError, FormLimits
 from ahtwist.web.mime import mime_for_extension
 from ahtwist.web.query import parse_query
@@ -166,6 +167,7 @@ class WebServer:
         self.api_prefix = split_path(web.urlPathForActions)
         self.file_prefix = split_path(web.urlPathForFiles)
         self.allowed_hosts = web.allowedRequestHosts
+        self.proxies = TrustedProxies.from_strings(web.trustedProxies)
         self.query_options = web.queryParseOptions
         form = web.formOptions
         self.form_limits = FormLimits(
@@ -280,7 +282,13 @@ class WebServer:
             if header and header[0]:
                 fingerprint = header[0].decode("latin-1")
         set_cookie = None
-        ip, port = client_address(request.getClientAddress(), lambda name: _header_text(request, name.encode()))
+        ip, port = peer_address(request.getClientAddress())
+        forwarded = request.getHeader(b"x-forwarded-for")
+        if forwarded:
+            fport = request.getHeader(b"x-forwarded-port")
+            ip, port = self.proxies.client(
+                ip, port, forwarded.decode("latin-1"), fport.decode("latin-1") if fport else None
+            )
         if fingerprint is None:
             fingerprint = self._new_fingerprint(request, ip)
             if self.set_cookies:
@@ -632,10 +640,9 @@ class WebServer:
 
     def _host_allowed(self, request: WebRequest) -> bool:
         proto = request.getHeader(b"x-forwarded-proto")
-        if proto:
-            scheme = proto.decode("latin-1")
-        else:
-            scheme = "https" if request.isSecure() else "http"
+        scheme = self.proxies.scheme(
+            _peer(request)[0], proto.decode("latin-1") if proto else None, request.isSecure()
+        )
         host = (request.getHeader(b"host") or b"").decode("latin-1")
         return f"{scheme}://{host}" in self.allowed_hosts
 

@@ -119,7 +119,7 @@ class SocketServer(Server):
         verb = words[0]
         if over_rate(connection):
             self.stats.increment(RATE_LIMITED)
-            self._verb_failed(Failure(VerbError(errors.TOO_FAST)), connection, count, verb)
+            self._socket_verb_failed(Failure(VerbError(errors.TOO_FAST)), connection, count, verb)
         elif verb == "file":
             if len(words) > 1:
                 connection.params["file"] = words[1]  # sticky, as in v17

@@ -37,6 +37,7 @@ import ahtwist.replies as replies
 from ahtwist.connection import Connection, ConnectionRaw, canonical_type, new_id
 from ahtwist.errors import ConnectionRefused
 from ahtwist.files import FileInfo
+from ahtwist.limits import RATE_LIMITED, over_rate
 from ahtwist.verbs import COMMON_VERBS, NO_REPLY, UnknownVerb, VerbError, Verbs, say_text
 
 log = Logger(namespace="ahtwist.server")
@@ -123,6 +124,8 @@ class Server(MultiService):
 
     #: the ``connection.type`` of its connections (``blocked_connection_types`` names it)
     type: ClassVar[str] = "custom"
+    #: the ``[servers.<name>]`` table that starts it (default: ``type``)
+    name: ClassVar[str | None] = None
     #: may its connections join rooms and say things
     can_chat: ClassVar[bool] = True
     #: is a new connection greeted with the welcome message
@@ -293,7 +296,10 @@ class Server(MultiService):
         if message_id is None:
             message_id = new_id()
         self.received(connection, count, message_id)
-        if event == "action":
+        if over_rate(connection):
+            self.stats.increment(RATE_LIMITED)
+            self.send_reply(connection, replies.verb_reply(errors.TOO_FAST, None, count, message_id))
+        elif event == "action":
             params = message.get("params")
             self.run_action(connection, params if isinstance(params, dict) else {}, message_id, count)
         elif event == "file":

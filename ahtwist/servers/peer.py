@@ -1,8 +1,9 @@
-"""Who is on the other end: client address, cookies, TLS facts (one copy for every server).
+"""Who is on the other end: peer address, cookies, TLS facts (one copy for every server).
 
 The web request, the websocket upgrade request and any custom server read
-the client's address (with ``X-Forwarded-For``/``X-Forwarded-Port``), its
-cookies and its TLS state through these functions, so the rules live once.
+the peer's address, the client's cookies and its TLS state through these
+functions, so the rules live once (``X-Forwarded-*`` from trusted proxies:
+:mod:`ahtwist.proxies`).
 
 Cookies follow RFC 6265 as browsers send them: ``name=value`` pairs split on
 ``;``, names and values trimmed, a value wrapped in double quotes loses the
@@ -10,8 +11,6 @@ quotes, and when a name repeats the **first** value wins (the browser sends
 the most specific cookie first).
 """
 
-import ipaddress
-from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.interfaces import ISSLTransport
@@ -36,58 +35,6 @@ def parse_cookies(header: str | None) -> dict[str, str]:
 def peer_address(peer: Any) -> tuple[str, int]:
     """``(host, port)`` of a Twisted address; a unix socket is ``("unix", 0)``."""
     return getattr(peer, "host", None) or "unix", getattr(peer, "port", 0) or 0
-
-
-def client_address(peer: Any, header: Callable[[str], str | None]) -> tuple[str, int]:
-    """The client's ``(ip, port)``: the peer's, unless a valid
-    ``X-Forwarded-For`` names another (``X-Forwarded-Port`` then gives the
-    port).  ``header(name)`` returns a request header (lower-case name) or None."""
-    ip, port = peer_address(peer)
-    forwarded = header("x-forwarded-for")
-    if forwarded:
-        parsed = parse_forwarded_for(forwarded)
-        if parsed is not None:
-            ip, forwarded_port = parsed
-            if forwarded_port is not None:
-                port = forwarded_port
-            fport = header("x-forwarded-port")
-            if fport and fport.strip().isdigit():
-                port = int(fport)
-    return ip, port
-
-
-def parse_forwarded_for(value: str) -> tuple[str, int | None] | None:
-    """The first X-Forwarded-For item as ``(ip, port or None)``; None when
-    it is not a valid address (the header is then ignored)."""
-    item = value.split(",")[0].strip()
-    if not item:
-        return None
-    port: int | None = None
-    if "." in item or ":" not in item:
-        if item.startswith("::ffff:"):
-            item = item[7:]
-        host, sep, port_text = item.partition(":")
-        if sep:
-            if not port_text.isdigit():
-                return None
-            port = int(port_text)
-        item = host
-    elif item.startswith("["):
-        host, sep, rest = item[1:].partition("]")
-        if not sep:
-            return None
-        if rest:
-            if not rest.startswith(":") or not rest[1:].isdigit():
-                return None
-            port = int(rest[1:])
-        item = host
-    try:
-        ipaddress.ip_address(item)
-    except ValueError:
-        return None
-    if port is not None and not 0 <= port <= 65535:
-        return None
-    return item, port
 
 
 def is_secure(transport: Any) -> bool:

@@ -641,7 +641,7 @@ class WebServer:
     def _host_allowed(self, request: WebRequest) -> bool:
         proto = request.getHeader(b"x-forwarded-proto")
         scheme = self.proxies.scheme(
-            _peer(request)[0], proto.decode("latin-1") if proto else None, request.isSecure()
+            peer_address(request.getClientAddress())[0], proto.decode("latin-1") if proto else None, request.isSecure()
         )
         host = (request.getHeader(b"host") or b"").decode("latin-1")
         return f"{scheme}://{host}" in self.allowed_hosts

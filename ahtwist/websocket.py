@@ -36,6 +36,7 @@ import ahtwist.replies as replies
 from ahtwist.connection import Connection, ConnectionRaw, IConnectionTransport
 from ahtwist.encoding import dumps, loads
 from ahtwist.errors import ConnectionRefused
+from ahtwist.origins import OriginPolicy
 from ahtwist.proxies import TrustedProxies
 from ahtwist.servers.base import Server
 from ahtwist.servers.peer import is_secure, parse_cookies, peer_address, peer_certificate
@@ -102,6 +103,8 @@ class WebSocketServer(Server):
         self.cookie_key = config.servers.web.fingerprintOptions.cookieKey
         self.query_options = config.servers.web.queryParseOptions
         self.proxies = TrustedProxies.from_strings(config.servers.web.trustedProxies)
+        self.origins = OriginPolicy(self.config.allowedOrigins, config.servers.web.allowedRequestHosts)
+        self.fingerprint_from_query = self.config.fingerprintFromQuery
         self.max_file_size = self.config.maxFileSize
         self.protocols: set[WebSocketConnectionProtocol] = set()
         #: (payload, its values, its frame) of the latest chat delivery
@@ -116,17 +119,24 @@ class WebSocketServer(Server):
         """The upgrade request: make the connection and run the connection
         middleware before the 101 (a refusal answers 403)."""
         headers = request.headers
-        cookies = parse_cookies(headers.get("cookie"))
-        fingerprint = cookies.get(self.cookie_key) or None
-        if fingerprint is None:
-            values = request.params.get(self.cookie_key)
-            if values and values[0]:
-                fingerprint = values[0]
         transport = protocol.transport
         ip, port = peer_address(transport.getPeer())
+        peer_ip = ip
         forwarded = headers.get("x-forwarded-for")
         if forwarded:
             ip, port = self.proxies.client(ip, port, forwarded, headers.get("x-forwarded-port"))
+        origin = headers.get("origin")
+        if origin is not None:
+            scheme = self.proxies.scheme(peer_ip, headers.get("x-forwarded-proto"), is_secure(transport))
+            if not self.origins.allows(origin, scheme, headers.get("host")):
+                log.info("refused websocket upgrade from {ip}: origin {origin!r} not allowed", ip=ip, origin=origin)
+                raise ConnectionDeny(403, "origin not allowed")
+        cookies = parse_cookies(headers.get("cookie"))
+        fingerprint = cookies.get(self.cookie_key) or None
+        if fingerprint is None and self.fingerprint_from_query:
+            values = request.params.get(self.cookie_key)
+            if values and values[0]:
+                fingerprint = values[0]
         query_string = protocol.http_request_uri.partition("?")[2]
         options = self.query_options
         try:

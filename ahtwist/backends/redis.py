@@ -427,9 +427,10 @@ class RedisRoomBackend:
         return d.addCallbacks(done, failed)
 
     def _room_event(self, event: dict[str, Any]) -> None:
-        if event.get("type") == "destroy":
-            self.mirror.remove_room(event.get("room"))
-            self.offline_rooms.discard(event.get("room"))
+        room = event.get("room")
+        if event.get("type") == "destroy" and room is not None:
+            self.mirror.remove_room(room)
+            self.offline_rooms.discard(room)
 
     def remove_node(self, node_id: str, peers_key: str, only_if_dead: bool) -> Deferred[int]:
         """Remove a node's memberships and peer entry; -1 if it turned out alive."""
@@ -508,7 +509,10 @@ class RedisBus:
         if not self.link.up:
             return fail(RoomError(RPC_TIMEOUT))
         request_id = new_id()
-        result: Deferred[Any] = Deferred(lambda d: self._forget_rpc(request_id))
+        def cancel(_: Deferred[Any]) -> None:
+            self._forget_rpc(request_id)
+
+        result: Deferred[Any] = Deferred(cancel)
         timer = self.reactor.callLater(self.rpc_timeout, self._rpc_timed_out, request_id)
         self.pending_rpcs[request_id] = (result, timer)
         message = self._message(
@@ -559,7 +563,7 @@ class RedisBus:
             self._answer(to, request_id, ok=True, result=result)
 
         def refused(failure: Failure) -> None:
-            if failure.check(RoomError):
+            if isinstance(failure.value, RoomError):
                 error = failure.value.message
             else:
                 log.failure("remote connection call {method} failed", failure, method=message.get("method"))
@@ -745,7 +749,12 @@ class RedisStats:
         """Wait for a flush in flight, then send what is still pending (a clean stop)."""
         if self._flushing is not None:
             flushed: Deferred[None] = Deferred()
-            self._flushing.addBoth(lambda result: (flushed.callback(None), result)[1])
+
+            def release(result: Any) -> Any:
+                flushed.callback(None)
+                return result
+
+            self._flushing.addBoth(release)
             await flushed
         await self.flush()
 

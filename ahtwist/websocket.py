@@ -358,7 +358,9 @@ class WebSocketFactory(WebSocketServerFactory):
     injected reactor.
     """
 
-    protocol = WebSocketConnectionProtocol
+    # Twisted's generic Factory[P] wants P.factory typed as Factory[P];
+    # Autobahn's factory base is not parameterized, so nothing here can say so
+    protocol = WebSocketConnectionProtocol  # type: ignore[assignment]
 
     def __init__(self, server: WebSocketServer, reactor: Any) -> None:
         super().__init__(url=None, server=None, reactor=reactor)

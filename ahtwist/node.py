@@ -217,7 +217,7 @@ class Node:
                 self.destroy_connection(connection).addErrback(
                     lambda f: log.failure("destroying refused connection {id}", f, id=connection.id)
                 )
-                raise ConnectionRefused(middleware.name, e.error) from None
+                raise ConnectionRefused(str(middleware.name), e.error) from None
             except Exception:
                 log.failure(
                     "connection middleware {name}.{hook} failed", name=middleware.name, hook="create"

@@ -30,9 +30,9 @@ from zope.interface import implementer
 import ahtwist.errors as errors
 import ahtwist.replies as replies
 from ahtwist.actions.processor import ActionData
-from ahtwist.errors import ConnectionRefused
 from ahtwist.connection import Connection, ConnectionRaw, IConnectionTransport, new_id
 from ahtwist.encoding import dumps, loads
+from ahtwist.errors import ConnectionRefused
 from ahtwist.files import FileInfo
 from ahtwist.limits import RATE_LIMITED, over_rate
 from ahtwist.node import SOCKET_REQUESTS, Node
@@ -145,8 +145,9 @@ class SocketServer(Server):
             connection.send_message(replies.verb_reply(None, data, count, new_id()))
 
     def _socket_verb_failed(self, failure: Failure, connection: Connection, count: int, verb: str) -> None:
-        if failure.check(VerbError):
-            text, data = failure.value.message, failure.value.data
+        error = failure.value
+        if isinstance(error, VerbError):
+            text, data = error.message, error.data
         else:
             if failure.check(UnknownVerb) is None:
                 log.failure("socket verb {verb} failed", failure, verb=verb)
@@ -326,8 +327,9 @@ class SocketProtocol(Protocol):
         if self._closing:
             return
         self._closing = True
-        if refused:
-            self.transport.write(dumps(replies.refusal(failure.value.error)) + CRLF)
+        error = failure.value
+        if isinstance(error, ConnectionRefused):
+            self.transport.write(dumps(replies.refusal(error.error)) + CRLF)
         self._finish_close()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:

@@ -120,6 +120,7 @@ class WebSocketServer(Server):
         middleware before the 101 (a refusal answers 403)."""
         headers = request.headers
         transport = protocol.transport
+        assert transport is not None  # Autobahn asks on a connected protocol
         ip, port = peer_address(transport.getPeer())
         peer_ip = ip
         forwarded = headers.get("x-forwarded-for")
@@ -276,8 +277,9 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
         """Connection middleware refused: answer the upgrade with 403 and a
         JSON body (``failHandshake`` writes it), before any frame."""
         self.early = None
-        if failure.check(ConnectionRefused):
-            self.refusal = dumps(replies.refusal(failure.value.error))
+        error = failure.value
+        if isinstance(error, ConnectionRefused):
+            self.refusal = dumps(replies.refusal(error.error))
         else:
             log.failure("accepting a websocket failed", failure)
             self.refusal = dumps(replies.refusal("internal server error"))

@@ -10,11 +10,11 @@ from twisted.internet.defer import Deferred
 
 from ahtwist import Action, ActionError, ConnectionMiddleware, ConnectionRaw
 from ahtwist.connection import Connection
-from ahtwist.socket import SocketFactory
 from ahtwist.servers.peer import parse_cookies
+from ahtwist.socket import SocketFactory
 from tests.helpers import HTTPClient, make_node
 from tests.socket_helpers import FakeClient
-from tests.wshelpers import OP_TEXT, WSHarness
+from tests.wshelpers import WSHarness
 
 WELCOME = {"welcome": "Hello! Welcome to the actionhero api", "context": "api"}
 seen: list = []

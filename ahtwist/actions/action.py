@@ -175,6 +175,5 @@ def validate_action(action: Action) -> None:
     if isinstance(action.blocked_connection_types, str) or isinstance(action.middleware, str):
         raise ConfigError(f"Action {name}: blocked_connection_types and middleware must be lists")
     # ActionHero's "webSocket" names the same connections as "websocket"
-    action.blocked_connection_types = tuple(
-        dict.fromkeys(canonical_type(t) for t in action.blocked_connection_types)
-    )
+    blocked = tuple(dict.fromkeys(canonical_type(t) for t in action.blocked_connection_types))
+    setattr(action, "blocked_connection_types", blocked)  # noqa: B010 -- a class attribute, set once

@@ -35,7 +35,6 @@ from twisted.python.failure import Failure
 import ahtwist.errors as errors
 import ahtwist.replies as replies
 from ahtwist.connection import Connection, ConnectionRaw, canonical_type, new_id
-from ahtwist.errors import ConnectionRefused
 from ahtwist.files import FileInfo
 from ahtwist.limits import RATE_LIMITED, over_rate
 from ahtwist.verbs import COMMON_VERBS, NO_REPLY, UnknownVerb, VerbError, Verbs, say_text
@@ -125,7 +124,7 @@ class Server(MultiService):
     #: the ``connection.type`` of its connections (``blocked_connection_types`` names it)
     type: ClassVar[str] = "custom"
     #: the ``[servers.<name>]`` table that starts it (default: ``type``)
-    name: ClassVar[str | None] = None
+    config_name: ClassVar[str | None] = None
     #: may its connections join rooms and say things
     can_chat: ClassVar[bool] = True
     #: is a new connection greeted with the welcome message
@@ -353,10 +352,10 @@ class Server(MultiService):
             self.send_reply(connection, replies.verb_reply(None, data, count, message_id))
 
     def _verb_failed(self, failure: Failure, connection: Connection, verb: str, count: int, message_id: Any) -> None:
-        if failure.check(VerbError):
-            error = failure.value
+        error = failure.value
+        if isinstance(error, VerbError):
             self.send_reply(connection, replies.verb_reply(error.message, error.data, count, message_id))
-        elif failure.check(UnknownVerb):
+        elif isinstance(error, UnknownVerb):
             text = errors.VERB_NOT_FOUND.format(verb=verb)
             self.send_reply(connection, replies.verb_reply(text, None, count, message_id))
         else:
@@ -383,14 +382,6 @@ class Server(MultiService):
     def file_message(self, path: Any, count: int, message_id: Any) -> dict[str, Any]:
         """``connection.send_file(path)`` as one message (the websocket's form)."""
         return replies.stamp_last(replies.file_reply(self.lookup_file(path), self.max_file_size), count, message_id)
-
-    @staticmethod
-    def refused(result: Any, refuse: Callable[[Any], None]) -> Any:
-        """Errback helper: call ``refuse(error)`` for a refusal, pass anything else on."""
-        if isinstance(result, Failure) and result.check(ConnectionRefused):
-            refuse(result.value.error)
-            return None
-        return result
 
 
 def servers_in(services: Iterable[Any]) -> list[Server]:

@@ -2,7 +2,7 @@
 
 Every ``*.py`` file (sorted, ``_``/``.`` names skipped) is imported the way
 action files are; each :class:`~ahtwist.servers.base.Server` subclass defined
-in it is known by its ``name`` (default: its ``type``).  A ``[servers.<name>]``
+in it is known by its ``config_name`` (default: its ``type``).  A ``[servers.<name>]``
 config table starts one; a table naming no known server stops start-up.
 """
 
@@ -21,7 +21,7 @@ log = Logger(namespace="ahtwist.servers")
 
 def server_name(cls: type[Server]) -> str:
     """The ``[servers.<name>]`` a server class answers to."""
-    return cls.name or cls.type
+    return cls.config_name or cls.type
 
 
 def load_servers(folders: Iterable[str]) -> dict[str, type[Server]]:

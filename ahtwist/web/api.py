@@ -27,8 +27,8 @@ from ahtwist.actions import processor as status_names
 from ahtwist.actions.processor import ActionData
 from ahtwist.connection import Connection, IConnectionTransport, new_id
 from ahtwist.encoding import dumps_padded
-from ahtwist.files import percent_decode
 from ahtwist.errors import ConnectionRefused
+from ahtwist.files import percent_decode
 from ahtwist.node import WEB_REQUESTS, Node
 from ahtwist.proxies import TrustedProxies
 from ahtwist.servers.base import lookup_file

@@ -206,7 +206,7 @@ class WebServer:
             path = request.path.decode("latin-1")
         connection = self._connection(request, arrived)
         opened = self.node.add_connection(connection)
-        if isinstance(opened, Deferred):  # connection middleware waited or refused
+        if not isinstance(opened, Connection):  # a Deferred: connection middleware waited or refused
             opened.addCallbacks(
                 lambda _: self._serve(request, connection, path),
                 self._refused,

@@ -9,7 +9,7 @@ The public API for writing actions and middleware is re-exported here.
 """
 
 from ahtwist._version import __version__
-from ahtwist.actions.action import Action, Input
+from ahtwist.actions.action import Action, Input, json_schema
 from ahtwist.actions.middleware import ActionMiddleware, ChatMiddleware, ConnectionMiddleware
 from ahtwist.actions.processor import ActionData
 from ahtwist.errors import ActionError, RoomError
@@ -24,4 +24,5 @@ __all__ = [
     "Input",
     "RoomError",
     "__version__",
+    "json_schema",
 ]

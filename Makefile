@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.ahtwist-installed
 TWISTD_ARGS ?=
 
-.PHONY: install run test lint bench clean minify-client
+.PHONY: install run test lint bench clean minify-client docs
 
 install: $(STAMP)
 
@@ -33,6 +33,11 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/run_all.py
+
+# docs/configuration.md's key tables are generated from etc/ahtwist.toml
+# (tests/test_docs.py fails when they are stale).
+docs: install
+	$(BIN)/python docs/make_configuration.py
 
 # The committed public/javascript/actionheroClient.min.js is made by this target
 # (terser from the npm registry through npx; needs node).  Its banner records the

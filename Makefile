@@ -32,10 +32,11 @@ lint: install
 	$(BIN)/ruff check ahtwist tests bench twisted
 
 bench: install
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/run_all.py
 
 # docs/configuration.md's key tables are generated from etc/ahtwist.toml
-# (tests/test_docs.py fails when they are stale).
+# (tests/test_configuration_docs.py fails when they are stale).
 docs: install
 	$(BIN)/python docs/make_configuration.py
 

@@ -10,8 +10,8 @@ The public API for writing actions and middleware is re-exported here.
 
 from ahtwist._version import __version__
 from ahtwist.actions.action import Action, Input, json_schema
+from ahtwist.actions.data import ActionData
 from ahtwist.actions.middleware import ActionMiddleware, ChatMiddleware, ConnectionMiddleware
-from ahtwist.actions.processor import ActionData
 from ahtwist.errors import ActionError, RoomError
 
 __all__ = [

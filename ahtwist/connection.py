@@ -53,7 +53,7 @@ def new_id() -> str:
 
 @implementer(IConnection)
 class Connection:
-    """One client of any transport (BEHAVIOUR.md section 3)."""
+    """One client of any transport (docs/python-api.md, 'Connections')."""
 
     __slots__ = (
         "id",

@@ -1,6 +1,6 @@
 """Exception types and every client-facing text, in one table.
 
-The texts are part of the wire contract (BEHAVIOUR.md section 5): clients match
+The texts are part of the wire contract (docs/python-api.md, 'Error texts'): clients match
 on them, so they live here and nowhere else.
 """
 

@@ -1,9 +1,12 @@
 """One ahtwist process: the transport-neutral core every server shares.
 
 A :class:`Node` owns the configuration, the action registry and processor,
-the rooms, cache, stats and peers backends, and the table of live
-connections.  Transports receive the node and call into it; nothing in here
-knows about HTTP, websockets or TCP.  Actions reach it as ``data.node``.
+the rooms, cache, stats and peers backends, the cluster bus, and the table of
+live connections.  Transports receive the node and call into it; nothing in
+here knows about HTTP, websockets or TCP.  Actions reach it as ``data.node``.
+
+The node starts with no actions: :func:`ahtwist.tap.build_node` adds the
+built-in ones (they read the node, so they are not imported from here).
 """
 
 import time
@@ -21,8 +24,9 @@ from ahtwist.actions.loader import Plugins, load_plugins
 from ahtwist.actions.middleware import ConnectionMiddleware, by_priority, check_middleware
 from ahtwist.actions.processor import ActionProcessor
 from ahtwist.actions.registry import ActionRegistry
-from ahtwist.backends.interfaces import ICache, IPeers, IRoomBackend, IStats
+from ahtwist.backends.interfaces import IBus, ICache, IPeers, IRoomBackend, IStats
 from ahtwist.backends.memory import (
+    MemoryBus,
     MemoryCache,
     MemoryPeers,
     MemoryRoomBackend,
@@ -30,16 +34,15 @@ from ahtwist.backends.memory import (
 )
 from ahtwist.config import Config
 from ahtwist.connection import Connection
+from ahtwist.counters import SOCKET_REQUESTS, WEB_REQUESTS, WEBSOCKET_REQUESTS
 from ahtwist.errors import ConfigError
 from ahtwist.files import StaticFiles
 from ahtwist.rooms import RoomService
 
 log = Logger(namespace="ahtwist.node")
 
-#: stats counter names
-WEB_REQUESTS = "web:requests"
-SOCKET_REQUESTS = "socket:requests"
-WEBSOCKET_REQUESTS = "websocket:requests"
+#: the counter names, re-exported (they live in :mod:`ahtwist.counters`)
+__all__ = ["SETTABLE_FIELDS", "SOCKET_REQUESTS", "WEBSOCKET_REQUESTS", "WEB_REQUESTS", "Node"]
 
 #: connection fields another node may set through :meth:`Node.apply` (``set``)
 SETTABLE_FIELDS = frozenset({"params"})
@@ -57,24 +60,31 @@ class Node:
         stats: IStats | None = None,
         peers: IPeers | None = None,
         room_backend: IRoomBackend | None = None,
-        builtin_actions: bool = True,
+        bus: IBus | None = None,
     ) -> None:
+        general = config.general
         self.config = config
         self.reactor = reactor
-        self.id = config.general.id
+        self.id = general.id
         self.started_at = self.now_ms()
-        self.stopping = False
-        self.registry = ActionRegistry(config.general.defaultMiddlewarePriority)
+        self.registry = ActionRegistry(general.defaultMiddlewarePriority)
         self.cache: ICache = cache or MemoryCache(reactor)
         self.stats: IStats = stats or MemoryStats()
         self.peers: IPeers = peers or MemoryPeers(self.id)
-        self.rooms = RoomService(self, room_backend or MemoryRoomBackend(reactor))
-        #: the public folders, for every transport's file serving
-        self.files = StaticFiles(
-            config.general.paths.public, config.servers.web.directoryFileType
-        )
         #: long-lived connections (socket, websocket) by id
         self.connections: dict[str, Connection] = {}
+        self.bus: IBus = bus or MemoryBus(reactor)
+        self.bus.on_rpc = self._on_rpc
+        self.rooms = RoomService(
+            room_backend or MemoryRoomBackend(reactor),
+            self.bus,
+            connections=self.connections,
+            clock=reactor,
+            node_id=self.id,
+            middleware_priority=general.defaultMiddlewarePriority,
+        )
+        #: the public folders, for every transport's file serving
+        self.files = StaticFiles(general.paths.public, config.servers.web.directoryFileType)
         self.active_by_type: Counter[str] = Counter()
         self.connection_middleware: list[ConnectionMiddleware] = []
         self._connection_middleware_names: set[str] = set()
@@ -82,15 +92,20 @@ class Node:
         self.event_loop_delay = 0.0
         #: callables returning a list of problem texts for the status action
         self.health_checks: list[Callable[[], list[str]]] = []
-        if builtin_actions:
-            from ahtwist.actions.builtin import BUILTIN_ACTIONS
-
-            for action in BUILTIN_ACTIONS:
-                self.registry.add(action)
-        self.processor = ActionProcessor(self)
+        self.processor = ActionProcessor(self.registry, general, self)
 
     def now_ms(self) -> int:
         return int(self.reactor.seconds() * 1000)
+
+    @property
+    def stopping(self) -> bool:
+        """True once the node drains: new actions answer ``the server is
+        shutting down`` (the processor holds the flag it checks per action)."""
+        return self.processor.stopping
+
+    @stopping.setter
+    def stopping(self, value: bool) -> None:
+        self.processor.stopping = value
 
     # --- plugins -------------------------------------------------------------
 
@@ -185,9 +200,10 @@ class Node:
             self.active_by_type[connection.type] -= 1
 
     def apply(self, connection_id: str, method: str, *args: Any) -> Deferred[Any]:
-        """Run an operation on a connection wherever it is held (BEHAVIOUR.md
-        13.3): here, or on the node holding it, which answers with the result
-        or the error; no answer within ``general.rpcTimeout`` -> ``RPC Timeout``.
+        """Run an operation on a connection wherever it is held
+        (docs/protocol-socket.md, 'Operations on remote connections'): here,
+        or on the node holding it, which answers with the result or the error;
+        no answer within ``general.rpcTimeout`` -> ``RPC Timeout``.
 
         ``method``: ``add_member``/``remove_member`` (room), ``send_message``
         (message), ``destroy`` (), ``set`` (field, value; fields in
@@ -195,7 +211,7 @@ class Node:
         """
         connection = self.connections.get(connection_id)
         if connection is None:
-            return self.rooms.backend.call_remote(connection_id, method, list(args))
+            return self.bus.call_remote(connection_id, method, list(args))
         try:
             if method == "add_member":
                 return self.rooms.add_member(connection_id, args[0])
@@ -212,6 +228,13 @@ class Node:
         except Exception:
             return fail()
         return succeed(True)
+
+    def _on_rpc(self, connection_id: str, method: str, args: list[Any]) -> Deferred[Any] | None:
+        """Another node asks for an operation on a connection (the bus's
+        ``on_rpc``): None when the connection is not held here, else its result."""
+        if connection_id not in self.connections:
+            return None
+        return self.apply(connection_id, method, *args)
 
     # --- status ----------------------------------------------------------------
 

@@ -1,11 +1,13 @@
-"""Chat rooms shared by every transport (BEHAVIOUR.md section 11).
+"""Chat rooms shared by every transport (docs/python-api.md, 'The node:
+rooms, cache, stats, other nodes').
 
 The :class:`RoomService` holds the rules (errors, middleware, payload shape);
-an :class:`~ahtwist.backends.interfaces.IRoomBackend` holds the state and
-carries events between nodes.  Transports call the service through verbs and
-receive chat messages through ``connection.send_message``.
+an :class:`~ahtwist.backends.interfaces.IRoomBackend` holds the state and an
+:class:`~ahtwist.backends.interfaces.IBus` carries events between nodes.
+Transports call the service through verbs and receive chat messages through
+``connection.send_message``.
 
-Events on the backend channel:
+Events on the bus:
 
 * ``{"type": "say", "room", "payload"}`` -- deliver ``payload`` to this node's
   members of ``room`` (per-recipient ``say`` middleware runs here);
@@ -15,22 +17,20 @@ Events on the backend channel:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from inspect import isawaitable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from ahtwist import errors
 from ahtwist._async import start
 from ahtwist.actions.middleware import ChatMiddleware, by_priority, check_middleware
-from ahtwist.backends.interfaces import IRoomBackend
+from ahtwist.backends.interfaces import IBus, IRoomBackend
 from ahtwist.connection import Connection
 from ahtwist.errors import ActionError, ConfigError, RoomError
-
-if TYPE_CHECKING:
-    from ahtwist.node import Node
 
 log = Logger(namespace="ahtwist.rooms")
 
@@ -46,18 +46,39 @@ def _veto_text(exc: BaseException) -> Any:
 
 
 class RoomService:
-    """Rooms, membership and chat, over a backend."""
+    """Rooms, membership and chat, over a backend (state) and a bus (events, RPC).
 
-    def __init__(self, node: Node, backend: IRoomBackend) -> None:
-        self.node = node
+    ``connections`` is the live table of this node's connections by id (a
+    connection not in it is held by another node: asked over the bus);
+    ``clock`` stamps ``joinedAt``/``sentAt``; ``node_id`` is the ``host`` of
+    this node's membership records.
+    """
+
+    def __init__(
+        self,
+        backend: IRoomBackend,
+        bus: IBus,
+        *,
+        connections: Mapping[str, Connection],
+        clock: IReactorTime,
+        node_id: str,
+        middleware_priority: int,
+    ) -> None:
         self.backend = backend
+        self.bus = bus
+        self.connections = connections
+        self.clock = clock
+        self.node_id = node_id
+        self.middleware_priority = middleware_priority
         self.middleware: list[ChatMiddleware] = []
         self._names: set[str] = set()
         self._has_say_hooks = False
         #: room -> {connection id: connection} for this node's members, join order
         self._local: dict[str, dict[str, Connection]] = {}
-        backend.on_event = self._on_event
-        backend.on_rpc = self._on_rpc
+        bus.subscribe(self._on_event)
+
+    def _now_ms(self) -> int:
+        return int(self.clock.seconds() * 1000)
 
     # --- middleware --------------------------------------------------------
 
@@ -69,7 +90,7 @@ class RoomService:
             raise ConfigError(f"chat middleware {middleware.name!r} is registered twice")
         self._names.add(middleware.name)
         self.middleware = by_priority(
-            [*self.middleware, middleware], self.node.config.general.defaultMiddlewarePriority
+            [*self.middleware, middleware], self.middleware_priority
         )
         self._has_say_hooks = any(m.say is not None for m in self.middleware)
 
@@ -119,7 +140,7 @@ class RoomService:
             raise RoomError(errors.ROOM_DOES_NOT_EXIST)
         await self.backend.remove_room(room)
         payload = self._payload(errors.ROOM_DELETED, room, 0)
-        await self.backend.publish({"type": "destroy", "room": room, "payload": payload})
+        await self.bus.publish({"type": "destroy", "room": room, "payload": payload})
 
     def status(self, room: str) -> Deferred[dict[str, Any]]:
         """``{"room", "members": {id: {id, joinedAt}}, "membersCount"}``."""
@@ -145,9 +166,9 @@ class RoomService:
         return start(self._add_member(connection_id, room))
 
     async def _add_member(self, connection_id: str, room: str) -> bool:
-        connection = self.node.connections.get(connection_id)
+        connection = self.connections.get(connection_id)
         if connection is None:
-            return await self.backend.call_remote(connection_id, "add_member", [room])
+            return await self.bus.call_remote(connection_id, "add_member", [room])
         if room in connection.rooms:
             raise RoomError(errors.ALREADY_IN_ROOM.format(room=room))
         if not await self.backend.room_exists(room):
@@ -159,7 +180,7 @@ class RoomService:
         if connection.destroyed:
             # gone while an asynchronous join hook ran: it must not stay a member
             raise RoomError(errors.NOT_IN_ROOM.format(room=room))
-        record = {"id": connection.id, "joinedAt": self.node.now_ms(), "host": self.node.id}
+        record = {"id": connection.id, "joinedAt": self._now_ms(), "host": self.node_id}
         await self.backend.add_member(room, record)
         if room not in connection.rooms:
             connection.rooms.append(room)
@@ -170,9 +191,9 @@ class RoomService:
         return start(self._remove_member(connection_id, room))
 
     async def _remove_member(self, connection_id: str, room: str, force: bool = False) -> bool:
-        connection = self.node.connections.get(connection_id)
+        connection = self.connections.get(connection_id)
         if connection is None:
-            return await self.backend.call_remote(connection_id, "remove_member", [room])
+            return await self.bus.call_remote(connection_id, "remove_member", [room])
         if room not in connection.rooms:
             raise RoomError(errors.NOT_IN_ROOM.format(room=room))
         if not force and not await self.backend.room_exists(room):
@@ -213,7 +234,7 @@ class RoomService:
             "room": room,
             "from": sender,
             "context": "user",
-            "sentAt": self.node.now_ms(),
+            "sentAt": self._now_ms(),
         }
 
     def broadcast(self, connection: Connection | None, room: str, message: Any) -> Deferred[None]:
@@ -235,16 +256,9 @@ class RoomService:
             payload = await self._run_hooks("on_say_receive", connection, room, payload)
         except Exception as e:
             raise RoomError(_veto_text(e)) from None
-        await self.backend.publish({"type": "say", "room": room, "payload": payload})
+        await self.bus.publish({"type": "say", "room": room, "payload": payload})
 
     # --- events from the backend ---------------------------------------------
-
-    def _on_rpc(self, connection_id: str, method: str, args: list[Any]) -> Deferred[Any] | None:
-        """Another node asks for an operation on a connection (BEHAVIOUR.md
-        13.3): None when the connection is not held here, else its result."""
-        if connection_id not in self.node.connections:
-            return None
-        return self.node.apply(connection_id, method, *args)
 
     def local_members(self, room: str) -> list[Connection]:
         """This node's connections in ``room``, in join order."""

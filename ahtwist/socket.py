@@ -1,4 +1,4 @@
-"""The line-oriented TCP/TLS socket server (BEHAVIOUR.md section 9).
+"""The line-oriented TCP/TLS socket server (docs/protocol-socket.md).
 
 Three pieces, one job each:
 
@@ -78,7 +78,7 @@ class SocketServer:
 
     def line_too_long(self, connection: Connection, received: int) -> None:
         """A line over the limit: dropped, not counted, answered with the
-        current count (BEHAVIOUR.md 9.2, numbers in the corrected order)."""
+        current count (docs/protocol-socket.md, 'Limits')."""
         limit = self.max_data_length if self.max_data_length > 0 else self.max_buffer_length
         text = errors.DATA_TOO_BIG.format(received=received, max=limit)
         log.info("{ip}: {error}", ip=connection.remote_ip, error=text)
@@ -147,7 +147,7 @@ class SocketServer:
 
     def run_action_line(self, connection: Connection, line: str, verb: str, count: int) -> None:
         """A JSON object request, or the first word as the action name
-        (BEHAVIOUR.md 9.5); the action works on a copy of the sticky params."""
+        (docs/protocol-socket.md, 'Actions'); the action works on a copy of the sticky params."""
         request = None
         if line[0] == "{" or line.lstrip(_JSON_SPACE)[:1] == "{":
             try:

@@ -106,9 +106,21 @@ def makeService(options: Options, reactor: Any = None) -> Any:
     return service
 
 
+def build_node(config: Config, reactor: Any, **backends: Any) -> Any:
+    """A :class:`~ahtwist.node.Node` serving the built-in actions (before any
+    user plugin is registered); ``backends`` are the Node's keyword providers
+    (``cache``, ``stats``, ``peers``, ``room_backend``, ``bus``)."""
+    from ahtwist.actions.builtin import BUILTIN_ACTIONS
+    from ahtwist.node import Node
+
+    node = Node(config, reactor, **backends)
+    for action in BUILTIN_ACTIONS:
+        node.registry.add(action)
+    return node
+
+
 def build_service(config: Config, reactor: Any) -> Any:
     """The :class:`~ahtwist.service.AhtwistService` for ``config``."""
-    from ahtwist.node import Node
     from ahtwist.service import AhtwistService, SocketService, WebService
 
     cluster = None
@@ -117,17 +129,18 @@ def build_service(config: Config, reactor: Any) -> Any:
         from ahtwist.backends.redis import ClusterService
 
         cluster = ClusterService(config, reactor)
-        node = Node(
+        node = build_node(
             config,
             reactor,
             cache=cluster.cache,
             stats=cluster.stats,
             peers=cluster.peers,
             room_backend=cluster.rooms,
+            bus=cluster.bus,
         )
         cluster.attach(node)
     else:
-        node = Node(config, reactor)
+        node = build_node(config, reactor)
     node.load_plugins()
     top = AhtwistService(node, reactor, cluster=cluster)
     if config.web_endpoints:

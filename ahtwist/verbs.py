@@ -1,4 +1,4 @@
-"""Connection verbs (BEHAVIOUR.md sections 9.4 and 10.2), transport-neutral.
+"""Connection verbs (docs/protocol-socket.md, 'Verbs'; docs/protocol-websocket.md), transport-neutral.
 
 ActionHero gives every long-lived connection a small command set besides
 actions: room verbs, ``say``, ``detailsView``, ``documentation``, the socket's

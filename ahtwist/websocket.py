@@ -3,7 +3,7 @@
 Autobahn does the protocol (handshake, framing, UTF-8 validation, size
 limits, ping/pong, close codes); this module only turns text frames into
 calls on the node's core and the results back into frames
-(BEHAVIOUR.md section 10):
+(docs/protocol-websocket.md):
 
 * :class:`WebSocketServer` -- one per node: parses a frame, counts it,
   dispatches the event (action, file, room verbs, say, detailsView,
@@ -104,7 +104,7 @@ def iso_milliseconds(mtime: float) -> str:
 
 
 def file_reply(info: "FileInfo | None", max_size: int) -> dict[str, Any]:
-    """The ``file`` event's reply body (BEHAVIOUR.md 10.5), without counters.
+    """The ``file`` event's reply body (docs/protocol-websocket.md, 'The file event'), without counters.
 
     The file is read from disk each time (no cache), decoded as UTF-8 with
     replacement characters; a missing, refused or oversize file gives the
@@ -207,7 +207,7 @@ class WebSocketServer:
     # --- frames ------------------------------------------------------------------
 
     def frame(self, protocol: "WebSocketConnectionProtocol", payload: bytes) -> None:
-        """One text frame from a client (BEHAVIOUR.md 10.2)."""
+        """One text frame from a client (docs/protocol-websocket.md, 'Client to server')."""
         connection = protocol.connection
         if connection is None or connection.destroyed:
             return
@@ -482,7 +482,7 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
 
 
 class WebSocketFactory(WebSocketServerFactory):
-    """Autobahn's factory with ahtwist's limits (BEHAVIOUR.md 10.1, 10.6).
+    """Autobahn's factory with ahtwist's limits (docs/protocol-websocket.md, 'The handshake' and 'Limits, heartbeat and closing').
 
     No status page and no redirect (``webStatus=False``), no Server header,
     any Origin, close frames with a code on bad input (1007 invalid UTF-8,

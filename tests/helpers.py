@@ -21,6 +21,7 @@ from twisted.internet.testing import StringTransport
 from ahtwist.actions.loader import Plugins
 from ahtwist.config import Config, Overrides, load_config
 from ahtwist.node import Node
+from ahtwist.tap import build_node
 from ahtwist.web.api import WebServer
 from ahtwist.web.site import WebSite
 
@@ -50,7 +51,7 @@ class ManualClock(Clock):
 def make_node(text: str = "", clock: Clock | None = None, plugins: Iterable[Any] = (), **kw: Any) -> Node:
     """A Node on a ManualClock with the built-in actions plus ``plugins``
     (Action / middleware classes)."""
-    node = Node(config_from(text, **kw), clock or ManualClock())
+    node = build_node(config_from(text, **kw), clock or ManualClock())
     found = Plugins()
     for obj in plugins:
         found.add(obj)

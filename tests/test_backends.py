@@ -4,8 +4,14 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from ahtwist.backends.interfaces import ICache, IPeers, IRoomBackend, IStats
-from ahtwist.backends.memory import MemoryCache, MemoryPeers, MemoryRoomBackend, MemoryStats
+from ahtwist.backends.interfaces import IBus, ICache, IPeers, IRoomBackend, IStats
+from ahtwist.backends.memory import (
+    MemoryBus,
+    MemoryCache,
+    MemoryPeers,
+    MemoryRoomBackend,
+    MemoryStats,
+)
 from ahtwist.connection import Connection, IConnection
 
 
@@ -16,6 +22,7 @@ class InterfaceTests(SynchronousTestCase):
         self.assertTrue(verifyObject(IStats, MemoryStats()))
         self.assertTrue(verifyObject(IPeers, MemoryPeers("n1")))
         self.assertTrue(verifyObject(IRoomBackend, MemoryRoomBackend(clock)))
+        self.assertTrue(verifyObject(IBus, MemoryBus(clock)))
         self.assertTrue(verifyObject(IConnection, Connection("socket", "127.0.0.1", 1, 0)))
 
     def test_memory_stats(self):
@@ -28,10 +35,10 @@ class InterfaceTests(SynchronousTestCase):
 
     def test_room_events_are_never_delivered_synchronously(self):
         clock = Clock()
-        backend = MemoryRoomBackend(clock)
+        bus = MemoryBus(clock)
         seen = []
-        backend.on_event = seen.append
-        backend.publish({"type": "say"})
+        bus.subscribe(seen.append)
+        bus.publish({"type": "say"})
         self.assertEqual(seen, [])
         clock.advance(0)
         self.assertEqual(seen, [{"type": "say"}])

@@ -1,80 +1,119 @@
-"""The reference pages in docs/: generated parts current, shown commands and code working."""
+"""References between the repository's files stay true.
 
-import importlib.util
+Code, tests and the README cite the documentation in ``docs/`` ("see
+docs/protocol-socket.md, 'Verbs'").  A citation of a file that is not in the
+repository (the behaviour contract the project was built against lives
+outside it) or of a section a page no longer has is a dead end for a reader,
+so these tests fail on one.
+"""
+
+import posixpath
 import re
+import subprocess
+from pathlib import Path
 
-import attrs
-from twisted.trial.unittest import SynchronousTestCase
-
-from ahtwist.config import load_config
-from tests.helpers import REPO, config_from
-
-DOCS = REPO / "docs"
-
-
-def _generator():
-    spec = importlib.util.spec_from_file_location("make_configuration", DOCS / "make_configuration.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+ROOT = Path(__file__).resolve().parent.parent
+#: the external contract's file name, spelled so this file does not cite it
+EXTERNAL_CONTRACT = "BEHAVIOUR" + ".md"
+#: ``docs/x.md`` or ``README.md``, optionally followed by quoted section names:
+#: ``docs/x.md, 'A'``, ``docs/x.md, 'A' and 'B'``, ``README.md, "A", "B"``,
+#: ``[docs/x.md](docs/x.md), "A"``
+CITATION = re.compile(
+    r"(?<![\w/.-])((?:docs/[\w./-]+|README)\.md)"
+    r"((?:\)?,\s*(?:'[^'\n]+'|\"[^\"\n]+\")(?:(?:,\s*|\s+and\s+)(?:'[^'\n]+'|\"[^\"\n]+\"))*)?)"
+)
+QUOTED = re.compile(r"'([^'\n]+)'|\"([^\"\n]+)\"")
+MARKDOWN_LINK = re.compile(r"\]\(([^)\s#]+)(?:#[^)]*)?\)")
 
 
-class ConfigurationPageTests(SynchronousTestCase):
-    """docs/configuration.md lists every key of the schema with the default and the
-    comment etc/ahtwist.toml gives it."""
+def tracked_texts() -> dict[str, str]:
+    """Every tracked text file, by its path relative to the repository."""
+    names = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, check=True, capture_output=True
+    ).stdout.decode().split("\0")
+    texts = {}
+    for name in filter(None, names):
+        path = ROOT / name
+        if not path.is_file():
+            continue  # deleted in the work tree, not yet committed
+        try:
+            texts[name] = path.read_text("utf-8")
+        except UnicodeDecodeError:
+            continue  # binary
+    return texts
 
-    def setUp(self):
-        self.generator = _generator()
-        self.page = (DOCS / "configuration.md").read_text("utf-8")
-        self.toml = (REPO / "etc" / "ahtwist.toml").read_text("utf-8")
 
-    def test_page_is_current(self):
-        self.assertEqual(
-            self.generator.render(self.page, self.toml),
-            self.page,
-            "docs/configuration.md is stale: run `make docs` (it rewrites the key tables "
-            "from etc/ahtwist.toml)",
-        )
+def headings(markdown: str) -> list[str]:
+    return [line.lstrip("#").strip() for line in markdown.splitlines() if line.startswith("#")]
 
-    def test_every_schema_key_has_a_row(self):
-        generated = self.page.split(self.generator.MARKER, 1)[1]
-        rows = re.findall(r"^\| `([A-Za-z0-9_.]+)` \| `", generated, re.M)
-        keys = [name for name, _ in self.generator.schema_keys()]
-        self.assertEqual(sorted(rows), sorted(keys))
-        self.assertEqual(len(rows), len(set(rows)))
-        self.assertIn("servers.web.openapi.path", keys)
-        self.assertIn("general.logLevel", keys)
 
-    def test_a_key_without_comment_is_refused(self):
-        toml = self.toml.replace("# Its path (ws://host:8080/ws).\n", "")
-        with self.assertRaises(ValueError) as e:
-            self.generator.entries(toml)
-        self.assertEqual(
-            str(e.exception), "servers.websocket.path: no comment above it in etc/ahtwist.toml"
-        )
+def test_no_file_cites_the_external_contract():
+    """The contract is not in the repository: nothing may send a reader there."""
+    offenders = [
+        f"{name}:{n}"
+        for name, text in tracked_texts().items()
+        for n, line in enumerate(text.splitlines(), 1)
+        if EXTERNAL_CONTRACT in line
+    ]
+    assert offenders == []
 
-    def test_a_missing_key_is_refused(self):
-        toml = self.toml.replace('logFormat = "text"\n', "")
-        with self.assertRaises(ValueError) as e:
-            self.generator.entries(toml)
-        self.assertEqual(str(e.exception), "general.logFormat: not in etc/ahtwist.toml")
 
-    def test_rows_exactly(self):
-        self.assertIn(
-            '| `servers.web.openapi.path` | `"/api/openapi.json"` | Where the document is served (GET). |',
-            self.page,
-        )
-        self.assertIn(
-            "| `general.startingChatRooms` | `{ defaultRoom = {}, otherRoom = {} }` | Rooms created at "
-            "start (an existing room is fine). An array of names works too. |",
-            self.page,
-        )
+def test_every_cited_doc_and_section_exists():
+    """``docs/….md`` (and ``README.md``) citations name existing files, and
+    the quoted section names after them are headings of that file."""
+    texts = tracked_texts()
+    problems = []
+    citations = 0
+    for name, text in texts.items():
+        if name == "tests/test_docs.py":
+            continue  # its examples
+        for match in CITATION.finditer(text):
+            target = match.group(1)
+            if name.startswith("docs/") and not target.startswith("docs/"):
+                continue  # inside docs/, README.md means docs/README.md or ../README.md
+            citations += 1
+            where = f"{name}:{text.count(chr(10), 0, match.start()) + 1}"
+            if target not in texts:
+                problems.append(f"{where}: {target} is not in the repository")
+                continue
+            titles = headings(texts[target])
+            for quoted in QUOTED.finditer(match.group(2)):
+                section = quoted.group(1) or quoted.group(2)
+                if not any(title.startswith(section) for title in titles):
+                    problems.append(f"{where}: {target} has no section {section!r}")
+    assert problems == []
+    assert citations >= 40  # the code and tests do cite the docs (the regex finds them)
 
-    def test_bundled_general_matches_builtin_defaults(self):
-        """The values written in etc/ahtwist.toml are the built-in defaults (servers and
-        redis are compared in test_config; general here, but for the sample actions folder)."""
-        bundled = load_config(None, environ={}).general
-        builtin = config_from("").general
-        self.assertEqual(
-            attrs.evolve(bundled, paths=builtin.paths), builtin
-        )
+
+def test_markdown_links_point_at_files():
+    """Relative links in the README and in docs/ lead to tracked files (or folders)."""
+    tracked = set(
+        subprocess.run(
+            ["git", "ls-files"], cwd=ROOT, check=True, capture_output=True, text=True
+        ).stdout.splitlines()
+    )
+    texts = tracked_texts()
+    pages = [n for n in texts if n == "README.md" or (n.startswith("docs/") and n.endswith(".md"))]
+    problems = []
+    links = 0
+    for name in pages:
+        for match in MARKDOWN_LINK.finditer(texts[name]):
+            link = match.group(1)
+            if "://" in link or link.startswith("mailto:"):
+                continue
+            links += 1
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(name), link))
+            if target not in tracked and not any(t.startswith(target + "/") for t in tracked):
+                problems.append(f"{name}: link {link} -> {target} is not in the repository")
+    assert problems == []
+    assert links >= 10
+
+
+def test_license_matches_setup_cfg():
+    """setup.cfg says MIT; the LICENSE file is the MIT licence."""
+    setup = (ROOT / "setup.cfg").read_text("utf-8")
+    assert re.search(r"^license = MIT$", setup, re.M)
+    text = (ROOT / "LICENSE").read_text("utf-8")
+    assert text.startswith("MIT License\n")
+    assert "Copyright (c) 2026 the ahtwist developers" in text
+    assert 'THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND' in text

@@ -1,6 +1,7 @@
-"""``node.apply``: operations on a connection wherever it is held (BEHAVIOUR.md
-13.3).  Standalone, a connection is here or nowhere: nowhere -> RPC Timeout;
-the backend's ``on_rpc`` hook answers None for connections held elsewhere."""
+"""``node.apply``: operations on a connection wherever it is held
+(docs/protocol-socket.md, 'Operations on remote connections').  Standalone, a
+connection is here or nowhere: nowhere -> RPC Timeout; the bus's ``on_rpc``
+hook answers None for connections held elsewhere."""
 
 from ahtwist.errors import RoomError
 from ahtwist.socket import SocketFactory
@@ -55,7 +56,7 @@ def test_refusals():
 
 def test_rpc_hook_answers_only_for_connections_held_here():
     node, client = setup()
-    on_rpc = node.rooms.backend.on_rpc
+    on_rpc = node.bus.on_rpc
     assert on_rpc("held-elsewhere", "add_member", ["defaultRoom"]) is None
     assert on_rpc(client.id, "add_member", ["defaultRoom"]).result is True
     assert client.connection.rooms == ["defaultRoom"]

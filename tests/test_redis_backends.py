@@ -18,7 +18,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
-from ahtwist.backends.interfaces import ICache, IPeers, IRoomBackend, IStats
+from ahtwist.backends.interfaces import IBus, ICache, IPeers, IRoomBackend, IStats
 from ahtwist.backends.memory import CacheMiss
 from ahtwist.backends.redis_url import parse_redis_url
 from ahtwist.errors import RoomError
@@ -57,6 +57,7 @@ class Node:
     def __init__(self, url: str, node_id: str, token: str = "secret", rpc_timeout_ms: int = 300,
                  starting_rooms: tuple[str, ...] = ("defaultRoom",)) -> None:
         from ahtwist.backends.redis import (
+            RedisBus,
             RedisCache,
             RedisLink,
             RedisPeers,
@@ -67,15 +68,17 @@ class Node:
         self.id = node_id
         self.token = token
         self.link = RedisLink(reactor, parse_redis_url(url), "test", reconnect_max_delay=1)
+        self.bus = RedisBus(
+            self.link, reactor, node_id=node_id, server_token=token, rpc_timeout_ms=rpc_timeout_ms
+        )
         self.rooms = RedisRoomBackend(
-            self.link, reactor, node_id=node_id, prefix="test", server_token=token,
-            rpc_timeout_ms=rpc_timeout_ms, starting_rooms=starting_rooms,
+            self.link, reactor, self.bus, node_id=node_id, prefix="test", starting_rooms=starting_rooms
         )
         self.cache = RedisCache(self.link, reactor, "test")
         self.stats = RedisStats(self.link, "test")
         self.peers = RedisPeers(self.link, "test", node_id)
         self.events: list[dict] = []
-        self.rooms.on_event = self.events.append
+        self.bus.subscribe(self.events.append)
         self.link.on_message = self._message
 
     def _message(self, text: str) -> None:
@@ -83,7 +86,7 @@ class Node:
 
         message = loads(text)
         if message.get("serverToken") == self.token:
-            self.rooms.message_received(message)
+            self.bus.message_received(message)
 
     async def start(self) -> "Node":
         self.link.start()
@@ -106,6 +109,7 @@ class RedisProviderTests(TestCase):
         self.assertTrue(verifyObject(IStats, a.stats))
         self.assertTrue(verifyObject(IPeers, a.peers))
         self.assertTrue(verifyObject(IRoomBackend, a.rooms))
+        self.assertTrue(verifyObject(IBus, a.bus))
 
     async def test_cache_is_shared_and_keeps_the_memory_shape(self):
         a, b = await self.node("a"), await self.node("b")
@@ -190,7 +194,7 @@ class RedisProviderTests(TestCase):
     async def test_events_reach_every_node_once_and_never_synchronously(self):
         a, b = await self.node("a"), await self.node("b")
         event = {"type": "say", "room": "r", "payload": {"message": "hi"}}
-        await a.rooms.publish(event)
+        await a.bus.publish(event)
         self.assertEqual(a.events, [])
         await wait_until(lambda: a.events and b.events)
         await sleep(0.05)
@@ -199,8 +203,8 @@ class RedisProviderTests(TestCase):
 
     async def test_messages_with_another_token_are_ignored(self):
         a, other = await self.node("a"), await self.node("x", token="another")
-        await other.rooms.publish({"type": "say", "room": "r", "payload": {}})
-        await a.rooms.publish({"type": "say", "room": "mine", "payload": {}})
+        await other.bus.publish({"type": "say", "room": "r", "payload": {}})
+        await a.bus.publish({"type": "say", "room": "mine", "payload": {}})
         await wait_until(lambda: a.events)
         await sleep(0.05)
         self.assertEqual(a.events, [{"type": "say", "room": "mine", "payload": {}}])
@@ -220,22 +224,22 @@ class RedisProviderTests(TestCase):
                 return succeed(True) if args == ["room"] else fail(RoomError("room does not exist"))
             raise ValueError("boom")
 
-        b.rooms.on_rpc = on_rpc
-        a.rooms.on_rpc = lambda *args: None
-        self.assertIs(await a.rooms.call_remote("held-by-b", "add_member", ["room"]), True)
+        b.bus.on_rpc = on_rpc
+        a.bus.on_rpc = lambda *args: None
+        self.assertIs(await a.bus.call_remote("held-by-b", "add_member", ["room"]), True)
         with self.assertRaises(RoomError) as refused:
-            await a.rooms.call_remote("held-by-b", "add_member", ["nope"])
+            await a.bus.call_remote("held-by-b", "add_member", ["nope"])
         self.assertEqual(refused.exception.message, "room does not exist")
         with self.assertRaises(RoomError) as broken:
-            await a.rooms.call_remote("held-by-b", "destroy", [])
+            await a.bus.call_remote("held-by-b", "destroy", [])
         self.assertEqual(broken.exception.message, "internal server error")
         self.flushLoggedErrors(ValueError)
         started = reactor.seconds()
         with self.assertRaises(RoomError) as nobody:
-            await a.rooms.call_remote("held-by-nobody", "add_member", ["room"])
+            await a.bus.call_remote("held-by-nobody", "add_member", ["room"])
         self.assertEqual(nobody.exception.message, "RPC Timeout")
         self.assertGreaterEqual(reactor.seconds() - started, 0.29)
-        self.assertEqual(a.rooms.pending_rpcs, {})
+        self.assertEqual(a.bus.pending_rpcs, {})
         self.assertEqual([c[0] for c in calls], ["held-by-b", "held-by-b", "held-by-b", "held-by-nobody"])
 
     async def test_a_dead_node_is_cleaned_up_by_survivors(self):
@@ -271,12 +275,12 @@ class RedisProviderTests(TestCase):
         record = {"id": "c1", "joinedAt": 5, "host": "a"}
         self.assertIs(await a.rooms.add_member("offline", record), True)
         self.assertEqual(await a.rooms.members("offline"), {"c1": record})
-        await a.rooms.publish({"type": "say", "room": "offline", "payload": {}})
+        await a.bus.publish({"type": "say", "room": "offline", "payload": {}})
         self.assertEqual(a.events, [])
         await sleep(0)
         self.assertEqual(a.events, [{"type": "say", "room": "offline", "payload": {}}])
         with self.assertRaises(RoomError) as rpc:
-            await a.rooms.call_remote("someone", "add_member", ["offline"])
+            await a.bus.call_remote("someone", "add_member", ["offline"])
         self.assertEqual(rpc.exception.message, "RPC Timeout")
         await a.cache.save("kept", "value", 60000)
         self.assertEqual((await a.cache.load("kept"))["value"], "value")
@@ -324,14 +328,14 @@ class RedisProviderTests(TestCase):
         await a.rooms.add_room("made-by-a")
         await a.rooms.add_member("defaultRoom", {"id": "ca", "joinedAt": 1, "host": "a"})
         await b.rooms.add_member("defaultRoom", {"id": "cb", "joinedAt": 2, "host": "b"})
-        waiting = a.rooms.call_remote("nobody", "add_member", ["defaultRoom"])
+        waiting = a.bus.call_remote("nobody", "add_member", ["defaultRoom"])
         started = reactor.seconds()
         server.stop(signal.SIGKILL)
         with self.assertRaises(RoomError) as rpc:
             await waiting
         self.assertEqual(rpc.exception.message, "RPC Timeout")
         self.assertLess(reactor.seconds() - started, 1.0)
-        self.assertEqual(a.rooms.pending_rpcs, {})
+        self.assertEqual(a.bus.pending_rpcs, {})
         await wait_until(lambda: not a.link.up and not b.link.up)
         # a left, b joined during the outage; a created a room
         await a.rooms.remove_member("defaultRoom", "ca")
@@ -349,14 +353,14 @@ class RedisProviderTests(TestCase):
         # the restarted Redis is empty: what it holds now was re-asserted
         self.assertEqual(await a.rooms.list_rooms(), ["defaultRoom", "during-outage"])
         self.assertEqual(list(await a.rooms.members("defaultRoom")), ["cb", "cb2"])
-        await a.rooms.publish({"type": "say", "room": "defaultRoom", "payload": {"n": 1}})
+        await a.bus.publish({"type": "say", "room": "defaultRoom", "payload": {"n": 1}})
         await wait_until(lambda: b.events)
         self.assertEqual(b.events, [{"type": "say", "room": "defaultRoom", "payload": {"n": 1}}])
 
     async def node_on(self, url: str, node_id: str, **kw) -> Node:
         node = Node(url, node_id, **kw)
         self.addCleanup(node.link.stop)
-        self.addCleanup(node.rooms.stop)
+        self.addCleanup(node.bus.stop)
         return await node.start()
 
 
@@ -384,7 +388,7 @@ class RedisTLSTests(TestCase):
         b = await self.connected_node(f"{self.base}?ssl_cert_reqs=none", "b")
         await a.cache.save("k", "tls", 5000)
         self.assertEqual((await b.cache.load("k"))["value"], "tls")
-        await b.rooms.publish({"type": "say", "room": "r", "payload": {}})
+        await b.bus.publish({"type": "say", "room": "r", "payload": {}})
         await wait_until(lambda: a.events)
 
     async def test_wrong_password_and_untrusted_certificate_are_logged_and_retried(self):

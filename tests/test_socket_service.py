@@ -1,4 +1,4 @@
-"""SocketService wiring and graceful stop (BEHAVIOUR.md 1.1, 9.9), in memory.
+"""SocketService wiring and graceful stop (docs/protocol-socket.md, 'Stopping'), in memory.
 
 The node and the services run on a MemoryReactorClock: listeners are
 recorded instead of bound, and time only moves when the test says so.

@@ -1,4 +1,4 @@
-"""The HTTP action API (BEHAVIOUR.md section 6) through the real WebSite, in memory."""
+"""The HTTP action API (docs/protocol-http.md) through the real WebSite, in memory."""
 
 import gzip
 import json

@@ -1,4 +1,4 @@
-"""The websocket server in memory, through the real WebSite (BEHAVIOUR.md section 10).
+"""The websocket server in memory, through the real WebSite (docs/protocol-websocket.md).
 
 Every test upgrades through :class:`~ahtwist.web.api.WebServer` routing and
 then speaks raw RFC 6455 frames (``tests/wshelpers.py``), asserting the

@@ -4,7 +4,7 @@ Transport-neutral.  A transport builds the raw params and calls
 :meth:`ActionProcessor.process`; the returned Deferred fires with the
 :class:`ActionData` once the action is complete (synchronously when nothing in
 the chain is asynchronous), and the transport renders ``data.response``.
-Order and texts follow BEHAVIOUR.md section 4.6 exactly.
+Order and texts follow docs/python-api.md, 'Processing order', exactly.
 """
 
 import time
@@ -17,14 +17,17 @@ from twisted.logger import Logger, LogLevel
 
 from ahtwist import errors
 from ahtwist._async import run_now
-from ahtwist.actions.action import Action, Input, render_version, takes_args, wants_data
-from ahtwist.actions.registry import SAFE_PARAMS
+from ahtwist.actions.action import Input, render_version, takes_args, wants_data
+from ahtwist.actions.data import ActionData
+from ahtwist.actions.registry import SAFE_PARAMS, ActionRegistry
+from ahtwist.config import General
 from ahtwist.encoding import dumps
 from ahtwist.errors import ActionError
 
 if TYPE_CHECKING:
     from ahtwist.connection import Connection
-    from ahtwist.node import Node
+
+__all__ = ["ActionData", "ActionProcessor"]
 
 log = Logger(namespace="ahtwist.action")
 
@@ -51,71 +54,6 @@ ACTION_ERROR = "action_error"
 SUCCESS = "success"
 
 
-class ActionData:
-    """What ``run`` and middleware receive, and what the transport renders.
-
-    ``response`` is the reply (a dict; its keys are the reply's keys).  Set
-    ``to_process = False`` in a pre-processor to skip ``run`` without error,
-    ``to_render = False`` to answer yourself (``connection.send_file``...).
-    """
-
-    __slots__ = (
-        "node",
-        "connection",
-        "params",
-        "raw_params",
-        "response",
-        "to_process",
-        "to_render",
-        "action",
-        "action_template",
-        "message_count",
-        "message_id",
-        "missing_params",
-        "validator_errors",
-        "action_status",
-        "duration",
-        "error",
-        "started_at",
-        "validated",
-    )
-
-    def __init__(
-        self,
-        node: "Node",
-        connection: "Connection",
-        params: dict[str, Any],
-        message_id: Any,
-        message_count: int,
-    ) -> None:
-        self.node = node
-        self.connection = connection
-        self.raw_params = params
-        self.params = params
-        self.response: Any = {}
-        self.to_process = True
-        self.to_render = True
-        self.action = params.get("action")
-        self.action_template: Action | None = None
-        self.message_count = message_count
-        self.message_id = message_id
-        self.missing_params: list[str] = []
-        self.validator_errors: list[Any] = []
-        self.action_status: str | None = None
-        self.duration = 0
-        self.error: Any = None
-        self.started_at = time.monotonic()
-        self.validated = False
-
-    def received_params(self, post_variables: frozenset[str], scrub: bool) -> dict[str, Any]:
-        """Web ``receivedParams``: processed params (or raw ones when processing
-        stopped before validation) filtered to the post variables."""
-        params = self.params if self.validated else self.raw_params
-        if not scrub:
-            return dict(params)
-        return {k: v for k, v in params.items() if k in post_variables}
-
-
 def _log_json(value: Any) -> str:
     """JSON text for the log line; values JSON has no type for (a formatter
     may return any object) are shown by their ``str`` -- logging never fails
@@ -139,12 +77,18 @@ def _error_value(exc: BaseException) -> Any:
 
 
 class ActionProcessor:
-    """Runs actions for every transport."""
+    """Runs actions for every transport.
 
-    def __init__(self, node: "Node") -> None:
-        self.node = node
-        self.registry = node.registry
-        general = node.config.general
+    It needs only the registry and the ``general`` settings; ``api`` is
+    handed to actions as ``data.node`` and never used here.  Set
+    :attr:`stopping` to answer every new action ``the server is shutting
+    down``.
+    """
+
+    def __init__(self, registry: ActionRegistry, general: General, api: Any = None) -> None:
+        self.api = api
+        self.registry = registry
+        self.stopping = False
         self.limit = general.simultaneousActions
         self.scrub = not general.disableParamScrubbing
         self.expose_errors = general.exposeErrors
@@ -181,7 +125,7 @@ class ActionProcessor:
         returns its :class:`ActionData` directly (no Deferred): for transports
         on a hot path."""
         data = ActionData(
-            self.node,
+            self.api,
             connection,
             params,
             message_id,
@@ -218,13 +162,12 @@ class ActionProcessor:
         return errors.INTERNAL_ERROR
 
     async def _steps(self, data: ActionData) -> None:
-        node = self.node
         connection = data.connection
         params = data.params
         version = params.get("apiVersion")
         template = self.registry.get(data.action, version)
         data.action_template = template
-        if node.stopping:
+        if self.stopping:
             return self._fail(data, errors.SHUTTING_DOWN, SHUTTING_DOWN)
         if connection.pending_actions > self.limit:
             return self._fail(data, errors.TOO_MANY_PENDING, TOO_MANY_REQUESTS)

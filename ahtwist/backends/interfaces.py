@@ -48,20 +48,11 @@ class IPeers(Interface):
 
 
 class IRoomBackend(Interface):
-    """Where rooms and memberships live, and how room events reach every node.
+    """Where rooms and memberships live.
 
     Membership records are ``{"id", "joinedAt", "host"}`` (host = node id).
-    Events published with :meth:`publish` are delivered, once, to the
-    ``on_event`` callable of every node's :class:`~ahtwist.rooms.RoomService`
-    (this node's included), never synchronously from inside ``publish``.
+    Room events travel on the :class:`IBus`, not here.
     """
-
-    on_event = Attribute("callable(event: dict) set by the RoomService")
-    on_rpc = Attribute(
-        "callable(connection_id, method, args) set by the RoomService: runs an "
-        "operation another node asked for on a connection held here (a Deferred "
-        "of its result), or returns None when the connection is not held here"
-    )
 
     def add_room(room):
         """Fires True if created, False if it already existed."""
@@ -83,6 +74,26 @@ class IRoomBackend(Interface):
 
     def remove_member(room, connection_id):
         """Fires True if removed."""
+
+
+class IBus(Interface):
+    """How the nodes of a cluster talk to each other.
+
+    Room events published with :meth:`publish` are delivered, once, to every
+    handler subscribed on every node (this node's included), never
+    synchronously from inside ``publish``.  :meth:`call_remote` runs an
+    operation on a connection another node holds; that node's ``on_rpc``
+    answers it.
+    """
+
+    on_rpc = Attribute(
+        "callable(connection_id, method, args) set by the node: runs an "
+        "operation another node asked for on a connection held here (a Deferred "
+        "of its result), or returns None when the connection is not held here"
+    )
+
+    def subscribe(handler):
+        """Call ``handler(event)`` for every room event, in subscription order."""
 
     def publish(event):
         """Send a room event (a JSON-able dict) to every node."""

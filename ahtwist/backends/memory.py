@@ -1,13 +1,14 @@
 """In-memory providers: the standalone default, nothing to install."""
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from ahtwist.backends.interfaces import ICache, IPeers, IRoomBackend, IStats
+from ahtwist.backends.interfaces import IBus, ICache, IPeers, IRoomBackend, IStats
 from ahtwist.errors import RPC_TIMEOUT, ActionError, RoomError
 
 
@@ -107,14 +108,10 @@ class MemoryPeers:
 
 @implementer(IRoomBackend)
 class MemoryRoomBackend:
-    """Rooms in a dict; events are delivered on the next reactor turn, so a
-    verb's reply always goes out before the chat message it causes."""
+    """Rooms in a dict."""
 
     def __init__(self, clock: IReactorTime) -> None:
         self.clock = clock
-        self.on_event: Any = None
-        #: standalone: no other node ever asks
-        self.on_rpc: Any = None
         self._rooms: dict[str, dict[str, dict[str, Any]]] = {}
 
     def add_room(self, room: str) -> Deferred[bool]:
@@ -151,10 +148,30 @@ class MemoryRoomBackend:
         join order (what a cluster node re-asserts after a Redis outage)."""
         return [(room, record) for room, members in self._rooms.items() for record in members.values()]
 
+
+@implementer(IBus)
+class MemoryBus:
+    """A standalone node's bus: events come back to this node on the next
+    reactor turn, so a verb's reply always goes out before the chat message
+    it causes; no other node holds a connection."""
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self.clock = clock
+        #: standalone: no other node ever asks
+        self.on_rpc: Any = None
+        self._handlers: list[Callable[[dict[str, Any]], Any]] = []
+
+    def subscribe(self, handler: Callable[[dict[str, Any]], Any]) -> None:
+        self._handlers.append(handler)
+
     def publish(self, event: dict[str, Any]) -> Deferred[None]:
-        if self.on_event is not None:
-            self.clock.callLater(0, self.on_event, event)
+        if self._handlers:
+            self.clock.callLater(0, self._deliver, event)
         return succeed(None)
+
+    def _deliver(self, event: dict[str, Any]) -> None:
+        for handler in self._handlers:
+            handler(event)
 
     def call_remote(self, connection_id: str, method: str, args: Any) -> Deferred[Any]:
         return fail(RoomError(RPC_TIMEOUT))

@@ -1,4 +1,4 @@
-"""Redis providers: cluster mode (BEHAVIOUR.md section 13).
+"""Redis providers: cluster mode (README.md, 'Running a cluster').
 
 Several nodes started with the same ``redis.url`` and ``general.serverToken``
 share rooms, membership, chat, cache, stats and peers through one Redis.
@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import txredisapi
@@ -55,7 +56,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ahtwist._async import start
-from ahtwist.backends.interfaces import ICache, IPeers, IRoomBackend, IStats
+from ahtwist.backends.interfaces import IBus, ICache, IPeers, IRoomBackend, IStats
 from ahtwist.backends.memory import CacheMiss, MemoryCache, MemoryRoomBackend
 from ahtwist.backends.redis_link import RedisLink, RedisUnavailable, reason_of
 from ahtwist.backends.redis_url import parse_redis_url
@@ -240,7 +241,7 @@ def _text(value: bytes | str) -> str:
 
 @implementer(IRoomBackend)
 class RedisRoomBackend:
-    """Rooms and memberships in Redis; room events and RPCs over pub/sub.
+    """Rooms and memberships in Redis (events travel on the :class:`RedisBus`).
 
     A local mirror (a :class:`MemoryRoomBackend`) holds the rooms this node
     knows and its own connections' memberships.  While Redis is down every
@@ -254,33 +255,27 @@ class RedisRoomBackend:
         self,
         link: RedisLink,
         reactor: Any,
+        bus: RedisBus,
         *,
         node_id: str,
         prefix: str,
-        server_token: str,
-        rpc_timeout_ms: int,
         starting_rooms: tuple[str, ...] = (),
     ) -> None:
         self.link = link
-        self.reactor = reactor
         self.node_id = node_id
         self.prefix = prefix
-        self.server_token = server_token
-        self.rpc_timeout = rpc_timeout_ms / 1000
         self.starting_rooms = tuple(starting_rooms)
-        self.on_event: Any = None
-        self.on_rpc: Any = None
         self.mirror = MemoryRoomBackend(reactor)
         #: rooms created while Redis was down (re-asserted on reconnect)
         self.offline_rooms: set[str] = set()
-        #: request id -> (Deferred, timeout call) of RPCs waiting for an answer
-        self.pending_rpcs: dict[str, tuple[Deferred[Any], Any]] = {}
         self.rooms_key = f"{prefix}:chatRoom:rooms"
         self.members_prefix = f"{prefix}:chatRoom:members:"
         self.host_key = self.host_key_of(node_id)
         self.seq_key = f"{prefix}:chatRoom:joins"
         link.on_up.append(self.reassert)
-        link.on_down.append(self._fail_pending_rpcs)
+        # first subscriber: the mirror forgets a deleted room before the rooms
+        # service hears of it
+        bus.subscribe(self._room_event)
 
     def host_key_of(self, node_id: str) -> str:
         return f"{self.prefix}:chatRoom:host:{node_id}"
@@ -431,6 +426,11 @@ class RedisRoomBackend:
 
         return d.addCallbacks(done, failed)
 
+    def _room_event(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "destroy":
+            self.mirror.remove_room(event.get("room"))
+            self.offline_rooms.discard(event.get("room"))
+
     def remove_node(self, node_id: str, peers_key: str, only_if_dead: bool) -> Deferred[int]:
         """Remove a node's memberships and peer entry; -1 if it turned out alive."""
         window = str(PEER_WINDOW_MS) if only_if_dead else ""
@@ -440,7 +440,37 @@ class RedisRoomBackend:
             [node_id, self.members_prefix, window],
         )
 
-    # --- events ---------------------------------------------------------------------------
+
+# --- the bus ------------------------------------------------------------------------------
+
+
+@implementer(IBus)
+class RedisBus:
+    """Room events and RPCs (section 13.3) over the link's pub/sub channel.
+
+    Every message carries the ``serverToken`` (others are ignored) and this
+    node's id.  While Redis is down events are delivered to this node only
+    and RPCs fail at once with ``RPC Timeout``.
+    """
+
+    def __init__(
+        self, link: RedisLink, reactor: Any, *, node_id: str, server_token: str, rpc_timeout_ms: int
+    ) -> None:
+        self.link = link
+        self.reactor = reactor
+        self.node_id = node_id
+        self.server_token = server_token
+        self.rpc_timeout = rpc_timeout_ms / 1000
+        self.on_rpc: Any = None
+        self._handlers: list[Callable[[dict[str, Any]], Any]] = []
+        #: request id -> (Deferred, timeout call) of RPCs waiting for an answer
+        self.pending_rpcs: dict[str, tuple[Deferred[Any], Any]] = {}
+        link.on_down.append(self._fail_pending_rpcs)
+
+    def subscribe(self, handler: Callable[[dict[str, Any]], Any]) -> None:
+        self._handlers.append(handler)
+
+    # --- events -----------------------------------------------------------------------
 
     def _message(self, kind: str, **fields: Any) -> bytes:
         return dumps({"serverToken": self.server_token, "serverId": self.node_id, "kind": kind, **fields})
@@ -457,11 +487,8 @@ class RedisRoomBackend:
         self.reactor.callLater(0, self._event_received, event)
 
     def _event_received(self, event: dict[str, Any]) -> None:
-        if event.get("type") == "destroy":
-            self.mirror.remove_room(event.get("room"))
-            self.offline_rooms.discard(event.get("room"))
-        if self.on_event is not None:
-            self.on_event(event)
+        for handler in self._handlers:
+            handler(event)
 
     def message_received(self, message: dict[str, Any]) -> None:
         """A cluster message of ours (token already checked)."""
@@ -794,13 +821,19 @@ class ClusterService(Service):
         )
         prefix = general.channel
         self.server_token = general.serverToken
-        self.rooms = RedisRoomBackend(
+        self.bus = RedisBus(
             self.link,
             reactor,
             node_id=general.id,
-            prefix=prefix,
             server_token=general.serverToken,
             rpc_timeout_ms=general.rpcTimeout,
+        )
+        self.rooms = RedisRoomBackend(
+            self.link,
+            reactor,
+            self.bus,
+            node_id=general.id,
+            prefix=prefix,
             starting_rooms=tuple(general.startingChatRooms),
         )
         self.cache = RedisCache(self.link, reactor, prefix)
@@ -835,7 +868,7 @@ class ClusterService(Service):
         if not isinstance(message, dict) or message.get("serverToken") != self.server_token:
             log.debug("ignored a cluster message with another serverToken")
             return
-        self.rooms.message_received(message)
+        self.bus.message_received(message)
 
     # --- periodic work --------------------------------------------------------------
 
@@ -901,7 +934,7 @@ class ClusterService(Service):
                 await leaving
             except Exception as e:
                 log.warn("leaving the cluster cleanly failed: {e}", e=reason_of(Failure(e)))
-        self.rooms.stop()
+        self.bus.stop()
         await self.link.stop()
 
     async def _leave(self) -> None:

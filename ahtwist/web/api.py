@@ -1,7 +1,7 @@
 """The web server: request modes, the JSON action API, OPTIONS/TRACE, headers.
 
 One :class:`WebServer` per node serves every ``--web`` listener.  For each
-request it decides the mode (BEHAVIOUR.md section 6.2), builds a ``web``
+request it decides the mode (docs/protocol-http.md, 'How a request is routed'), builds a ``web``
 :class:`~ahtwist.connection.Connection`, gathers params (query < files <
 body fields < route variables), resolves the action and hands it to the
 transport-neutral processor, then renders ActionHero's JSON reply.

@@ -4,7 +4,7 @@ import psutil
 
 from ahtwist._version import __version__
 from ahtwist.actions.action import Action
-from ahtwist.node import SOCKET_REQUESTS, WEB_REQUESTS, WEBSOCKET_REQUESTS
+from ahtwist.counters import SOCKET_REQUESTS, WEB_REQUESTS, WEBSOCKET_REQUESTS
 
 MAX_MEMORY_MB = 200
 MAX_EVENT_LOOP_DELAY_MS = 10

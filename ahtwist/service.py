@@ -98,6 +98,11 @@ class WebService(MultiService):
             from ahtwist.websocket import websocket_resource
 
             self.websockets, self.server.websocket_resource = websocket_resource(node, reactor)
+        # Klein is imported here, once twistd has chosen the reactor; the
+        # document is built once, now that every action is registered.
+        from ahtwist.apidocs import for_node
+
+        self.server.apidocs = for_node(node)
         for description in endpoints:
             listen_on(self, reactor, "web", description, self.site)
 

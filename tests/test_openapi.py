@@ -1,6 +1,7 @@
 """The OpenAPI 3.1 document: built from the actions, their inputs and the routes."""
 
 import json
+import re
 
 from openapi_spec_validator import validate
 from twisted.trial.unittest import SynchronousTestCase
@@ -10,6 +11,7 @@ from ahtwist.actions.builtin.sleep_test import parse_int
 from ahtwist.errors import ConfigError
 from ahtwist.node import Node
 from ahtwist.openapi import build_openapi
+from ahtwist.tap import build_node
 from tests.helpers import REPO, ManualClock, config_from, make_node
 
 ROUTES = f"""
@@ -54,7 +56,7 @@ METADATA = {
 
 def sample_node(text: str = ROUTES) -> Node:
     """The built-in actions, the sample action (actions/greet.py) and the routes above."""
-    node = Node(config_from(text), ManualClock())
+    node = build_node(config_from(text), ManualClock())
     node.load_plugins()
     return node
 
@@ -461,3 +463,42 @@ class ConfigTests(SynchronousTestCase):
             "[servers.web.openapi]\nenabled = false\n[servers.web.docs]\nenabled = false\n"
         ).servers.web
         self.assertEqual((web.openapi.enabled, web.docs.enabled), (False, False))
+
+
+class OpenAPIPageTests(SynchronousTestCase):
+    """docs/openapi.md's example declares the types it says it does."""
+
+    def test_declaring_input_types_example(self):
+        page = (REPO / "docs" / "openapi.md").read_text("utf-8")
+        (code,) = [b for b in re.findall(r"^```python\n(.*?)^```", page, re.M | re.S) if "class Search" in b]
+        namespace: dict = {}
+        exec(compile(code, "docs/openapi.md", "exec"), namespace)
+        node = make_node(plugins=[namespace["Search"]])
+        parameters = document_for(node)["paths"]["/api/search"]["get"]["parameters"]
+        self.assertEqual(
+            parameters,
+            [
+                {"name": "q", "in": "query", "required": True, "schema": {"type": "string", "maxLength": 20}},
+                {
+                    "name": "page",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "default": 1},
+                },
+                {
+                    "name": "order",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"enum": ["asc", "desc"], "default": "asc"},
+                },
+            ],
+        )
+        self.assertIn(
+            "documents `q` as `{\"type\": \"string\", \"maxLength\": 20}` (required), `page` as\n"
+            "`{\"type\": \"integer\", \"minimum\": 1, \"default\": 1}` and `order` as\n"
+            "`{\"enum\": [\"asc\", \"desc\"], \"default\": \"asc\"}`.",
+            page,
+        )
+        # and the action runs as declared
+        self.assertEqual(namespace["positive_int"]("0"), 1)
+        self.assertEqual(namespace["short"]("x" * 21), "at most 20 characters")

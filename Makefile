@@ -36,7 +36,7 @@ bench: install
 	$(BIN)/python bench/run_all.py
 
 # docs/configuration.md's key tables are generated from etc/ahtwist.toml
-# (tests/test_configuration_docs.py fails when they are stale).
+# (tests/test_reference_pages.py fails when they are stale).
 docs: install
 	$(BIN)/python docs/make_configuration.py
 

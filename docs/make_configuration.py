@@ -3,7 +3,7 @@
 The keys are the configuration schema's (``ahtwist.config``); each key's
 default is the value written in etc/ahtwist.toml and its meaning the comment
 above it there, so the bundled file stays the one place a key is explained.
-``make docs`` runs this; ``tests/test_configuration_docs.py`` fails when the page is stale
+``make docs`` runs this; ``tests/test_reference_pages.py`` fails when the page is stale
 or a key has no comment.  Everything above the marker line in the page is
 hand-written and kept.
 """

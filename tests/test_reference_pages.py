@@ -1,4 +1,5 @@
-"""docs/configuration.md: generated from etc/ahtwist.toml, every key, current."""
+"""The reference pages: docs/configuration.md generated from etc/ahtwist.toml and current,
+docs/python-api.md's export table equal to ``ahtwist.__all__``."""
 
 import importlib.util
 import re
@@ -78,3 +79,16 @@ class ConfigurationPageTests(SynchronousTestCase):
         self.assertEqual(
             attrs.evolve(bundled, paths=builtin.paths), builtin
         )
+
+
+class PythonAPIPageTests(SynchronousTestCase):
+    def test_exports_table_is_all(self):
+        """docs/python-api.md's "What `ahtwist` exports" lists ``ahtwist.__all__``, no more, no less."""
+        import ahtwist
+
+        page = (DOCS / "python-api.md").read_text("utf-8")
+        section = page.split("## What `ahtwist` exports", 1)[1].split("\n## ", 1)[0]
+        names = re.findall(r"^\| `([A-Za-z_][A-Za-z0-9_]*)` \|", section, re.M)
+        self.assertEqual(sorted(names), sorted(ahtwist.__all__))
+        for name in names:
+            self.assertTrue(hasattr(ahtwist, name), name)

@@ -33,6 +33,7 @@ from ahtwist.actions.processor import ActionData
 from ahtwist.connection import Connection, IConnectionTransport, new_id
 from ahtwist.encoding import dumps, loads
 from ahtwist.files import FileInfo
+from ahtwist.limits import RATE_LIMITED, over_rate
 from ahtwist.node import SOCKET_REQUESTS, Node
 from ahtwist.verbs import NO_REPLY, SOCKET_VERBS, UnknownVerb, VerbError, Verbs
 
@@ -99,7 +100,10 @@ class SocketServer:
         self.stats.increment(SOCKET_REQUESTS)
         words = line.split(" ")
         verb = words[0]
-        if verb == "file":
+        if over_rate(connection):
+            self.stats.increment(RATE_LIMITED)
+            self._verb_failed(Failure(VerbError(errors.TOO_FAST)), connection, count, verb)
+        elif verb == "file":
             if len(words) > 1:
                 connection.params["file"] = words[1]  # sticky, as in v17
             self.send_public_file(connection, connection.params.get("file"))

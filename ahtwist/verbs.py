@@ -138,6 +138,8 @@ class Verbs:
     # --- rooms -----------------------------------------------------------------
 
     async def room_add(self, connection: "Connection", room: Any) -> bool:
+        if room is None or room == "":
+            raise VerbError(errors.ROOM_REQUIRED, False)
         if not isinstance(room, str):  # a websocket frame may carry any JSON value
             raise VerbError(errors.ROOM_DOES_NOT_EXIST, False)
         try:

@@ -35,9 +35,10 @@ from zope.interface import implementer
 from ahtwist import errors
 from ahtwist.connection import Connection, IConnectionTransport, new_id
 from ahtwist.encoding import dumps, loads
+from ahtwist.limits import RATE_LIMITED, over_rate
 from ahtwist.node import WEBSOCKET_REQUESTS
+from ahtwist.proxies import TrustedProxies
 from ahtwist.verbs import COMMON_VERBS, VerbError, Verbs, say_text
-from ahtwist.web.api import parse_forwarded_for
 from ahtwist.web.mime import mime_for_extension
 
 if TYPE_CHECKING:
@@ -147,6 +148,7 @@ class WebSocketServer:
         config = node.config
         self.config = config.servers.websocket
         self.cookie_key = config.servers.web.fingerprintOptions.cookieKey
+        self.proxies = TrustedProxies.from_strings(config.servers.web.trustedProxies)
         self.max_file_size = self.config.maxFileSize
         self.protocols: set[WebSocketConnectionProtocol] = set()
         #: (payload, its values, its frame) of the latest chat delivery
@@ -230,7 +232,10 @@ class WebSocketServer:
         if message_id is None:
             message_id = new_id()
         protocol.last_message = (count, message_id)
-        if event == "action":
+        if over_rate(connection):
+            self.stats.increment(RATE_LIMITED)
+            self._send_verb(protocol, errors.TOO_FAST, None, count, message_id)
+        elif event == "action":
             params = message.get("params")
             self._action(protocol, params if isinstance(params, dict) else {}, message_id, count)
         elif event == "file":
@@ -416,14 +421,7 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
         port = getattr(peer, "port", 0) or 0
         forwarded = headers.get("x-forwarded-for")
         if forwarded:
-            parsed = parse_forwarded_for(forwarded)
-            if parsed is not None:
-                ip, forwarded_port = parsed
-                if forwarded_port is not None:
-                    port = forwarded_port
-                fport = headers.get("x-forwarded-port", "").strip()
-                if fport.isdigit():
-                    port = int(fport)
+            ip, port = ws_server.proxies.client(ip, port, forwarded, headers.get("x-forwarded-port"))
         self.client_details = (ip, port, fingerprint)
         return None
 

@@ -151,7 +151,8 @@ def test_room_add_leave_and_their_errors():
         [error("connection already in this room (defaultRoom)", 2, "false")],
     )
     assert_lines(client.ask(b"roomAdd noSuchRoom\n"), [error("room does not exist", 3, "false")])
-    assert_lines(client.ask(b"roomAdd\n"), [error("room does not exist", 4, "false")])
+    # no name: a clear error (issue 12, item 8; it used to say "room does not exist")
+    assert_lines(client.ask(b"roomAdd\n"), [error("a room is required", 4, "false")])
     assert_lines(client.ask(b"roomLeave defaultRoom\n"), [ok_data("true", 5)])
     assert_lines(
         client.ask(b"roomLeave defaultRoom\n"),

@@ -8,7 +8,7 @@ import zlib
 from twisted.trial.unittest import SynchronousTestCase
 
 from ahtwist import Action, ActionError, Input
-from ahtwist.web.api import parse_forwarded_for
+from ahtwist.proxies import parse_forwarded_for
 from tests.helpers import HTTPClient, make_node, parse_response
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"

@@ -65,36 +65,40 @@ def _comment_text(lines: list[str]) -> str:
 
 def read_comments(text: str) -> tuple[dict[str, list[str]], dict[str, tuple[str, list[str]]]]:
     """Comments of tables (``[name]`` -> lines above, or right below, the
-    header) and of keys (``name`` -> raw value text and the lines above it)."""
+    header) and of keys (``name`` -> raw value text and the lines above it;
+    a key right below another one without its own comment shares that one's,
+    as in ``pingInterval``/``pingTimeout`` under one explanation)."""
     tables: dict[str, list[str]] = {}
     keys: dict[str, tuple[str, list[str]]] = {}
-    table, pending = "", []
+    table, pending, previous = "", [], None
     for line in text.splitlines():
         stripped = line.strip()
         if stripped.startswith("#"):
             text = stripped[1:]
             pending.append(text[1:] if text.startswith(" ") else text)
+            previous = None
             continue
         if not stripped:
             if pending and table == "" and not keys:
                 pending = []  # the file's own introduction
+            previous = None
             continue
         header = _HEADER.match(stripped)
         if header:
             table = header.group(1)
             tables[table] = pending
-            pending = []
+            pending, previous = [], None
             continue
         match = _KEY.match(stripped)
         if match:
             name = f"{table}.{match.group(1).strip(chr(34))}" if table else match.group(1)
-            comment = pending
+            comment = pending or (keys[previous][1] if previous else [])
             if table in tables and not tables[table] and pending and not any(
                 k.startswith(table + ".") for k in keys
             ):
                 tables[table] = pending  # a table's comment right below its header
             keys[name] = (match.group(2).strip(), comment)
-            pending = []
+            pending, previous = [], name
     tables["routes"] = pending  # the closing block: the routes, commented out
     return tables, keys
 

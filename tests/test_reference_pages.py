@@ -47,12 +47,19 @@ class ConfigurationPageTests(SynchronousTestCase):
         self.assertIn("general.logLevel", keys)
 
     def test_a_key_without_comment_is_refused(self):
-        toml = self.toml.replace("# Its path (ws://host:8080/ws).\n", "")
+        toml = self.toml.replace(
+            "# The line-oriented TCP server (telnet-friendly).\nenabled = true\n", "enabled = true\n"
+        )
         with self.assertRaises(ValueError) as e:
             self.generator.entries(toml)
         self.assertEqual(
-            str(e.exception), "servers.websocket.path: no comment above it in etc/ahtwist.toml"
+            str(e.exception), "servers.socket.enabled: no comment above it in etc/ahtwist.toml"
         )
+
+    def test_a_key_right_below_another_shares_its_comment(self):
+        toml = self.toml.replace("# Its path (ws://host:8080/ws).\n", "")
+        (entry,) = [e for e in self.generator.entries(toml) if e.key == "servers.websocket.path"]
+        self.assertEqual(entry.meaning, "WebSocket endpoint on every web listener.")
 
     def test_a_missing_key_is_refused(self):
         toml = self.toml.replace('logFormat = "text"\n', "")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from ahtwist.config import load_config
 from tests.e2e.process import free_port, wait_port
 from tests.e2e.ws_blocking import BlockingWebSocket
 from tests.helpers import REPO, require
@@ -34,7 +35,8 @@ STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 def blocks(language: str) -> list[str]:
     """The fenced code blocks of the page in ``language``, in order."""
     text = PAGE.read_text("utf-8")
-    return re.findall(rf"^```{language}\n(.*?)^```", text, re.M | re.S)
+    found = re.findall(rf"^( *)```{language}\n(.*?)^\1```", text, re.M | re.S)
+    return ["\n".join(line[len(indent):] for line in body.split("\n")) for indent, body in found]
 
 
 def block_starting(language: str, first_line: str) -> str:
@@ -329,3 +331,13 @@ def test_cluster_snippet(processes, tmp_path):
             time.sleep(0.2)
         peers = [json.loads(line.strip().rstrip(",")) for line in lines[1:3]]
         assert len(set(peers)) == 2
+
+
+def test_trusted_proxies_snippet(tmp_path):
+    """The page's trustedProxies example is a valid config (no warning, every network read)."""
+    (snippet,) = blocks("toml")
+    path = tmp_path / "ahtwist.toml"
+    path.write_text(snippet)
+    config = load_config(str(path), environ={})
+    assert config.warnings == ()
+    assert list(config.servers.web.trustedProxies) == ["10.0.0.5", "127.0.0.0/8", "::1/128"]

@@ -166,6 +166,8 @@ class WebsocketConfig:
     pingTimeout: int = _setting(10, "int")
     maxMessageSize: int = _setting(1048576, "posint")
     maxFileSize: int = _setting(10485760, "posint")
+    allowedOrigins: tuple[str, ...] = _setting((), "strlist")
+    fingerprintFromQuery: bool = _setting(False, "bool")
 
 
 @attrs.frozen

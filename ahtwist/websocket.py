@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING, Any
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
+from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 from twisted.web.server import NOT_DONE_YET
 from txaio._common import _BatchedTimer
@@ -37,6 +39,7 @@ from ahtwist.connection import Connection, IConnectionTransport, new_id
 from ahtwist.encoding import dumps, loads
 from ahtwist.limits import RATE_LIMITED, over_rate
 from ahtwist.node import WEBSOCKET_REQUESTS
+from ahtwist.origins import OriginPolicy
 from ahtwist.proxies import TrustedProxies
 from ahtwist.verbs import COMMON_VERBS, VerbError, Verbs, say_text
 from ahtwist.web.mime import mime_for_extension
@@ -149,6 +152,8 @@ class WebSocketServer:
         self.config = config.servers.websocket
         self.cookie_key = config.servers.web.fingerprintOptions.cookieKey
         self.proxies = TrustedProxies.from_strings(config.servers.web.trustedProxies)
+        self.origins = OriginPolicy(self.config.allowedOrigins, config.servers.web.allowedRequestHosts)
+        self.fingerprint_from_query = self.config.fingerprintFromQuery
         self.max_file_size = self.config.maxFileSize
         self.protocols: set[WebSocketConnectionProtocol] = set()
         #: (payload, its values, its frame) of the latest chat delivery
@@ -404,24 +409,34 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
     last_message: tuple[int, Any] = (0, None)
 
     def onConnect(self, request: Any) -> None:
-        """Read the fingerprint and client address from the upgrade request;
-        no subprotocol is selected."""
+        """Check the page's origin (403 before the upgrade when refused), read
+        the fingerprint and client address; no subprotocol is selected."""
         ws_server = self.factory.ws_server
         headers = request.headers
-        fingerprint = None
-        cookie = headers.get("cookie")
-        if cookie:
-            fingerprint = parse_cookie_header(cookie).get(ws_server.cookie_key) or None
-        if fingerprint is None:
-            values = request.params.get(ws_server.cookie_key)
-            if values and values[0]:
-                fingerprint = values[0]
         peer = self.transport.getPeer()
-        ip = getattr(peer, "host", None) or "unix"
+        ip = peer_ip = getattr(peer, "host", None) or "unix"
         port = getattr(peer, "port", 0) or 0
         forwarded = headers.get("x-forwarded-for")
         if forwarded:
             ip, port = ws_server.proxies.client(ip, port, forwarded, headers.get("x-forwarded-port"))
+        origin = headers.get("origin")
+        if origin is not None:
+            scheme = ws_server.proxies.scheme(
+                peer_ip, headers.get("x-forwarded-proto"), ISSLTransport.providedBy(self.transport)
+            )
+            if not ws_server.origins.allows(origin, scheme, headers.get("host")):
+                self._log.info(
+                    "refused websocket upgrade from {ip}: origin {origin!r} not allowed", ip=ip, origin=origin
+                )
+                raise ConnectionDeny(403, "origin not allowed")
+        fingerprint = None
+        cookie = headers.get("cookie")
+        if cookie:
+            fingerprint = parse_cookie_header(cookie).get(ws_server.cookie_key) or None
+        if fingerprint is None and ws_server.fingerprint_from_query:
+            values = request.params.get(ws_server.cookie_key)
+            if values and values[0]:
+                fingerprint = values[0]
         self.client_details = (ip, port, fingerprint)
         return None
 

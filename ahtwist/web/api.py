@@ -179,7 +179,10 @@ class WebServer:
 
     def handle(self, request: WebRequest) -> None:
         if self.websocket_resource is not None and request.path == self.websocket_path:
-            self._serve_websocket(request)
+            if self.allowed_hosts and not self._host_allowed(request):
+                self._redirect(request)
+            else:
+                self._serve_websocket(request)
             return
         node = self.node
         node.stats.increment(WEB_REQUESTS)
@@ -245,7 +248,7 @@ class WebServer:
         if fingerprint is None:
             fingerprint = self._new_fingerprint(request, ip)
             if self.set_cookies:
-                set_cookie = self._cookie(fingerprint)
+                set_cookie = self._cookie(fingerprint, request)
         message_id = new_id()
         connection = Connection(
             "web",
@@ -274,7 +277,10 @@ class WebServer:
             traits.append(b",".join(request.requestHeaders.getRawHeaders(name, [])))
         return hashlib.sha1(b"\0".join(traits)).hexdigest()
 
-    def _cookie(self, fingerprint: str) -> str:
+    def _cookie(self, fingerprint: str, request: WebRequest) -> str:
+        """The fingerprint cookie: ``HttpOnly`` and ``SameSite=Lax`` unless
+        the settings say otherwise, ``Secure`` when the client used TLS
+        (directly or through a trusted proxy) unless ``secure`` is set."""
         settings = self.cookie_settings
         expires_ms = settings.get("expires", 3600000)
         now = int(self.node.reactor.seconds())
@@ -285,12 +291,20 @@ class WebServer:
         cookie = f"{self.cookie_key}={fingerprint};path={settings.get('path', '/')};expires={text};"
         if settings.get("domain"):
             cookie += f"domain={settings['domain']};"
-        if settings.get("httpOnly"):
+        if settings.get("httpOnly", True):
             cookie += "HttpOnly;"
-        if settings.get("secure"):
+        secure = settings.get("secure")
+        if secure is None:
+            proto = request.getHeader(b"x-forwarded-proto")
+            secure = request.isSecure() or (
+                proto is not None
+                and self.proxies.scheme(_peer(request)[0], proto.decode("latin-1"), False) == "https"
+            )
+        if secure:
             cookie += "Secure;"
-        if settings.get("sameSite"):
-            cookie += f"SameSite={settings['sameSite']};"
+        same_site = settings.get("sameSite", "Lax")
+        if same_site:
+            cookie += f"SameSite={same_site};"
         return cookie
 
     def release(self, request: WebRequest, connection: Connection) -> None:

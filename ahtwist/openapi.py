@@ -242,7 +242,7 @@ class OpenAPIBuilder:
         params: dict[str, dict[str, Any]] = {}
         words = []
         for text, segment in zip(split_path(route.path), route.segments, strict=True):
-            if segment.name is None:
+            if segment.literal is not None:
                 parts.append(text)
                 words.append(text)
                 continue

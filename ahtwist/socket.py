@@ -33,7 +33,7 @@ from ahtwist.actions.processor import ActionData
 from ahtwist.connection import Connection, IConnectionTransport, new_id
 from ahtwist.encoding import dumps, loads
 from ahtwist.files import FileInfo
-from ahtwist.limits import RATE_LIMITED, over_rate
+from ahtwist.limits import RATE_LIMITED, SLOW_CLIENTS_DROPPED, over_rate
 from ahtwist.node import SOCKET_REQUESTS, Node
 from ahtwist.verbs import NO_REPLY, SOCKET_VERBS, UnknownVerb, VerbError, Verbs
 
@@ -466,6 +466,7 @@ class SocketProtocol(Protocol):
                 id=self.connection.id,
                 n=backlog,
             )
+            self.factory.node.stats.increment(SLOW_CLIENTS_DROPPED)
             self.abort()
         elif backlog > INPUT_PAUSE_BACKLOG:
             if not self._input_paused and not self._closing:

@@ -37,7 +37,7 @@ from zope.interface import implementer
 from ahtwist import errors
 from ahtwist.connection import Connection, IConnectionTransport, new_id
 from ahtwist.encoding import dumps, loads
-from ahtwist.limits import RATE_LIMITED, over_rate
+from ahtwist.limits import RATE_LIMITED, SLOW_CLIENTS_DROPPED, OutboundMeter, over_rate
 from ahtwist.node import WEBSOCKET_REQUESTS
 from ahtwist.origins import OriginPolicy
 from ahtwist.proxies import TrustedProxies
@@ -54,6 +54,9 @@ log = Logger(namespace="ahtwist.websocket")
 #: close codes (RFC 6455 section 7.4.1)
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY_VIOLATION = 1008
+#: the close reason of a client dropped for not reading its output
+OUTPUT_LIMIT_REASON = "output buffer limit exceeded"
 
 WELCOME_FRAME = dumps({"welcome": errors.WELCOME, "context": "api"})
 _OPEN = WebSocketProtocol.STATE_OPEN
@@ -80,6 +83,9 @@ def send_prepared(protocol: Any, prepared: PreparedMessage) -> None:
         protocol.sendPreparedMessage(prepared)
     else:
         protocol.transport.write(prepared.payloadHybi)
+    meter = protocol.meter
+    if meter is not None and meter.paused:
+        meter.wrote(len(prepared.payloadHybi))
 
 
 def send_text(protocol: Any, payload: bytes) -> None:
@@ -177,8 +183,38 @@ class WebSocketServer:
         )
         protocol.connection = connection
         self.protocols.add(protocol)
+        self._meter(protocol)
         self.node.add_connection(connection)
         send_text(protocol, WELCOME_FRAME)
+
+    def _meter(self, protocol: "WebSocketConnectionProtocol") -> None:
+        """Watch the client's unsent output (:class:`~ahtwist.limits.OutboundMeter`):
+        stop reading its requests while it is behind, drop it past
+        ``maxOutboundBytes``."""
+        transport = protocol.transport
+        # the HTTP channel that carried the upgrade may still be registered
+        transport.unregisterProducer()
+        meter = OutboundMeter(
+            self.config.maxOutboundBytes,
+            lambda unsent: self._too_slow(protocol, unsent),
+            transport.pauseProducing,
+            transport.resumeProducing,
+        )
+        transport.registerProducer(meter, True)
+        protocol.meter = meter
+
+    def _too_slow(self, protocol: "WebSocketConnectionProtocol", unsent: int) -> None:
+        connection = protocol.connection
+        log.info(
+            "dropping websocket client {id}: {n} bytes of output it does not read",
+            id=connection.id if connection is not None else "?",
+            n=unsent,
+        )
+        self.stats.increment(SLOW_CLIENTS_DROPPED)
+        # the close frame goes behind what is buffered; Autobahn aborts the
+        # connection when the client has not answered it within its close
+        # handshake timeout, and nothing more is sent meanwhile
+        protocol.close_with(CLOSE_POLICY_VIOLATION, OUTPUT_LIMIT_REASON)
 
     def closed(self, protocol: "WebSocketConnectionProtocol") -> None:
         """The client went away (or we closed it): leave rooms, forget it."""
@@ -407,6 +443,8 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
     client_details: tuple[str, int, str | None] = ("", 0, None)
     #: (messageCount, messageId) of the latest counted message
     last_message: tuple[int, Any] = (0, None)
+    #: the client's unsent output (set once open)
+    meter: OutboundMeter | None = None
 
     def onConnect(self, request: Any) -> None:
         """Check the page's origin (403 before the upgrade when refused), read
@@ -473,11 +511,13 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self.factory.ws_server.closed(self)
 
-    def close_with(self, code: int) -> None:
+    def close_with(self, code: int, reason: str | None = None) -> None:
         """Start the closing handshake with ``code`` (Autobahn's sendClose
         refuses 1001, which a stop needs)."""
         if self.state == _OPEN:
-            self.sendCloseFrame(code=code, isReply=False)
+            self.sendCloseFrame(
+                code=code, reasonUtf8=reason.encode() if reason else None, isReply=False
+            )
         elif self.state == _CONNECTING:
             self.dropConnection(abort=True)
 

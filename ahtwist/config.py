@@ -304,7 +304,7 @@ class _Loader:
             keypath = f"{prefix}.{key}" if prefix else key
             field = fields.get(key)
             kind = field.metadata.get(_KIND) if field is not None else None
-            if field is None or kind == "internal":
+            if field is None or kind is None or kind == "internal":
                 self.warnings.append(f"unknown config key {keypath!r} ignored")
                 continue
             if isinstance(kind, type):

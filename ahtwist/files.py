@@ -115,9 +115,10 @@ class StaticFiles:
                 return None  # empty part in the middle ("//")
             literal_dot = part in (".", "..")
             if decode and not literal_dot:
-                part = percent_decode(part)
-                if part is None or part in (".", ".."):
+                decoded = percent_decode(part)
+                if decoded is None or decoded in (".", ".."):
                     return None
+                part = decoded
             if "/" in part or "\\" in part or "\0" in part:
                 return None
             if i == 0 and _DRIVE.match(part):

@@ -18,6 +18,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from ahtwist._async import start
 from ahtwist.actions.loader import Plugins, load_plugins
@@ -41,6 +42,10 @@ from ahtwist.limits import Limits
 from ahtwist.rooms import RoomService
 
 log = Logger(namespace="ahtwist.node")
+
+
+def _log_hook_failure(failure: Failure, name: str | None, hook: str) -> None:
+    log.failure("connection middleware {name}.{hook} failed", failure, name=name, hook=hook)
 
 #: the counter names, re-exported (they live in :mod:`ahtwist.counters`)
 __all__ = ["SETTABLE_FIELDS", "SOCKET_REQUESTS", "WEBSOCKET_REQUESTS", "WEB_REQUESTS", "Node"]
@@ -125,12 +130,12 @@ class Node:
         return plugins
 
     def register(self, plugins: Plugins) -> None:
-        for middleware in plugins.action_middleware:
-            self.registry.add_middleware(middleware)
-        for middleware in plugins.connection_middleware:
-            self.add_connection_middleware(middleware)
-        for middleware in plugins.chat_middleware:
-            self.rooms.add_middleware(middleware)
+        for action_middleware in plugins.action_middleware:
+            self.registry.add_middleware(action_middleware)
+        for connection_middleware in plugins.connection_middleware:
+            self.add_connection_middleware(connection_middleware)
+        for chat_middleware in plugins.chat_middleware:
+            self.rooms.add_middleware(chat_middleware)
         for action in plugins.actions:
             self.registry.add(action)
         self.registry.check_middleware_references()
@@ -140,10 +145,10 @@ class Node:
     ) -> None:
         if isinstance(middleware, type):
             middleware = middleware()
-        check_middleware(middleware)
-        if middleware.name in self._connection_middleware_names:
-            raise ConfigError(f"connection middleware {middleware.name!r} is registered twice")
-        self._connection_middleware_names.add(middleware.name)
+        name = check_middleware(middleware)
+        if name in self._connection_middleware_names:
+            raise ConfigError(f"connection middleware {name!r} is registered twice")
+        self._connection_middleware_names.add(name)
         self.connection_middleware = by_priority(
             [*self.connection_middleware, middleware],
             self.config.general.defaultMiddlewarePriority,
@@ -159,10 +164,10 @@ class Node:
             try:
                 result = fn(connection)
                 if result is not None and isawaitable(result):
-                    ensureDeferred(result).addErrback(
-                        lambda f, name=middleware.name: log.failure(
-                            "connection middleware {name}.{hook} failed", f, name=name, hook=hook
-                        )
+                    # isawaitable admits any awaitable; ensureDeferred (typed for
+                    # coroutines and Deferreds) raises for others, caught below
+                    ensureDeferred(result).addErrback(  # type: ignore[arg-type]
+                        _log_hook_failure, middleware.name, hook
                     )
             except Exception:
                 log.failure(

@@ -134,8 +134,9 @@ class SocketServer:
         connection.send_message(message)
 
     def _verb_failed(self, failure: Failure, connection: Connection, count: int, verb: str) -> None:
-        if failure.check(VerbError):
-            text, data = failure.value.message, failure.value.data
+        error = failure.value
+        if isinstance(error, VerbError):
+            text, data = error.message, error.data
         else:
             if failure.check(UnknownVerb) is None:
                 log.failure("socket verb {verb} failed", failure, verb=verb)
@@ -246,7 +247,11 @@ class SocketProtocol(Protocol):
     client that never reads cannot make the server buffer without bound.
     """
 
-    connection: Connection | None = None
+    #: set by connectionMade, before anything else can run
+    connection: Connection
+    #: a TCP, TLS or unix transport: an ITransport that is also an IConsumer
+    #: and IPushProducer (zope interfaces cannot state the three at once)
+    transport: Any
     #: no more input is read and no new message is accepted (goodbye sent or due)
     _closing = False
     #: the transport is lost or aborted: nothing more is written
@@ -266,7 +271,7 @@ class SocketProtocol(Protocol):
     #: the file being streamed (an open file) and, while it streams, what
     #: waits behind it in order: message bytes and _PendingFile entries
     _file: Any = None
-    _queued: list[Any] | None = None
+    _queued: list[Any] | None = None  # a list while _file is set
     _queued_bytes = 0
     _close_after_file = False
     _idle_call: Any = None
@@ -313,7 +318,7 @@ class SocketProtocol(Protocol):
         self._stop_file()
         self._partial = None
         self.factory.forget(self)
-        connection = self.connection
+        connection: Connection | None = getattr(self, "connection", None)  # None: never made
         if connection is not None:
             self.factory.node.destroy_connection(connection).addErrback(
                 lambda f: log.failure("destroying socket connection {id}", f, id=connection.id)
@@ -374,6 +379,7 @@ class SocketProtocol(Protocol):
                 self._feed(rest)
             return
         buffer = self._partial
+        assert buffer is not None  # _feed comes here only with a partial line
         start = max(0, len(buffer) - width + 1)
         buffer += data
         index = buffer.find(delimiter, start)
@@ -409,7 +415,7 @@ class SocketProtocol(Protocol):
         """An unterminated line is never buffered beyond the cap: answer once,
         then discard input up to the next delimiter."""
         buffer = self._partial
-        if len(buffer) > self.factory.buffer_cap:
+        if buffer is not None and len(buffer) > self.factory.buffer_cap:
             width = len(self.factory.delimiter)
             self._discard_tail = bytes(buffer[-(width - 1) :]) if width > 1 else b""
             self._partial = None
@@ -447,6 +453,7 @@ class SocketProtocol(Protocol):
 
     def _write(self, data: bytes) -> None:
         if self._file is not None:
+            assert self._queued is not None
             self._queued.append(data)
             self._queued_bytes += len(data)
         else:
@@ -504,6 +511,7 @@ class SocketProtocol(Protocol):
         if info is None:
             self._write(NOT_FOUND_LINE)
         elif self._file is not None:
+            assert self._queued is not None
             self._queued.append(_PendingFile(info))
             self._queued_bytes += PENDING_FILE_COST
             self._check_backlog()
@@ -592,7 +600,7 @@ class SocketProtocol(Protocol):
         self._partial = None
         if self._file is not None:
             # the file streaming now is finished; files waiting behind it are dropped
-            self._queued = [item for item in self._queued if type(item) is bytes]
+            self._queued = [item for item in self._queued or () if type(item) is bytes]
             self._queued.append(GOODBYE_LINE)
             self._close_after_file = True
             self._arm_close_timer()
@@ -674,7 +682,7 @@ class SocketFactory(ServerFactory):
         answers); whatever is open ``limit`` seconds after the start is
         aborted.  Fires once every connection is gone."""
         self.server.draining = True
-        self._drained = done = Deferred()
+        self._drained = done = Deferred[None]()
         clock = self.clock
         deadline = clock.seconds() + limit
         calls: list[Any] = []

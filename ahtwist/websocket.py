@@ -296,7 +296,9 @@ class WebSocketServer:
         message_id: Any,
         count: int,
     ) -> None:
-        result = self.processor.start(protocol.connection, params, message_id, count)
+        connection = protocol.connection
+        assert connection is not None  # frame() checked it
+        result = self.processor.start(connection, params, message_id, count)
         if isinstance(result, Deferred):
             result.addCallbacks(
                 self._action_done,
@@ -330,7 +332,9 @@ class WebSocketServer:
         args.extend(v for k, v in message.items() if k not in _NOT_ARGUMENTS)
         if event == "say":
             args = [args[0] if args else None, say_text(args[1:])]
-        self.verbs.run(protocol.connection, event, args, WEBSOCKET_VERBS).addCallbacks(
+        connection = protocol.connection
+        assert connection is not None  # frame() checked it
+        self.verbs.run(connection, event, args, WEBSOCKET_VERBS).addCallbacks(
             lambda data: self._send_verb(protocol, None, data, count, message_id),
             self._verb_failed,
             errbackArgs=(protocol, event, count, message_id),
@@ -451,7 +455,9 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
         the fingerprint and client address; no subprotocol is selected."""
         ws_server = self.factory.ws_server
         headers = request.headers
-        peer = self.transport.getPeer()
+        transport = self.transport
+        assert transport is not None  # Autobahn calls onConnect on a connected protocol
+        peer = transport.getPeer()
         ip = peer_ip = getattr(peer, "host", None) or "unix"
         port = getattr(peer, "port", 0) or 0
         forwarded = headers.get("x-forwarded-for")
@@ -543,7 +549,9 @@ class WebSocketFactory(WebSocketServerFactory):
     injected reactor.
     """
 
-    protocol = WebSocketConnectionProtocol
+    # Twisted's generic Factory[P] wants P.factory typed as Factory[P];
+    # Autobahn's factory base is not parameterized, so nothing here can say so
+    protocol = WebSocketConnectionProtocol  # type: ignore[assignment]
 
     def __init__(self, server: WebSocketServer, reactor: Any) -> None:
         super().__init__(url=None, server=None, reactor=reactor)

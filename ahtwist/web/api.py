@@ -46,7 +46,7 @@ _JSONP_ESCAPES = str.maketrans(
     {"&": "&amp;", '"': "&quot;", "'": "&#39;", "<": "&lt;", ">": "&gt;", "(": None, ")": None}
 )
 
-_STATUS_CODES = {
+_STATUS_CODES: dict[str | None, int] = {
     status_names.UNKNOWN_ACTION: 404,
     status_names.MISSING_PARAMS: 422,
     status_names.SERVER_ERROR: 500,

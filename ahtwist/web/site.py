@@ -13,6 +13,9 @@ from http import HTTPStatus
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
 
+from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.http import NO_BODY_CODES
 
@@ -29,6 +32,8 @@ class WebRequest(server.Request):
     """One HTTP request; see the module docstring."""
 
     defaultContentType = None
+    channel: "WebChannel"
+    site: "WebSite"
     body: BodyReader
     query = b""
     _rejected = False
@@ -140,12 +145,16 @@ class WebChannel(http.HTTPChannel):
     the rest of a body already answered with 413."""
 
     body_rejected = False
+    #: set by the site's buildProtocol
+    site: "WebSite"
+    #: a TCP, TLS or unix transport (all have abortConnection)
+    transport: ITCPTransport
 
     def connectionMade(self) -> None:
         super().connectionMade()
         self.site.channels.add(self)
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.site.channels.discard(self)
         super().connectionLost(reason)
 
@@ -186,7 +195,9 @@ class WebSite(server.Site):
     It knows its open channels so a stop can drain them.
     """
 
-    protocol = WebChannel
+    # Twisted types this as its HTTP/1.1-or-HTTP/2 switching wrapper; any
+    # HTTPChannel works here (we serve HTTP/1.x only)
+    protocol = WebChannel  # type: ignore[assignment]
     requestFactory = WebRequest
 
     def __init__(self, web_server: "WebServer", timeout: float = 60, reactor: Any = None) -> None:

@@ -69,9 +69,14 @@ class FileProducer:
     """
 
     def __init__(
-        self, request: "WebRequest", source: IO[bytes], done: Any, reactor: Any, compressor: Any = None
+        self,
+        request: "WebRequest",
+        source: "IO[bytes] | _Replay",
+        done: Any,
+        reactor: Any,
+        compressor: Any = None,
     ) -> None:
-        self.request = request
+        self.request: WebRequest | None = request
         self.source = source
         self.done = done
         self.reactor = reactor
@@ -80,7 +85,9 @@ class FileProducer:
         self._call: Any = None
 
     def start(self) -> None:
-        self.request.registerProducer(self, True)
+        request = self.request
+        assert request is not None  # started once, before anything can end it
+        request.registerProducer(self, True)
         self._schedule()
 
     def _schedule(self) -> None:
@@ -208,7 +215,7 @@ class FileResponder:
         self,
         request: "WebRequest",
         connection: "Connection",
-        source: IO[bytes],
+        source: "IO[bytes] | _Replay",
         length: int | None,
         extra: list[tuple[bytes, bytes]],
     ) -> None:

@@ -162,6 +162,9 @@ class WebSocketServer:
         self.fingerprint_from_query = self.config.fingerprintFromQuery
         self.max_file_size = self.config.maxFileSize
         self.protocols: set[WebSocketConnectionProtocol] = set()
+        #: set by :meth:`stop`: clients are closed once their replies are sent
+        self.draining = False
+        self.destroy_on_stop = False
         #: (payload, its values, its frame) of the latest chat delivery
         self._shared: tuple[dict[str, Any], tuple[Any, ...], Any] | None = None
         self.stats = node.stats
@@ -226,18 +229,19 @@ class WebSocketServer:
             )
 
     def stop(self, destroy_clients: bool, wait: Any) -> Deferred[Any]:
-        """Close every websocket: 1001 (clients may reconnect), or, when
-        ``destroy_clients``, destroy the connection first and close with
-        1000 (clients should not).  ``wait(done)`` fires once ``done()`` is
-        true or the shutdown wait is over; stragglers are then dropped."""
+        """Drain: new actions already answer ``the server is shutting down``;
+        a client with nothing in flight is closed now, the others once their
+        last reply is sent -- with 1001 (clients may reconnect), or, when
+        ``destroy_clients``, destroyed first and closed with 1000 (they
+        should not).  ``wait(done)`` fires once ``done()`` is true or the
+        shutdown wait is over; stragglers are then dropped."""
+        self.draining = True
+        self.destroy_on_stop = destroy_clients
         pending = []
         for protocol in list(self.protocols):
             connection = protocol.connection
-            if destroy_clients and connection is not None:
-                pending.append(self.node.destroy_connection(connection))
-                protocol.close_with(CLOSE_NORMAL)
-            else:
-                protocol.close_with(CLOSE_GOING_AWAY)
+            if connection is None or not connection.pending_actions:
+                pending.append(self._close_for_stop(protocol))
 
         def force(result: Any) -> Any:
             for protocol in list(self.protocols):
@@ -246,6 +250,21 @@ class WebSocketServer:
 
         destroyed = DeferredList(pending, consumeErrors=True) if pending else succeed(None)
         return destroyed.addCallback(lambda _: wait(lambda: not self.protocols)).addCallback(force)
+
+    def _close_for_stop(self, protocol: "WebSocketConnectionProtocol") -> Deferred[Any]:
+        connection = protocol.connection
+        if self.destroy_on_stop and connection is not None:
+            destroyed = self.node.destroy_connection(connection)
+            protocol.close_with(CLOSE_NORMAL)
+            return destroyed
+        protocol.close_with(CLOSE_GOING_AWAY)
+        return succeed(None)
+
+    def _answered(self, protocol: "WebSocketConnectionProtocol") -> None:
+        """While draining: a client whose last in-flight action just answered is closed."""
+        connection = protocol.connection
+        if connection is not None and not connection.pending_actions:
+            self._close_for_stop(protocol)
 
     # --- frames ------------------------------------------------------------------
 
@@ -312,12 +331,13 @@ class WebSocketServer:
     def _action_done(
         self, data: "ActionData", protocol: "WebSocketConnectionProtocol", count: int, message_id: Any
     ) -> None:
-        if not data.to_render:
-            return
-        response = data.response
-        if not isinstance(response, dict):
-            response = {} if data.error is None else {"error": data.error}
-        self._send_reply(protocol, response, count, message_id)
+        if data.to_render:
+            response = data.response
+            if not isinstance(response, dict):
+                response = {} if data.error is None else {"error": data.error}
+            self._send_reply(protocol, response, count, message_id)
+        if self.draining:
+            self._answered(protocol)
 
     def _verb(
         self,
@@ -397,6 +417,8 @@ class WebSocketServer:
 
     def _failed(self, failure: Any, protocol: "WebSocketConnectionProtocol", what: str) -> None:
         log.failure("websocket {what} failed", failure, what=what)
+        if self.draining:
+            self._answered(protocol)
 
     # --- what the core pushes ------------------------------------------------------
 

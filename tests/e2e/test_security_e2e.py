@@ -4,6 +4,7 @@ that does not read, and replies lost on SIGTERM."""
 
 import json
 import re
+import signal
 import socket
 import time
 import urllib.request
@@ -120,3 +121,29 @@ def test_websocket_client_that_does_not_read_is_dropped(server):
     ws.sock.close()
     with urllib.request.urlopen(server.http_url + "/api/randomNumber", timeout=5) as response:
         assert response.status == 200
+
+
+def test_sigterm_sends_in_flight_websocket_replies_before_closing():
+    """8 websocket actions in flight at SIGTERM: each client gets its reply,
+    then close 1001; the process then ends by the signal (status 143)."""
+    process = AhtwistProcess().start()
+    try:
+        clients = [BlockingWebSocket(process.ws_url) for _ in range(8)]
+        for i, ws in enumerate(clients):
+            assert ws.recv() == WELCOME
+            ws.send({"event": "action", "params": {"action": "sleepTest", "sleepDuration": 1500}, "messageId": i})
+        idle = BlockingWebSocket(process.ws_url)
+        assert idle.recv() == WELCOME
+        # every action has started once the idle client's request is answered
+        assert idle.request({"event": "detailsView"})["status"] == "OK"
+        process.process.send_signal(signal.SIGTERM)
+        assert idle.wait_closed() == 1001
+        for i, ws in enumerate(clients):
+            reply = ws.recv(timeout=10)
+            assert (reply["messageId"], reply["sleepDuration"]) == (i, 1500)
+            assert ws.wait_closed() == 1001
+            ws.sock.close()
+        idle.sock.close()
+        assert process.process.wait(15) == -signal.SIGTERM
+    finally:
+        process.cleanup()

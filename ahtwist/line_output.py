@@ -17,6 +17,7 @@ from twisted.logger import Logger
 import ahtwist.errors as errors
 from ahtwist.encoding import dumps
 from ahtwist.files import FileInfo
+from ahtwist.limits import SLOW_CLIENTS_DROPPED
 
 log = Logger(namespace="ahtwist.socket")
 
@@ -86,6 +87,7 @@ class LineOutput:
                 id=self.connection.id,
                 n=backlog,
             )
+            self.factory.node.stats.increment(SLOW_CLIENTS_DROPPED)
             self.abort()
         elif backlog > INPUT_PAUSE_BACKLOG:
             if not self._input_paused and not self._closing:

@@ -170,6 +170,8 @@ class WebsocketConfig:
     allowedOrigins: tuple[str, ...] = _setting((), "strlist")
     fingerprintFromQuery: bool = _setting(False, "bool")
     maxOutboundBytes: int = _setting(4194304, "posint")
+    primusPath: str = _setting("/primus", "str")
+    primusPingInterval: int = _setting(30, "int")
 
 
 @attrs.frozen
@@ -587,6 +589,11 @@ def load_config(
     _check_url_prefix(loader, "servers.web.urlPathForFiles", web.urlPathForFiles)
     if not servers.websocket.path.startswith("/") or servers.websocket.path == "/":
         raise loader.fail("servers.websocket.path", 'must start with "/" and name a path')
+    primus_path = servers.websocket.primusPath
+    if primus_path and (not primus_path.startswith("/") or primus_path == "/" or "?" in primus_path):
+        raise loader.fail("servers.websocket.primusPath", 'must be "" or start with "/" and name a path')
+    if primus_path == servers.websocket.path:
+        raise loader.fail("servers.websocket.primusPath", f"{primus_path!r} is already servers.websocket.path")
     _check_documentation_paths(loader, web, servers.websocket)
 
     from ahtwist.web.routes import parse_routes
@@ -607,6 +614,8 @@ def load_config(
 def _check_documentation_paths(loader: _Loader, web: WebConfig, websocket: WebsocketConfig) -> None:
     """The OpenAPI and /docs paths: absolute, distinct, and /docs needs the document."""
     taken = {websocket.path: "servers.websocket.path"} if websocket.enabled else {}
+    if websocket.enabled and websocket.primusPath:
+        taken[websocket.primusPath] = "servers.websocket.primusPath"
     for key, options in (("openapi", web.openapi), ("docs", web.docs)):
         if not options.enabled:
             continue

@@ -50,6 +50,10 @@ class WebService(Server):
             from ahtwist.websocket import websocket_resource
 
             self.websockets, self.server.websocket_resource = websocket_resource(node, reactor)
+            if node.config.servers.websocket.primusPath:
+                from ahtwist.primus import primus_resource
+
+                self.server.primus_resource = primus_resource(self.websockets, reactor)
         # Klein is imported here, once twistd has chosen the reactor; the
         # document is built once, now that every action is registered.
         from ahtwist.apidocs import for_node

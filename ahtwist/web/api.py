@@ -182,12 +182,18 @@ class WebServer:
         #: the websocket resource mounted at servers.websocket.path, if any
         self.websocket_resource: Any = None
         self.websocket_path = config.servers.websocket.path.encode()
+        #: the Primus-compatible websocket resource (servers.websocket.primusPath), if any
+        self.primus_resource: Any = None
+        self.primus_path = config.servers.websocket.primusPath.encode()
         self._expires_cache: tuple[int, str] = (-1, "")
 
     # --- entry point ---------------------------------------------------------
 
     def handle(self, request: WebRequest) -> None:
-        if self.websocket_resource is not None and request.path == self.websocket_path:
+        if self.websocket_resource is not None and (
+            request.path == self.websocket_path
+            or (request.path == self.primus_path and self.primus_resource is not None)
+        ):
             if self.allowed_hosts and not self._host_allowed(request):
                 self._redirect(request)
             elif self.node.stopping:
@@ -410,7 +416,8 @@ class WebServer:
         from twisted.web.server import NOT_DONE_YET
 
         channel = request.channel
-        result = self.websocket_resource.render(request)
+        resource = self.websocket_resource if request.path == self.websocket_path else self.primus_resource
+        result = resource.render(request)
         if result is NOT_DONE_YET:
             channels = getattr(getattr(channel, "site", None), "channels", None)
             if channels is not None:

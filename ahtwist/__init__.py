@@ -5,7 +5,7 @@ TCP/TLS socket at once; connections from every transport meet in shared chat
 rooms; several nodes share state through Redis.  Run it with
 ``twistd -n ahtwist``.
 
-The public API for writing actions and middleware is re-exported here.
+The public API for writing actions, middleware and initializers is re-exported here.
 """
 
 from ahtwist._version import __version__
@@ -13,6 +13,7 @@ from ahtwist.actions.action import Action, Input
 from ahtwist.actions.data import ActionData
 from ahtwist.actions.middleware import ActionMiddleware, ChatMiddleware, ConnectionMiddleware
 from ahtwist.errors import ActionError, RoomError
+from ahtwist.initializers import Initializer
 
 __all__ = [
     "Action",
@@ -21,6 +22,7 @@ __all__ = [
     "ActionMiddleware",
     "ChatMiddleware",
     "ConnectionMiddleware",
+    "Initializer",
     "Input",
     "RoomError",
     "__version__",

@@ -31,6 +31,7 @@ from ahtwist.files import percent_decode
 from ahtwist.node import WEB_REQUESTS, Node
 from ahtwist.web.body import FormError, FormLimits
 from ahtwist.web.mime import mime_for_extension
+from ahtwist.web.mounts import MountTable, install_mounts
 from ahtwist.web.query import parse_query
 from ahtwist.web.routes import VERBS, split_path
 from ahtwist.web.site import MAX_URL_LENGTH, WebRequest
@@ -61,7 +62,8 @@ class WebRaw:
 
     Actions may append ``(name, value)`` to ``response_headers`` and set
     ``response_code``; ``query``, ``body`` and ``files`` are the unfiltered
-    parsed request data.  With ``data.to_render = False`` an action answers
+    parsed request data, ``raw_body`` the bytes as received.  With
+    ``data.to_render = False`` an action answers
     itself: ``connection.send_file(name)``, :meth:`send_bytes` or
     :meth:`send_stream`.
     """
@@ -73,6 +75,9 @@ class WebRaw:
     query: dict[str, Any] = attrs.Factory(dict)
     body: dict[str, Any] = attrs.Factory(dict)
     files: dict[str, Any] = attrs.Factory(dict)
+    #: the request body exactly as received: always for bodies that are not
+    #: JSON, urlencoded or multipart; for every body with ``saveRawBody``
+    raw_body: bytes = b""
     response_headers: list[tuple[str, str]] = attrs.Factory(list)
     response_code: int = 200
     set_cookie: str | None = None
@@ -169,6 +174,12 @@ class WebServer:
         #: the websocket resource mounted at servers.websocket.path, if any
         self.websocket_resource: Any = None
         self.websocket_path = config.servers.websocket.path.encode()
+        #: Klein apps (and other resources) at path prefixes; the health
+        #: routes by default (see :func:`ahtwist.web.mounts.build_mounts`)
+        self.mounts = MountTable(node, (web.urlPathForActions, web.urlPathForFiles, "file", config.servers.websocket.path))
+        install_mounts(self.mounts, node)
+        self.mount_index = self.mounts.by_segment
+        self.save_raw_body = web.saveRawBody
         self._expires_cache: tuple[int, str] = (-1, "")
         self._date_cache: tuple[int, bytes] = (-1, b"")
 
@@ -177,6 +188,8 @@ class WebServer:
     def handle(self, request: WebRequest) -> None:
         if self.websocket_resource is not None and request.path == self.websocket_path:
             self._serve_websocket(request)
+            return
+        if request.mount is not None and self._serve_mount(request):
             return
         node = self.node
         node.stats.increment(WEB_REQUESTS)
@@ -318,6 +331,8 @@ class WebServer:
             self._respond_error(request, connection, 400, errors.FORM_ERROR, query)
             return
         raw.query, raw.body, raw.files = query, fields, files
+        if request.body.exposes_raw:
+            raw.raw_body = request.body.raw_body
         params = dict(query)
         if files:
             params.update(files)
@@ -614,6 +629,19 @@ class WebServer:
             return None
         coding = choose_encoding(request)
         return coding.encode() if coding else None
+
+    # --- mounted apps ---------------------------------------------------------------
+
+    def _serve_mount(self, request: WebRequest) -> bool:
+        """Hand the request to its mounted app; False when a static file at
+        the site root has the same path (static files keep priority)."""
+        mounted, segments = request.mount
+        if self.web.rootEndpointType == "file" and self.node.files.resolve(
+            [s.decode("latin-1") for s in segments], decode=True
+        ):
+            return False
+        self.mounts.serve(request, mounted, segments)
+        return True
 
     # --- websocket ----------------------------------------------------------------
 

@@ -32,6 +32,7 @@ lint: install
 	$(BIN)/ruff check ahtwist tests bench twisted
 
 bench: install
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/run_all.py
 
 # The committed public/javascript/actionheroClient.min.js is made by this target

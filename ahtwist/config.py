@@ -152,6 +152,7 @@ class WebConfig:
     returnErrorCodes: bool = _setting(True, "bool")
     compress: bool = _setting(False, "bool")
     allowedRequestHosts: tuple[str, ...] = _setting((), "strlist")
+    trustedProxies: tuple[str, ...] = _setting(("127.0.0.0/8", "::1/128"), "networks")
     idleTimeout: int = _setting(60, "posint")
     httpHeaders: Mapping[str, str] = _setting(_DEFAULT_HEADERS, "headers")
     fingerprintOptions: FingerprintOptions = _table(FingerprintOptions)
@@ -204,11 +205,26 @@ class RedisConfig:
 
 
 @attrs.frozen
+class LimitsConfig:
+    """Quotas shared by every transport (:mod:`ahtwist.limits`)."""
+
+    maxRooms: int = _setting(10000, "posint")
+    maxRoomNameLength: int = _setting(256, "posint")
+    maxRoomsPerConnection: int = _setting(100, "posint")
+    maxRoomViewMembers: int = _setting(1000, "posint")
+    messagesPerSecond: int = _setting(0, "nonneg")
+    messageBurst: int = _setting(100, "posint")
+    maxActionsInFlight: int = _setting(10000, "posint")
+    maxSleepDuration: int = _setting(60000, "nonneg")
+
+
+@attrs.frozen
 class Config:
     """The whole configuration of one node (immutable)."""
 
     general: General = _table(General)
     servers: Servers = _table(Servers)
+    limits: LimitsConfig = _table(LimitsConfig)
     redis: RedisConfig = _table(RedisConfig)
     #: the parsed route table (:class:`ahtwist.web.routes.RouteTable`)
     routes: Any = attrs.field(default=None, metadata={_KIND: "routes"})
@@ -323,10 +339,12 @@ class _Loader:
         if kind == "bool":
             expect(isinstance(raw, bool), "true or false")
             return raw
-        if kind in ("int", "posint", "port"):
+        if kind in ("int", "posint", "nonneg", "port"):
             expect(isinstance(raw, int) and not isinstance(raw, bool), "an integer")
             if kind == "posint" and raw <= 0:
                 raise self.fail(key, f"must be greater than 0, got {raw}")
+            if kind == "nonneg" and raw < 0:
+                raise self.fail(key, f"must be 0 or more, got {raw}")
             if kind == "port" and not 0 <= raw <= 65535:
                 raise self.fail(key, f"must be a port number (0-65535), got {raw}")
             return raw
@@ -357,6 +375,16 @@ class _Loader:
             return raw.rstrip("/")
         if kind == "mounts":
             return self.mounts(raw, key)
+        if kind == "networks":
+            expect(isinstance(raw, list) and all(isinstance(x, str) for x in raw), "a list of strings")
+            from ahtwist.proxies import parse_network
+
+            for item in raw:
+                try:
+                    parse_network(item)
+                except ValueError:
+                    raise self.fail(key, f"not an IP address or CIDR network: {item!r}") from None
+            return tuple(raw)
         if kind in ("strlist", "pathlist"):
             expect(
                 isinstance(raw, list) and all(isinstance(x, str) for x in raw),

@@ -29,7 +29,7 @@ class IConnection(Interface):
     id = Attribute("unique id")
     type = Attribute("'web', 'websocket' or 'socket'")
     fingerprint = Attribute("stable client id (web cookie) or the id")
-    rooms = Attribute("joined rooms, in join order")
+    rooms = Attribute("joined rooms, in join order (a Membership)")
     params = Attribute("params (sticky on the socket)")
 
     def send_message(message: dict[str, Any]) -> None:
@@ -51,9 +51,50 @@ def new_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+class Membership:
+    """The rooms a connection is in: a set that remembers join order.
+
+    Joining, leaving and "is it a member" are O(1) (a connection in many
+    rooms once made each of these a list scan).  It compares equal to a list
+    or tuple of the same rooms in the same order.
+    """
+
+    __slots__ = ("_rooms",)
+
+    def __init__(self) -> None:
+        self._rooms: dict[str, None] = {}
+
+    def add(self, room: str) -> None:
+        self._rooms[room] = None
+
+    def discard(self, room: str) -> None:
+        self._rooms.pop(room, None)
+
+    def __contains__(self, room: object) -> bool:
+        return room in self._rooms
+
+    def __iter__(self) -> Any:
+        return iter(self._rooms)
+
+    def __len__(self) -> int:
+        return len(self._rooms)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Membership):
+            return list(self._rooms) == list(other._rooms)
+        if isinstance(other, (list, tuple)):
+            return list(self._rooms) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Membership({list(self._rooms)!r})"
+
+
 @implementer(IConnection)
 class Connection:
-    """One client of any transport (BEHAVIOUR.md section 3)."""
+    """One client of any transport (docs/python-api.md, 'Connections')."""
 
     __slots__ = (
         "id",
@@ -71,6 +112,8 @@ class Connection:
         "extension",
         "matched_route",
         "raw",
+        "bucket",
+        "waiting",
         "transport",
         "destroyed",
         "node",
@@ -94,7 +137,7 @@ class Connection:
         self.remote_port = remote_port
         self.fingerprint = fingerprint or self.id
         self.params: dict[str, Any] = {}
-        self.rooms: list[str] = []
+        self.rooms = Membership()
         self.pending_actions = 0
         self.total_actions = 0
         self.message_count = 0
@@ -104,6 +147,11 @@ class Connection:
         self.matched_route: Any = None
         #: transport-specific state (web: the request, query/body/files)
         self.raw: Any = None
+        #: the message-rate TokenBucket (None: no rate limit)
+        self.bucket: Any = None
+        #: Deferreds of this connection's actions still running (cancelled
+        #: when it goes away, so they stop holding it)
+        self.waiting: set[Any] | None = None
         self.transport = transport
         self.destroyed = False
         self.node = node

@@ -1,6 +1,6 @@
 """Exception types and every client-facing text, in one table.
 
-The texts are part of the wire contract (BEHAVIOUR.md section 5): clients match
+The texts are part of the wire contract (docs/python-api.md, 'Error texts'): clients match
 on them, so they live here and nowhere else.
 """
 
@@ -24,6 +24,12 @@ ROOM_DELETED = "this room has been deleted"
 ROOM_DOES_NOT_EXIST = "room does not exist"
 ROOM_EXISTS = "room exists"
 ROOM_REQUIRED = "a room is required"
+ROOM_NAME_TOO_LONG = "room name is too long ({max} characters max)"
+TOO_MANY_ROOMS = "too many rooms ({max} max)"
+TOO_MANY_ROOMS_JOINED = "connection is in too many rooms ({max} max)"
+TOO_BUSY = "the server is too busy"
+CONNECTION_GONE = "the connection went away"
+TOO_FAST = "you are sending messages too fast"
 REDIRECTING = "You are being redirected to {url}\r\n"
 RPC_TIMEOUT = "RPC Timeout"
 MIDDLEWARE_NAME_REQUIRED = "middleware.name is required"

@@ -1,4 +1,4 @@
-"""Static-file resolution shared by every transport (BEHAVIOUR.md section 8.1).
+"""Static-file resolution shared by every transport (docs/protocol-http.md, 'Static files').
 
 :meth:`StaticFiles.resolve` turns a requested name into the real path of a
 regular file inside one of the public folders, or None.  It is the only way

@@ -38,6 +38,7 @@ from ahtwist.connection import Connection
 from ahtwist.counters import SOCKET_REQUESTS, WEB_REQUESTS, WEBSOCKET_REQUESTS
 from ahtwist.errors import ConfigError
 from ahtwist.files import StaticFiles
+from ahtwist.limits import Limits
 from ahtwist.rooms import RoomService
 
 log = Logger(namespace="ahtwist.node")
@@ -76,6 +77,8 @@ class Node:
         self.connections: dict[str, Connection] = {}
         self.bus: IBus = bus or MemoryBus(reactor)
         self.bus.on_rpc = self._on_rpc
+        #: quotas every transport and the core apply (``[limits]``)
+        self.limits = Limits(config.limits, reactor.seconds)
         self.rooms = RoomService(
             room_backend or MemoryRoomBackend(reactor),
             self.bus,
@@ -83,6 +86,7 @@ class Node:
             clock=reactor,
             node_id=self.id,
             middleware_priority=general.defaultMiddlewarePriority,
+            limits=self.limits,
         )
         #: the public folders, for every transport's file serving
         self.files = StaticFiles(general.paths.public, config.servers.web.directoryFileType)
@@ -93,7 +97,9 @@ class Node:
         self.event_loop_delay = 0.0
         #: callables returning a list of problem texts for the status action
         self.health_checks: list[Callable[[], list[str]]] = []
-        self.processor = ActionProcessor(self.registry, general, self)
+        self.processor = ActionProcessor(
+            self.registry, general, self, in_flight_cap=config.limits.maxActionsInFlight
+        )
         #: app objects initializers share with actions, middleware and servers
         #: (``node.app.db``); ActionHero put them on ``api``
         self.app = SimpleNamespace()
@@ -180,12 +186,17 @@ class Node:
         if connection.type != "web":
             self.connections[connection.id] = connection
             self.active_by_type[connection.type] += 1
+            connection.bucket = self.limits.bucket()
         if self.connection_middleware:
             self._run_connection_hooks("create", connection)
         return connection
 
     def destroy_connection(self, connection: Connection) -> Deferred[None]:
-        """Run ``destroy`` middleware, leave every room, forget the connection."""
+        """Run ``destroy`` middleware, leave every room, forget the connection;
+        its actions still running are cancelled (nobody would get the reply)."""
+        if connection.waiting:
+            for waiting in list(connection.waiting):
+                waiting.cancel()
         if not connection.rooms and not self.connection_middleware:
             # the common case (every web request): nothing can wait
             if not connection.destroyed:
@@ -207,9 +218,10 @@ class Node:
             self.active_by_type[connection.type] -= 1
 
     def apply(self, connection_id: str, method: str, *args: Any) -> Deferred[Any]:
-        """Run an operation on a connection wherever it is held (BEHAVIOUR.md
-        13.3): here, or on the node holding it, which answers with the result
-        or the error; no answer within ``general.rpcTimeout`` -> ``RPC Timeout``.
+        """Run an operation on a connection wherever it is held
+        (docs/protocol-socket.md, 'Operations on remote connections'): here,
+        or on the node holding it, which answers with the result or the error;
+        no answer within ``general.rpcTimeout`` -> ``RPC Timeout``.
 
         ``method``: ``add_member``/``remove_member`` (room), ``send_message``
         (message), ``destroy`` (), ``set`` (field, value; fields in

@@ -1,4 +1,5 @@
-"""Chat rooms shared by every transport (BEHAVIOUR.md section 11).
+"""Chat rooms shared by every transport (docs/python-api.md, 'The node:
+rooms, cache, stats, other nodes').
 
 The :class:`RoomService` holds the rules (errors, middleware, payload shape);
 an :class:`~ahtwist.backends.interfaces.IRoomBackend` holds the state and an
@@ -30,6 +31,7 @@ from ahtwist.actions.middleware import ChatMiddleware, by_priority, check_middle
 from ahtwist.backends.interfaces import IBus, IRoomBackend
 from ahtwist.connection import Connection
 from ahtwist.errors import ActionError, ConfigError, RoomError
+from ahtwist.limits import Limits
 
 log = Logger(namespace="ahtwist.rooms")
 
@@ -62,8 +64,10 @@ class RoomService:
         clock: IReactorTime,
         node_id: str,
         middleware_priority: int,
+        limits: Limits,
     ) -> None:
         self.backend = backend
+        self.limits = limits
         self.bus = bus
         self.connections = connections
         self.clock = clock
@@ -120,6 +124,10 @@ class RoomService:
     async def _add(self, room: str) -> int:
         if not room or not isinstance(room, str):
             raise RoomError(errors.ROOM_REQUIRED)
+        self.limits.check_room_name(room)
+        if await self.backend.room_exists(room):
+            raise RoomError(errors.ROOM_EXISTS)
+        self.limits.check_new_room(len(await self.backend.list_rooms()))
         if not await self.backend.add_room(room):
             raise RoomError(errors.ROOM_EXISTS)
         return 1
@@ -135,6 +143,7 @@ class RoomService:
         return start(self._destroy(room))
 
     async def _destroy(self, room: str) -> None:
+        self.limits.check_room_name(room)
         if not room or not await self.backend.room_exists(room):
             raise RoomError(errors.ROOM_DOES_NOT_EXIST)
         await self.backend.remove_room(room)
@@ -148,14 +157,17 @@ class RoomService:
     async def _status(self, room: str) -> dict[str, Any]:
         if not room:
             raise RoomError(errors.ROOM_REQUIRED)
+        self.limits.check_room_name(room)
         if not await self.backend.room_exists(room):
             raise RoomError(errors.ROOM_DOES_NOT_EXIST)
         members = await self.backend.members(room)
+        shown = self.limits.room_view_members
+        listed = members.items()
+        if len(members) > shown:  # the count stays true; the list is bounded
+            listed = list(listed)[:shown]
         return {
             "room": room,
-            "members": {
-                mid: {"id": rec["id"], "joinedAt": rec["joinedAt"]} for mid, rec in members.items()
-            },
+            "members": {mid: {"id": rec["id"], "joinedAt": rec["joinedAt"]} for mid, rec in listed},
             "membersCount": len(members),
         }
 
@@ -168,8 +180,12 @@ class RoomService:
         connection = self.connections.get(connection_id)
         if connection is None:
             return await self.bus.call_remote(connection_id, "add_member", [room])
+        if not room:
+            raise RoomError(errors.ROOM_REQUIRED)
+        self.limits.check_room_name(room)
         if room in connection.rooms:
             raise RoomError(errors.ALREADY_IN_ROOM.format(room=room))
+        self.limits.check_join(len(connection.rooms))
         if not await self.backend.room_exists(room):
             raise RoomError(errors.ROOM_DOES_NOT_EXIST)
         try:
@@ -181,8 +197,7 @@ class RoomService:
             raise RoomError(errors.NOT_IN_ROOM.format(room=room))
         record = {"id": connection.id, "joinedAt": self._now_ms(), "host": self.node_id}
         await self.backend.add_member(room, record)
-        if room not in connection.rooms:
-            connection.rooms.append(room)
+        connection.rooms.add(room)
         self._local.setdefault(room, {})[connection.id] = connection
         return True
 
@@ -194,6 +209,7 @@ class RoomService:
         if connection is None:
             return await self.bus.call_remote(connection_id, "remove_member", [room])
         if room not in connection.rooms:
+            self.limits.check_room_name(room)
             raise RoomError(errors.NOT_IN_ROOM.format(room=room))
         if not force and not await self.backend.room_exists(room):
             raise RoomError(errors.ROOM_DOES_NOT_EXIST)
@@ -208,8 +224,7 @@ class RoomService:
         return True
 
     def _forget_local(self, connection: Connection, room: str) -> None:
-        if room in connection.rooms:
-            connection.rooms.remove(room)
+        connection.rooms.discard(room)
         members = self._local.get(room)
         if members is not None:
             members.pop(connection.id, None)
@@ -248,6 +263,7 @@ class RoomService:
     async def _broadcast(self, connection: Connection | None, room: str, message: Any) -> None:
         if not room or message is None or message == "":
             raise RoomError(errors.ROOM_AND_MESSAGE_REQUIRED)
+        self.limits.check_room_name(room)
         if connection is not None and room not in connection.rooms:
             raise RoomError(errors.NOT_IN_ROOM.format(room=room))
         payload = self._payload(message, room, connection.id if connection is not None else 0)

@@ -1,4 +1,4 @@
-"""The line-oriented TCP/TLS socket server (BEHAVIOUR.md section 9).
+"""The line-oriented TCP/TLS socket server (docs/protocol-socket.md).
 
 Three pieces, one job each:
 
@@ -33,6 +33,7 @@ from ahtwist.actions.processor import ActionData
 from ahtwist.connection import Connection, IConnectionTransport, new_id
 from ahtwist.encoding import dumps, loads
 from ahtwist.files import FileInfo
+from ahtwist.limits import RATE_LIMITED, over_rate
 from ahtwist.node import SOCKET_REQUESTS, Node
 from ahtwist.verbs import NO_REPLY, SOCKET_VERBS, UnknownVerb, VerbError, Verbs
 
@@ -78,7 +79,7 @@ class SocketServer:
 
     def line_too_long(self, connection: Connection, received: int) -> None:
         """A line over the limit: dropped, not counted, answered with the
-        current count (BEHAVIOUR.md 9.2, numbers in the corrected order)."""
+        current count (docs/protocol-socket.md, 'Limits')."""
         limit = self.max_data_length if self.max_data_length > 0 else self.max_buffer_length
         text = errors.DATA_TOO_BIG.format(received=received, max=limit)
         log.info("{ip}: {error}", ip=connection.remote_ip, error=text)
@@ -99,7 +100,10 @@ class SocketServer:
         self.stats.increment(SOCKET_REQUESTS)
         words = line.split(" ")
         verb = words[0]
-        if verb == "file":
+        if over_rate(connection):
+            self.stats.increment(RATE_LIMITED)
+            self._verb_failed(Failure(VerbError(errors.TOO_FAST)), connection, count, verb)
+        elif verb == "file":
             if len(words) > 1:
                 connection.params["file"] = words[1]  # sticky, as in v17
             self.send_public_file(connection, connection.params.get("file"))
@@ -147,7 +151,7 @@ class SocketServer:
 
     def run_action_line(self, connection: Connection, line: str, verb: str, count: int) -> None:
         """A JSON object request, or the first word as the action name
-        (BEHAVIOUR.md 9.5); the action works on a copy of the sticky params."""
+        (docs/protocol-socket.md, 'Actions'); the action works on a copy of the sticky params."""
         request = None
         if line[0] == "{" or line.lstrip(_JSON_SPACE)[:1] == "{":
             try:

@@ -1,4 +1,4 @@
-"""Connection verbs (BEHAVIOUR.md sections 9.4 and 10.2), transport-neutral.
+"""Connection verbs (docs/protocol-socket.md, 'Verbs'; docs/protocol-websocket.md), transport-neutral.
 
 ActionHero gives every long-lived connection a small command set besides
 actions: room verbs, ``say``, ``detailsView``, ``documentation``, the socket's
@@ -138,6 +138,8 @@ class Verbs:
     # --- rooms -----------------------------------------------------------------
 
     async def room_add(self, connection: "Connection", room: Any) -> bool:
+        if room is None or room == "":
+            raise VerbError(errors.ROOM_REQUIRED, False)
         if not isinstance(room, str):  # a websocket frame may carry any JSON value
             raise VerbError(errors.ROOM_DOES_NOT_EXIST, False)
         try:

@@ -3,7 +3,7 @@
 Autobahn does the protocol (handshake, framing, UTF-8 validation, size
 limits, ping/pong, close codes); this module only turns text frames into
 calls on the node's core and the results back into frames
-(BEHAVIOUR.md section 10):
+(docs/protocol-websocket.md):
 
 * :class:`WebSocketServer` -- one per node: parses a frame, counts it,
   dispatches the event (action, file, room verbs, say, detailsView,
@@ -35,9 +35,10 @@ from zope.interface import implementer
 from ahtwist import errors
 from ahtwist.connection import Connection, IConnectionTransport, new_id
 from ahtwist.encoding import dumps, loads
+from ahtwist.limits import RATE_LIMITED, over_rate
 from ahtwist.node import WEBSOCKET_REQUESTS
+from ahtwist.proxies import TrustedProxies
 from ahtwist.verbs import COMMON_VERBS, VerbError, Verbs, say_text
-from ahtwist.web.api import parse_forwarded_for
 from ahtwist.web.mime import mime_for_extension
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ def iso_milliseconds(mtime: float) -> str:
 
 
 def file_reply(info: "FileInfo | None", max_size: int) -> dict[str, Any]:
-    """The ``file`` event's reply body (BEHAVIOUR.md 10.5), without counters.
+    """The ``file`` event's reply body (docs/protocol-websocket.md, 'The file event'), without counters.
 
     The file is read from disk each time (no cache), decoded as UTF-8 with
     replacement characters; a missing, refused or oversize file gives the
@@ -147,6 +148,7 @@ class WebSocketServer:
         config = node.config
         self.config = config.servers.websocket
         self.cookie_key = config.servers.web.fingerprintOptions.cookieKey
+        self.proxies = TrustedProxies.from_strings(config.servers.web.trustedProxies)
         self.max_file_size = self.config.maxFileSize
         self.protocols: set[WebSocketConnectionProtocol] = set()
         #: (payload, its values, its frame) of the latest chat delivery
@@ -207,7 +209,7 @@ class WebSocketServer:
     # --- frames ------------------------------------------------------------------
 
     def frame(self, protocol: "WebSocketConnectionProtocol", payload: bytes) -> None:
-        """One text frame from a client (BEHAVIOUR.md 10.2)."""
+        """One text frame from a client (docs/protocol-websocket.md, 'Client to server')."""
         connection = protocol.connection
         if connection is None or connection.destroyed:
             return
@@ -230,7 +232,10 @@ class WebSocketServer:
         if message_id is None:
             message_id = new_id()
         protocol.last_message = (count, message_id)
-        if event == "action":
+        if over_rate(connection):
+            self.stats.increment(RATE_LIMITED)
+            self._send_verb(protocol, errors.TOO_FAST, None, count, message_id)
+        elif event == "action":
             params = message.get("params")
             self._action(protocol, params if isinstance(params, dict) else {}, message_id, count)
         elif event == "file":
@@ -416,14 +421,7 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
         port = getattr(peer, "port", 0) or 0
         forwarded = headers.get("x-forwarded-for")
         if forwarded:
-            parsed = parse_forwarded_for(forwarded)
-            if parsed is not None:
-                ip, forwarded_port = parsed
-                if forwarded_port is not None:
-                    port = forwarded_port
-                fport = headers.get("x-forwarded-port", "").strip()
-                if fport.isdigit():
-                    port = int(fport)
+            ip, port = ws_server.proxies.client(ip, port, forwarded, headers.get("x-forwarded-port"))
         self.client_details = (ip, port, fingerprint)
         return None
 
@@ -482,7 +480,7 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
 
 
 class WebSocketFactory(WebSocketServerFactory):
-    """Autobahn's factory with ahtwist's limits (BEHAVIOUR.md 10.1, 10.6).
+    """Autobahn's factory with ahtwist's limits (docs/protocol-websocket.md, 'The handshake' and 'Limits, heartbeat and closing').
 
     No status page and no redirect (``webStatus=False``), no Server header,
     any Origin, close frames with a code on bad input (1007 invalid UTF-8,

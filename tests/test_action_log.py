@@ -1,4 +1,4 @@
-"""The one log line per action (BEHAVIOUR.md 4.6): text, level, fields."""
+"""The one log line per action (docs/python-api.md, 'Processing order'): text, level, fields."""
 
 import re
 

@@ -42,3 +42,18 @@ class InterfaceTests(SynchronousTestCase):
         self.assertEqual(seen, [])
         clock.advance(0)
         self.assertEqual(seen, [{"type": "say"}])
+
+    def test_bus_handlers_hear_every_event_in_subscription_order(self):
+        clock = Clock()
+        bus = MemoryBus(clock)
+        seen = []
+        bus.subscribe(lambda event: seen.append(("first", event)))
+        bus.subscribe(lambda event: seen.append(("second", event)))
+        bus.publish({"n": 1})
+        bus.publish({"n": 2})
+        self.assertEqual(seen, [])
+        clock.advance(0)
+        self.assertEqual(
+            seen,
+            [("first", {"n": 1}), ("second", {"n": 1}), ("first", {"n": 2}), ("second", {"n": 2})],
+        )

@@ -1,4 +1,4 @@
-"""Built-in actions (BEHAVIOUR.md section 12) and loading user actions from folders."""
+"""Built-in actions (docs/python-api.md, 'Built-in actions') and loading user actions from folders."""
 
 import tempfile
 import textwrap

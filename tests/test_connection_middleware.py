@@ -1,4 +1,4 @@
-"""Connection middleware create/destroy (BEHAVIOUR.md section 3) on socket clients."""
+"""Connection middleware create/destroy (docs/python-api.md, 'Middleware') on socket clients."""
 
 from ahtwist import ChatMiddleware, ConnectionMiddleware
 from ahtwist.socket import SocketFactory

@@ -1,6 +1,7 @@
-"""``node.apply``: operations on a connection wherever it is held (BEHAVIOUR.md
-13.3).  Standalone, a connection is here or nowhere: nowhere -> RPC Timeout;
-the bus's ``on_rpc`` hook answers None for connections held elsewhere."""
+"""``node.apply``: operations on a connection wherever it is held
+(docs/protocol-socket.md, 'Operations on remote connections').  Standalone, a
+connection is here or nowhere: nowhere -> RPC Timeout; the bus's ``on_rpc``
+hook answers None for connections held elsewhere."""
 
 from ahtwist.errors import RoomError
 from ahtwist.socket import SocketFactory

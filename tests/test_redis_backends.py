@@ -1,8 +1,8 @@
 """The Redis providers against a real ``redis-server`` (started here, on a free port).
 
-Each test builds one or two "nodes" (a :class:`RedisLink` and the providers
-over it) on the real reactor, exactly as :class:`ClusterService` does, and
-checks what a second node sees.  Trial's TestCase checks after every test
+Each test builds one or two "nodes" (the real :class:`ClusterService` that
+``--redis`` builds: its link and the providers over it) on the real reactor,
+and checks what a second node sees.  Trial's TestCase checks after every test
 that nothing was left behind on the reactor (timers, connections), which is
 how these tests catch leaks across outages.
 """
@@ -20,8 +20,8 @@ from zope.interface.verify import verifyObject
 
 from ahtwist.backends.interfaces import IBus, ICache, IPeers, IRoomBackend, IStats
 from ahtwist.backends.memory import CacheMiss
-from ahtwist.backends.redis_url import parse_redis_url
 from ahtwist.errors import RoomError
+from tests.helpers import config_from
 from tests.redis_server import RedisServer, free_port, require_redis_server
 
 SERVER: RedisServer | None = None
@@ -52,41 +52,38 @@ async def wait_until(predicate, timeout: float = 10.0, step: float = 0.02) -> No
 
 
 class Node:
-    """The Redis side of one cluster node, built like ClusterService builds it."""
+    """The Redis side of one cluster node: the real :class:`ClusterService`
+    (what ``--redis`` builds) for a config naming the node, its token, its
+    RPC timeout and starting rooms.
+
+    Only its link is started, not its periodic work: these tests flush the
+    stats and send heartbeats themselves.  ``announce=False`` also leaves out
+    the heartbeat the service sends when the link comes up, for a node that
+    has not announced itself yet.
+    """
 
     def __init__(self, url: str, node_id: str, token: str = "secret", rpc_timeout_ms: int = 300,
-                 starting_rooms: tuple[str, ...] = ("defaultRoom",)) -> None:
-        from ahtwist.backends.redis import (
-            RedisBus,
-            RedisCache,
-            RedisLink,
-            RedisPeers,
-            RedisRoomBackend,
-            RedisStats,
-        )
+                 starting_rooms: tuple[str, ...] = ("defaultRoom",), announce: bool = True) -> None:
+        from ahtwist.backends.redis import ClusterService
 
+        rooms = ", ".join(f'"{room}"' for room in starting_rooms)
+        config = config_from(
+            f'[general]\nid = "{node_id}"\nserverToken = "{token}"\nchannel = "test"\n'
+            f"rpcTimeout = {rpc_timeout_ms}\nstartingChatRooms = [{rooms}]\n"
+            f'[redis]\nurl = "{url}"\nreconnectMaxDelay = 1\n'
+        )
+        self.cluster = cluster = ClusterService(config, reactor)
+        if not announce:
+            cluster.link.on_up.remove(cluster._beat)
         self.id = node_id
-        self.token = token
-        self.link = RedisLink(reactor, parse_redis_url(url), "test", reconnect_max_delay=1)
-        self.bus = RedisBus(
-            self.link, reactor, node_id=node_id, server_token=token, rpc_timeout_ms=rpc_timeout_ms
-        )
-        self.rooms = RedisRoomBackend(
-            self.link, reactor, self.bus, node_id=node_id, prefix="test", starting_rooms=starting_rooms
-        )
-        self.cache = RedisCache(self.link, reactor, "test")
-        self.stats = RedisStats(self.link, "test")
-        self.peers = RedisPeers(self.link, "test", node_id)
+        self.link = cluster.link
+        self.bus = cluster.bus
+        self.rooms = cluster.rooms
+        self.cache = cluster.cache
+        self.stats = cluster.stats
+        self.peers = cluster.peers
         self.events: list[dict] = []
         self.bus.subscribe(self.events.append)
-        self.link.on_message = self._message
-
-    def _message(self, text: str) -> None:
-        from ahtwist.encoding import loads
-
-        message = loads(text)
-        if message.get("serverToken") == self.token:
-            self.bus.message_received(message)
 
     async def start(self) -> "Node":
         self.link.start()
@@ -161,7 +158,7 @@ class RedisProviderTests(TestCase):
         self.assertEqual(b.stats.local("web:requests"), 4)
 
     async def test_peers_are_the_nodes_that_announced_themselves(self):
-        a, b = await self.node("node-b"), await self.node("node-a")
+        a, b = await self.node("node-b", announce=False), await self.node("node-a", announce=False)
         # a node counts itself; another only once it has announced itself
         self.assertEqual(await b.peers.peers(), ["node-a"])
         live, dead = await a.peers.heartbeat()
@@ -356,6 +353,30 @@ class RedisProviderTests(TestCase):
         await a.bus.publish({"type": "say", "room": "defaultRoom", "payload": {"n": 1}})
         await wait_until(lambda: b.events)
         self.assertEqual(b.events, [{"type": "say", "room": "defaultRoom", "payload": {"n": 1}}])
+
+    async def test_a_command_lost_with_the_connection_is_answered_locally_and_logged_once(self):
+        """A command that was sent when the connection broke is answered from
+        the local copy, not failed; the provider logs it once per outage."""
+        lines = capture_log(self)
+        a = await self.node("a")
+        await a.rooms.add_room("r")
+
+        async def lose_the_connection_under_two_commands():
+            connections = a.link.connections
+            exists, listed = a.rooms.room_exists("r"), a.rooms.list_rooms()
+            a.link._command.transport.abortConnection()
+            self.assertIs(await exists, True)
+            self.assertEqual(await listed, ["r"])
+            await wait_until(lambda: a.link.connections == connections + 1)  # reconnected
+
+        await lose_the_connection_under_two_commands()
+        await lose_the_connection_under_two_commands()
+        local = [line for line in lines if "answering locally" in line]
+        self.assertEqual(
+            local,
+            ["Redis did not answer for rooms (Lost connection); answering locally until it is back"] * 2,
+        )
+        self.assertEqual(len([line for line in lines if "connection lost" in line]), 2, lines)
 
     async def node_on(self, url: str, node_id: str, **kw) -> Node:
         node = Node(url, node_id, **kw)

@@ -1,4 +1,4 @@
-"""The RoomService and chat middleware (BEHAVIOUR.md section 11), transport-neutral.
+"""The RoomService and chat middleware (docs/python-api.md, 'The node: rooms, cache, stats, other nodes' and 'Middleware'), transport-neutral.
 
 Connections here use a recording transport, so these tests exercise only the
 core: errors, payloads, ordering, middleware, destroy, leave-on-disconnect.

@@ -1,4 +1,4 @@
-"""REST routes (BEHAVIOUR.md section 7) through the HTTP API, and the route table alone."""
+"""REST routes (docs/protocol-http.md, 'Routes') through the HTTP API, and the route table alone."""
 
 import tempfile
 from pathlib import Path

@@ -1,5 +1,6 @@
 """Actions over the socket: sticky params, JSON lines, messageId/messageCount,
-the concurrency limit, shutdown, stats (BEHAVIOUR.md 4.6, 4.7, 9.3, 9.5, 9.7, 12)."""
+the concurrency limit, shutdown, stats (docs/protocol-socket.md, 'Counters' and 'Actions';
+docs/python-api.md, 'Processing order' and 'Built-in actions')."""
 
 import json
 
@@ -128,7 +129,7 @@ def test_message_id_top_level_then_params_type_kept_never_sticky():
 
 
 def test_replies_carry_their_own_message_count_even_out_of_order():
-    """BEHAVIOUR.md 9.7: six concurrent sleepTests, limit 5 -> the 6th is
+    """docs/protocol-socket.md, 'Actions' (concurrency): six concurrent sleepTests, limit 5 -> the 6th is
     answered first; the others in completion order, each with its count."""
     factory = factory_for()
     (client,) = connect(factory)

@@ -1,4 +1,4 @@
-"""Socket framing and input limits (BEHAVIOUR.md 9.1, 9.2, 9.8), in memory.
+"""Socket framing and input limits (docs/protocol-socket.md, 'Framing', 'Limits', 'Goodbye and closing'), in memory.
 
 Every test drives the real SocketProtocol over a flow-controlled
 StringTransport on a ManualClock and asserts whole reply lines.

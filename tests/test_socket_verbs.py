@@ -1,4 +1,4 @@
-"""Every socket verb and its error strings (BEHAVIOUR.md 9.4, 9.6), in memory."""
+"""Every socket verb and its error strings (docs/protocol-socket.md, 'Verbs' and 'The file verb'), in memory."""
 
 import json
 
@@ -71,7 +71,7 @@ def test_param_view_delete_and_params_delete():
 
 
 def test_transcript_session_from_actionhero():
-    """BEHAVIOUR.md 9.9's example exchange."""
+    """The exchange a telnet user of ActionHero sees (docs/protocol-socket.md)."""
     (client,) = connect(factory_for())
     assert_lines(client.ask(b"paramAdd key=x\n"), [OK % 1])
     assert_lines(
@@ -151,7 +151,8 @@ def test_room_add_leave_and_their_errors():
         [error("connection already in this room (defaultRoom)", 2, "false")],
     )
     assert_lines(client.ask(b"roomAdd noSuchRoom\n"), [error("room does not exist", 3, "false")])
-    assert_lines(client.ask(b"roomAdd\n"), [error("room does not exist", 4, "false")])
+    # no name: a clear error (issue 12, item 8; it used to say "room does not exist")
+    assert_lines(client.ask(b"roomAdd\n"), [error("a room is required", 4, "false")])
     assert_lines(client.ask(b"roomLeave defaultRoom\n"), [ok_data("true", 5)])
     assert_lines(
         client.ask(b"roomLeave defaultRoom\n"),

@@ -1,4 +1,4 @@
-"""Static files over HTTP (BEHAVIOUR.md section 8): headers, 304 rules, containment."""
+"""Static files over HTTP (docs/protocol-http.md, 'Static files'): headers, 304 rules, containment."""
 
 import gzip
 import os

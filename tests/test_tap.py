@@ -98,7 +98,7 @@ class ServiceTests(SynchronousTestCase):
 
 class ClusterWiringTests(SynchronousTestCase):
     """--redis gives the node the Redis providers and the service a cluster
-    part; without it everything stays in memory (BEHAVIOUR.md 13.1)."""
+    part; without it everything stays in memory (README.md, 'Running a cluster')."""
 
     def test_redis_url_selects_the_redis_providers(self):
         from ahtwist.backends.redis import ClusterService, RedisCache, RedisRoomBackend, RedisStats

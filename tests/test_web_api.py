@@ -1,4 +1,4 @@
-"""The HTTP action API (BEHAVIOUR.md section 6) through the real WebSite, in memory."""
+"""The HTTP action API (docs/protocol-http.md) through the real WebSite, in memory."""
 
 import gzip
 import json
@@ -8,7 +8,7 @@ import zlib
 from twisted.trial.unittest import SynchronousTestCase
 
 from ahtwist import Action, ActionError, Input
-from ahtwist.web.api import parse_forwarded_for
+from ahtwist.proxies import parse_forwarded_for
 from tests.helpers import HTTPClient, make_node, parse_response
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"

@@ -1,4 +1,4 @@
-"""The websocket server in memory, through the real WebSite (BEHAVIOUR.md section 10).
+"""The websocket server in memory, through the real WebSite (docs/protocol-websocket.md).
 
 Every test upgrades through :class:`~ahtwist.web.api.WebServer` routing and
 then speaks raw RFC 6455 frames (``tests/wshelpers.py``), asserting the
@@ -490,7 +490,7 @@ def test_room_argument_is_the_first_value_when_room_is_absent():
     assert c.request({"event": "roomAdd", "name": "otherRoom", "messageId": 1})[0]["data"] is True
     assert h.node.connections[next(iter(h.node.connections))].rooms == ["otherRoom"]
     [reply] = c.request({"event": "roomAdd", "messageId": 2})
-    assert reply["error"] == "room does not exist"
+    assert (reply["error"], reply["data"]) == ("a room is required", False)  # issue 12, item 8
     [reply] = c.request({"event": "roomAdd", "room": {"a": 1}, "messageId": 3})
     assert (reply["error"], reply["data"]) == ("room does not exist", False)
     [reply] = c.request({"event": "roomLeave", "room": [1], "messageId": 4})

@@ -77,7 +77,7 @@ def takes_args(fn: Callable[..., Any]) -> bool:
 
 @attrs.frozen
 class Input:
-    """One declared action input (BEHAVIOUR.md section 4.2).
+    """One declared action input (docs/python-api.md, 'Input').
 
     * ``required`` -- missing when absent, ``None`` or in ``general.missingParamChecks``.
     * ``default`` -- used only when the param is absent; a callable is called

@@ -44,7 +44,7 @@ class ConnectionMiddleware(_Middleware):
 
 
 class ChatMiddleware(_Middleware):
-    """Chat room hooks (BEHAVIOUR.md section 11.4).
+    """Chat room hooks (docs/python-api.md, 'Middleware').
 
     ``join(connection, room)`` / ``leave(connection, room)`` may veto by
     raising; ``on_say_receive(connection, room, payload)`` runs once per say and

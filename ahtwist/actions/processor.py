@@ -4,7 +4,7 @@ Transport-neutral.  A transport builds the raw params and calls
 :meth:`ActionProcessor.process`; the returned Deferred fires with the
 :class:`ActionData` once the action is complete (synchronously when nothing in
 the chain is asynchronous), and the transport renders ``data.response``.
-Order and texts follow BEHAVIOUR.md section 4.6 exactly.
+Order and texts follow docs/python-api.md, 'Processing order', exactly.
 """
 
 import time
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from inspect import isawaitable
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.logger import Logger, LogLevel
 
 from ahtwist import errors
@@ -47,6 +47,8 @@ VALIDATOR_ERRORS = "validator_errors"
 SERVER_ERROR = "server_error"
 SHUTTING_DOWN = "server_shutting_down"
 TOO_MANY_REQUESTS = "too_many_requests"
+SERVER_TOO_BUSY = "server_too_busy"
+CONNECTION_GONE = "connection_gone"
 UNSUPPORTED_TYPE = "unsupported_server_type"
 PRE_PROCESSOR_ERROR = "pre_processor_error"
 POST_PROCESSOR_ERROR = "post_processor_error"
@@ -59,6 +61,11 @@ def _log_json(value: Any) -> str:
     may return any object) are shown by their ``str`` -- logging never fails
     a request."""
     return dumps(value, default=str).decode("utf-8", "replace")
+
+
+def _forget(result: Any, waiting: set[Any], deferred: Any) -> Any:
+    waiting.discard(deferred)
+    return result
 
 
 def _maybe_await(result: Any) -> bool:
@@ -85,11 +92,16 @@ class ActionProcessor:
     down``.
     """
 
-    def __init__(self, registry: ActionRegistry, general: General, api: Any = None) -> None:
+    def __init__(
+        self, registry: ActionRegistry, general: General, api: Any = None, in_flight_cap: int = 10000
+    ) -> None:
         self.api = api
         self.registry = registry
         self.stopping = False
         self.limit = general.simultaneousActions
+        #: actions running now on this node, and the most allowed (``limits.maxActionsInFlight``)
+        self.in_flight = 0
+        self.in_flight_cap = in_flight_cap
         self.scrub = not general.disableParamScrubbing
         self.expose_errors = general.exposeErrors
         self.missing_checks = tuple(general.missingParamChecks)
@@ -131,19 +143,31 @@ class ActionProcessor:
             message_id,
             connection.message_count if message_count is None else message_count,
         )
-        return run_now(self._process(data))
+        result = run_now(self._process(data))
+        if isinstance(result, Deferred):
+            # still running: a connection that goes away cancels it
+            waiting = connection.waiting
+            if waiting is None:
+                waiting = connection.waiting = set()
+            waiting.add(result)
+            result.addBoth(_forget, waiting, result)
+        return result
 
     async def _process(self, data: ActionData) -> ActionData:
         connection = data.connection
         connection.total_actions += 1
         connection.pending_actions += 1
+        self.in_flight += 1
         try:
             await self._steps(data)
+        except CancelledError:
+            self._fail(data, errors.CONNECTION_GONE, CONNECTION_GONE)
         except Exception as e:  # a bug in middleware plumbing; never lose the reply
             log.failure("unexpected error processing action {action}", action=data.action)
             self._fail(data, self._unexpected(e), SERVER_ERROR)
         finally:
             connection.pending_actions -= 1
+            self.in_flight -= 1
         data.duration = round((time.monotonic() - data.started_at) * 1000)
         if data.error is not None and isinstance(data.response, dict):
             data.response.setdefault("error", data.error)
@@ -171,6 +195,8 @@ class ActionProcessor:
             return self._fail(data, errors.SHUTTING_DOWN, SHUTTING_DOWN)
         if connection.pending_actions > self.limit:
             return self._fail(data, errors.TOO_MANY_PENDING, TOO_MANY_REQUESTS)
+        if self.in_flight > self.in_flight_cap:
+            return self._fail(data, errors.TOO_BUSY, SERVER_TOO_BUSY)
         if template is None:
             return self._fail(data, errors.UNKNOWN_ACTION, UNKNOWN_ACTION)
         if connection.type in template.blocked_connection_types:
@@ -209,6 +235,8 @@ class ActionProcessor:
             result = template.run(data)
             if _maybe_await(result):
                 result = await result
+        except CancelledError:
+            raise
         except ActionError as e:
             return self._fail(data, e.error, ACTION_ERROR)
         except Exception as e:
@@ -235,6 +263,8 @@ class ActionProcessor:
                 result = hook(data)
                 if _maybe_await(result):
                     await result
+            except CancelledError:
+                raise
             except ActionError as e:
                 self._fail(data, e.error, status)
                 return False

@@ -7,7 +7,7 @@ from ahtwist.actions.action import Action, render_version, validate_action
 from ahtwist.actions.middleware import ActionMiddleware, by_priority, check_middleware
 from ahtwist.errors import ConfigError
 
-#: Params every action may see (BEHAVIOUR.md section 4.5).
+#: Params every action may see (docs/python-api.md, 'Input').
 SAFE_PARAMS = ("file", "apiVersion", "callback", "action", "messageId")
 
 

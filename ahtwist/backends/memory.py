@@ -160,13 +160,16 @@ class MemoryBus:
         #: standalone: no other node ever asks
         self.on_rpc: Any = None
         self._handlers: list[Callable[[dict[str, Any]], Any]] = []
+        #: what publish schedules: the only handler itself (the usual case), or all of them
+        self._target: Callable[[dict[str, Any]], Any] | None = None
 
     def subscribe(self, handler: Callable[[dict[str, Any]], Any]) -> None:
         self._handlers.append(handler)
+        self._target = handler if len(self._handlers) == 1 else self._deliver
 
     def publish(self, event: dict[str, Any]) -> Deferred[None]:
-        if self._handlers:
-            self.clock.callLater(0, self._deliver, event)
+        if self._target is not None:
+            self.clock.callLater(0, self._target, event)
         return succeed(None)
 
     def _deliver(self, event: dict[str, Any]) -> None:

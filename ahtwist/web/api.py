@@ -1,7 +1,7 @@
 """The web server: request modes, the JSON action API, OPTIONS/TRACE, headers.
 
 One :class:`WebServer` per node serves every ``--web`` listener.  For each
-request it decides the mode (BEHAVIOUR.md section 6.2), builds a ``web``
+request it decides the mode (docs/protocol-http.md, 'How a request is routed'), builds a ``web``
 :class:`~ahtwist.connection.Connection`, gathers params (query < files <
 body fields < route variables), resolves the action and hands it to the
 transport-neutral processor, then renders ActionHero's JSON reply.
@@ -10,7 +10,6 @@ transport-neutral processor, then renders ActionHero's JSON reply.
 import gzip
 import hashlib
 import io
-import ipaddress
 import os
 import re
 import time
@@ -29,6 +28,7 @@ from ahtwist.connection import Connection, IConnectionTransport, new_id
 from ahtwist.encoding import dumps_padded
 from ahtwist.files import percent_decode
 from ahtwist.node import WEB_REQUESTS, Node
+from ahtwist.proxies import TrustedProxies
 from ahtwist.web.body import FormError, FormLimits
 from ahtwist.web.mime import mime_for_extension
 from ahtwist.web.mounts import MountTable, install_mounts
@@ -147,6 +147,7 @@ class WebServer:
         self.api_prefix = split_path(web.urlPathForActions)
         self.file_prefix = split_path(web.urlPathForFiles)
         self.allowed_hosts = web.allowedRequestHosts
+        self.proxies = TrustedProxies.from_strings(web.trustedProxies)
         self.query_options = web.queryParseOptions
         form = web.formOptions
         self.form_limits = FormLimits(
@@ -242,7 +243,13 @@ class WebServer:
             if header and header[0]:
                 fingerprint = header[0].decode("latin-1")
         set_cookie = None
-        ip, port = _client_address(request)
+        ip, port = _peer(request)
+        forwarded = request.getHeader(b"x-forwarded-for")
+        if forwarded:
+            fport = request.getHeader(b"x-forwarded-port")
+            ip, port = self.proxies.client(
+                ip, port, forwarded.decode("latin-1"), fport.decode("latin-1") if fport else None
+            )
         if fingerprint is None:
             fingerprint = self._new_fingerprint(request, ip)
             if self.set_cookies:
@@ -593,10 +600,9 @@ class WebServer:
 
     def _host_allowed(self, request: WebRequest) -> bool:
         proto = request.getHeader(b"x-forwarded-proto")
-        if proto:
-            scheme = proto.decode("latin-1")
-        else:
-            scheme = "https" if request.isSecure() else "http"
+        scheme = self.proxies.scheme(
+            _peer(request)[0], proto.decode("latin-1") if proto else None, request.isSecure()
+        )
         host = (request.getHeader(b"host") or b"").decode("latin-1")
         return f"{scheme}://{host}" in self.allowed_hosts
 
@@ -705,52 +711,6 @@ def choose_encoding(request: WebRequest) -> str | None:
     return match.group(1) if match else None
 
 
-def _client_address(request: WebRequest) -> tuple[str, int]:
+def _peer(request: WebRequest) -> tuple[str, int]:
     addr = request.getClientAddress()
-    ip = getattr(addr, "host", None) or "unix"
-    port = getattr(addr, "port", 0) or 0
-    forwarded = request.getHeader(b"x-forwarded-for")
-    if forwarded:
-        parsed = parse_forwarded_for(forwarded.decode("latin-1"))
-        if parsed is not None:
-            ip, forwarded_port = parsed
-            if forwarded_port is not None:
-                port = forwarded_port
-            fport = request.getHeader(b"x-forwarded-port")
-            if fport and fport.strip().isdigit():
-                port = int(fport)
-    return ip, port
-
-
-def parse_forwarded_for(value: str) -> tuple[str, int | None] | None:
-    """The first X-Forwarded-For item as ``(ip, port or None)``; None when
-    it is not a valid address (the header is then ignored)."""
-    item = value.split(",")[0].strip()
-    if not item:
-        return None
-    port: int | None = None
-    if "." in item or ":" not in item:
-        if item.startswith("::ffff:"):
-            item = item[7:]
-        host, sep, port_text = item.partition(":")
-        if sep:
-            if not port_text.isdigit():
-                return None
-            port = int(port_text)
-        item = host
-    elif item.startswith("["):
-        host, sep, rest = item[1:].partition("]")
-        if not sep:
-            return None
-        if rest:
-            if not rest.startswith(":") or not rest[1:].isdigit():
-                return None
-            port = int(rest[1:])
-        item = host
-    try:
-        ipaddress.ip_address(item)
-    except ValueError:
-        return None
-    if port is not None and not 0 <= port <= 65535:
-        return None
-    return item, port
+    return getattr(addr, "host", None) or "unix", getattr(addr, "port", 0) or 0

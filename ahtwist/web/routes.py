@@ -1,6 +1,6 @@
 """REST routes: parsing the ``[routes]`` config and matching request paths.
 
-Semantics follow ActionHero v17 (BEHAVIOUR.md section 7): per-verb lists,
+Semantics follow ActionHero v17 (docs/protocol-http.md, 'Routes'): per-verb lists,
 top-down, first match wins; literal segments compare case-insensitively;
 ``:name`` captures a non-empty part; ``:name(regex)`` captures a part the regex
 finds a match in; ``matchTrailingPathParts`` lets the last segment absorb the

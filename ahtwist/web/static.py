@@ -4,7 +4,7 @@ Every web file response goes through :class:`FileResponder` -- file mode
 (``/public/...``, ``/file/...``, the site root, ``dir`` routes), the ``file``
 action and ``connection.send_file`` -- after :class:`ahtwist.files.StaticFiles`
 has resolved the name (containment is checked there, once, for every
-transport).  Headers and 304 rules follow BEHAVIOUR.md sections 8.2 and 8.3.
+transport).  Headers and 304 rules follow docs/protocol-http.md, 'Static files'.
 
 Files up to one read buffer (64 KiB) are answered with a single write; larger
 ones are streamed by a pull producer, so memory per download stays at one

@@ -5,7 +5,7 @@
  * and use the global `ActionheroClient` (or require() it where `module` exists).
  *
  * It speaks ahtwist's websocket protocol (RFC 6455 at /ws, one JSON object per
- * text frame; see BEHAVIOUR.md section 10):
+ * text frame; see docs/protocol-websocket.md):
  *
  *   const client = new ActionheroClient({ url: 'ws://localhost:8080/ws' })
  *   await client.connect()                       // resolves with detailsView data

@@ -1,5 +1,5 @@
 """Cluster mode end to end: real ``twistd ahtwist --redis`` processes and a real
-``redis-server`` (BEHAVIOUR.md section 13).
+``redis-server`` (README.md, 'Running a cluster').
 
 Node A's clients use the TCP socket, node B's the websocket; what one sees of
 the other is asserted exactly.  The crash and Redis-restart cases come last
@@ -61,7 +61,7 @@ def chat_line(message: str, room: str, sender: str) -> re.Pattern:
 
 
 def test_a_node_starts_and_serves_while_redis_is_unreachable():
-    """Not a start-up failure (BEHAVIOUR.md 13.4): served locally, reported in
+    """Not a start-up failure (README.md, 'Running a cluster', when Redis goes away): served locally, reported in
     status, each attempt logged with the password masked; stops cleanly."""
     port = free_port()  # nothing listens there
     node = ClusterNode(f"redis://:hunter2@127.0.0.1:{port}/0").wait_started()

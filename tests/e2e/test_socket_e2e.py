@@ -37,7 +37,7 @@ def server(tls_files):
 
 
 def session_lines(client: LineClient) -> None:
-    """The exchange of BEHAVIOUR.md 9.9 plus a file, a room and goodbye."""
+    """A telnet-style exchange (docs/protocol-socket.md) plus a file, a room and goodbye."""
     assert_lines(
         client.ask("paramAdd key=x\n"),
         ['{"status":"OK","context":"response","messageCount":1,"messageId":"<uuid>"}'],

@@ -1,4 +1,4 @@
-"""The actions every node serves (BEHAVIOUR.md section 12)."""
+"""The actions every node serves (docs/python-api.md, 'Built-in actions')."""
 
 from ahtwist.actions.builtin.cache_test import CacheTest
 from ahtwist.actions.builtin.chat import CreateChatRoom

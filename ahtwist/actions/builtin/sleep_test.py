@@ -29,10 +29,19 @@ def parse_int(value):
     return max(number, 0)
 
 
+def within_cap(value, data):
+    """At most ``limits.maxSleepDuration`` ms (0: no cap): a sleep must not
+    outlive any sensible client."""
+    cap = data.node.config.limits.maxSleepDuration
+    if cap and value > cap:
+        return f"sleepDuration must be at most {cap} ms"
+    return True
+
+
 class SleepTest(Action):
     name = "sleepTest"
     description = "I will sleep and then return"
-    inputs = {"sleepDuration": Input(required=True, default=1000, formatter=parse_int)}
+    inputs = {"sleepDuration": Input(required=True, default=1000, formatter=parse_int, validator=within_cap)}
     output_example = {
         "sleepStarted": 1420953571322,
         "sleepEnded": 1420953572327,

@@ -1,14 +1,16 @@
-"""This node's link to Redis (cluster mode): two connections, reconnected with back-off.
+"""This node's link to Redis (cluster mode): two connections, reconnected with back-off,
+and the one rule every provider follows while it is down.
 
-Imports txredisapi (and so the global reactor): only imported by
+Imports txredisapi (and so the global reactor): only imported within
 :mod:`ahtwist.backends.redis`, itself imported once twistd has chosen the
 reactor.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from inspect import isawaitable
+from typing import Any, TypeVar
 
 import txredisapi
 from twisted.internet import defer
@@ -21,6 +23,8 @@ from twisted.python.failure import Failure
 from ahtwist.backends.redis_url import RedisTarget
 
 log = Logger(namespace="ahtwist.redis")
+
+T = TypeVar("T")
 
 #: seconds a TCP (and TLS) connect may take
 CONNECT_TIMEOUT = 5.0
@@ -417,3 +421,41 @@ def reason_of(failure: Failure) -> str:
     if failure.check(defer.TimeoutError, defer.CancelledError):
         return "timed out"
     return failure.getErrorMessage() or failure.type.__name__
+
+
+class LocalFallback:
+    """"Ask Redis, else answer from the local copy": the one rule every
+    provider follows, so a Redis outage never fails a request.
+
+    :meth:`or_local` runs ``remote`` while the link is up; when the link is
+    down, or the command is lost with the connection, it answers with
+    ``local`` instead.  The link logs each outage; a command lost while the
+    link still looked up is logged here, once per outage and provider
+    (``what``), so a flapping Redis does not flood the log.
+    """
+
+    def __init__(self, link: RedisLink, what: str) -> None:
+        self.link = link
+        self.what = what
+        self._logged = False
+        link.on_up.append(self._reset)
+
+    def _reset(self) -> None:
+        self._logged = False
+
+    async def or_local(self, remote: Callable[[], Awaitable[T]], local: Callable[[], T | Awaitable[T]]) -> T:
+        if self.link.up:
+            try:
+                return await remote()
+            except (RedisUnavailable, txredisapi.ConnectionError) as e:
+                if not self._logged:
+                    self._logged = True
+                    log.warn(
+                        "Redis did not answer for {what} ({reason}); answering locally until it is back",
+                        what=self.what,
+                        reason=reason_of(Failure(e)),
+                    )
+        result = local()
+        if isawaitable(result):
+            return await result
+        return result

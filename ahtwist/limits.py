@@ -1,0 +1,166 @@
+"""Quotas and limits shared by every transport (``[limits]`` in the config).
+
+Each rule lives here once; the core (rooms, processor) and the transports
+call it.  A refusal is one of the texts in :mod:`ahtwist.errors`, so a client
+always learns which limit it hit:
+
+* room names and counts -- :meth:`Limits.check_room_name`,
+  :meth:`Limits.check_new_room`, :meth:`Limits.check_join`;
+* the message rate of one connection -- :class:`TokenBucket`, made per
+  connection by :meth:`Limits.bucket` (off by default);
+* connections per client address -- :meth:`Limits.connection_opened` /
+  :meth:`Limits.connection_closed` (off by default);
+* unsent output of one client -- :class:`OutboundMeter`, the one
+  implementation the socket and websocket servers use to pause reading a
+  client that is behind and to drop one past its limit.
+
+The global in-flight cap and ``sleepTest``'s cap read their numbers from the
+same table (the processor and the action apply them).
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from ahtwist import errors
+from ahtwist.config import LimitsConfig
+from ahtwist.errors import RoomError
+
+#: stats counter: clients dropped because their unsent output passed the limit
+SLOW_CLIENTS_DROPPED = "limits:slowClientsDropped"
+#: stats counter: messages refused by the rate limit
+RATE_LIMITED = "limits:rateLimited"
+#: stats counter: actions refused because too many were in flight
+TOO_BUSY = "limits:tooBusy"
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved; one per message.
+
+    Refilled lazily from the injected clock on each :meth:`take`, so an idle
+    connection costs nothing.
+    """
+
+    __slots__ = ("rate", "burst", "tokens", "stamp", "seconds")
+
+    def __init__(self, rate: float, burst: float, seconds: Callable[[], float]) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.seconds = seconds
+        self.stamp = seconds()
+
+    def take(self) -> bool:
+        """Spend one token; False (nothing spent) when none is left."""
+        now = self.seconds()
+        tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if tokens < 1:
+            self.tokens = tokens
+            return False
+        self.tokens = tokens - 1
+        return True
+
+
+def over_rate(connection: Any) -> bool:
+    """True when ``connection`` has no token left for one more message (the
+    transport then answers :data:`~ahtwist.errors.TOO_FAST`)."""
+    bucket = connection.bucket
+    return bucket is not None and not bucket.take()
+
+
+class OutboundMeter:
+    """How far behind one client is with reading what we send it.
+
+    Registered as the streaming producer of the client's transport: Twisted
+    calls :meth:`pauseProducing` once its write buffer passes 64 KiB and
+    :meth:`resumeProducing` once it is flushed.  While paused, every byte
+    written is counted (:meth:`wrote`); past ``limit`` the client is behind
+    without bound and ``on_over`` drops it.  ``on_pause``/``on_resume`` let
+    the transport stop reading the client's requests meanwhile.
+    """
+
+    __slots__ = ("limit", "paused", "unsent", "on_over", "on_pause", "on_resume", "over")
+
+    def __init__(
+        self,
+        limit: int,
+        on_over: Callable[[int], None],
+        on_pause: Callable[[], None] | None = None,
+        on_resume: Callable[[], None] | None = None,
+    ) -> None:
+        self.limit = limit
+        self.paused = False
+        self.unsent = 0
+        self.over = False
+        self.on_over = on_over
+        self.on_pause = on_pause
+        self.on_resume = on_resume
+
+    def wrote(self, n: int) -> None:
+        """``n`` bytes were written to the transport."""
+        if self.paused:
+            self.unsent += n
+            if self.unsent > self.limit and not self.over:
+                self.over = True
+                self.on_over(self.unsent)
+
+    # IPushProducer, driven by the transport's write buffer
+    def pauseProducing(self) -> None:
+        if not self.paused:
+            self.paused = True
+            if self.on_pause is not None:
+                self.on_pause()
+
+    def resumeProducing(self) -> None:
+        if self.paused:
+            self.paused = False
+            self.unsent = 0
+            if self.on_resume is not None:
+                self.on_resume()
+
+    def stopProducing(self) -> None:
+        self.paused = False
+        self.unsent = 0
+
+
+class Limits:
+    """The node's quotas (one per node; the config's ``[limits]``)."""
+
+    def __init__(self, config: LimitsConfig, seconds: Callable[[], float]) -> None:
+        self.config = config
+        self.seconds = seconds
+        self.max_room_name = config.maxRoomNameLength
+        self.max_rooms = config.maxRooms
+        self.max_rooms_per_connection = config.maxRoomsPerConnection
+        self.room_view_members = config.maxRoomViewMembers
+        self.rate = config.messagesPerSecond
+        self.burst = max(config.messageBurst, 1)
+        self.in_flight_cap = config.maxActionsInFlight
+        self.sleep_cap = config.maxSleepDuration
+
+    # --- rooms ---------------------------------------------------------------
+
+    def check_room_name(self, room: Any) -> None:
+        """A room name anywhere (create, join, leave, view, say) is at most
+        ``maxRoomNameLength`` characters."""
+        if isinstance(room, str) and len(room) > self.max_room_name:
+            raise RoomError(errors.ROOM_NAME_TOO_LONG.format(max=self.max_room_name))
+
+    def check_new_room(self, existing: int) -> None:
+        """``existing`` rooms already: one more is allowed up to ``maxRooms``."""
+        if existing >= self.max_rooms:
+            raise RoomError(errors.TOO_MANY_ROOMS.format(max=self.max_rooms))
+
+    def check_join(self, joined: int) -> None:
+        """A connection in ``joined`` rooms may join one more up to
+        ``maxRoomsPerConnection``."""
+        if joined >= self.max_rooms_per_connection:
+            raise RoomError(errors.TOO_MANY_ROOMS_JOINED.format(max=self.max_rooms_per_connection))
+
+    # --- message rate --------------------------------------------------------
+
+    def bucket(self) -> TokenBucket | None:
+        """A new connection's rate limit, or None when it is off."""
+        if self.rate <= 0:
+            return None
+        return TokenBucket(self.rate, self.burst, self.seconds)

@@ -275,6 +275,10 @@ class Overrides:
     redis: str | None = None
 
 
+#: a path starting with this names a folder shipped with ahtwist ("ahtwist:public")
+BUNDLED_PREFIX = "ahtwist:"
+
+
 def bundled_path(*parts: str) -> Path:
     """A file shipped with ahtwist (``etc/ahtwist.toml``, ``public/``).
 
@@ -448,6 +452,9 @@ class _Loader:
     def path(self, value: str) -> str:
         if not value:
             return value
+        if value.startswith(BUNDLED_PREFIX):
+            # "ahtwist:public": a folder shipped with ahtwist, wherever it is installed
+            return str(bundled_path(*value[len(BUNDLED_PREFIX) :].split("/")))
         return str((self.base_dir / os.path.expanduser(value)).resolve())
 
 

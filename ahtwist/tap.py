@@ -53,6 +53,15 @@ class Options(usage.Options):
         self["public"] = []
         self.config: Config | None = None
 
+    def opt_version(self) -> None:
+        """Print ahtwist's version and exit."""
+        import sys
+
+        from ahtwist._version import __version__
+
+        sys.stdout.write(f"ahtwist {__version__}\n")
+        raise SystemExit(0)
+
     def opt_web(self, endpoint: str) -> None:
         """Web (HTTP + WebSocket) listener ENDPOINT; repeatable; 'none' disables."""
         self["web"].append(endpoint)

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.ahtwist-installed
 TWISTD_ARGS ?=
 
-.PHONY: install run test lint bench clean minify-client
+.PHONY: install run test lint typecheck check bench clean minify-client
 
 install: $(STAMP)
 
@@ -30,6 +30,13 @@ test: install
 
 lint: install
 	$(BIN)/ruff check ahtwist tests bench twisted
+
+# mypy on ahtwist/ (settings in pyproject.toml)
+typecheck: install
+	$(BIN)/mypy
+
+# what CI runs: lint and type check, then the suite
+check: lint typecheck test
 
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'

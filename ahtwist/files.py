@@ -22,6 +22,7 @@ import re
 import stat
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import attrs
@@ -80,6 +81,16 @@ class StaticFiles:
                 return found
         return None
 
+    def lookup(self, path: Any) -> FileInfo | None:
+        """``connection.send_file(path)`` for every server: a public name, or
+        a server-side absolute path lying inside a public folder; anything
+        else (not a string, empty) is None."""
+        if not isinstance(path, str) or not path:
+            return None
+        if os.path.isabs(path):
+            return self.resolve_absolute(path)
+        return self.resolve(path)
+
     def resolve_absolute(self, path: str) -> FileInfo | None:
         """A server-side absolute path (``connection.send_file``): accepted
         only when it lies inside a public folder."""
@@ -115,9 +126,10 @@ class StaticFiles:
                 return None  # empty part in the middle ("//")
             literal_dot = part in (".", "..")
             if decode and not literal_dot:
-                part = percent_decode(part)
-                if part is None or part in (".", ".."):
+                decoded = percent_decode(part)
+                if decoded is None or decoded in (".", ".."):
                     return None
+                part = decoded
             if "/" in part or "\\" in part or "\0" in part:
                 return None
             if i == 0 and _DRIVE.match(part):

@@ -19,8 +19,9 @@ from typing import Any
 from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from ahtwist._async import start
+from ahtwist._async import run_now, start
 from ahtwist.actions.loader import Plugins, load_plugins
 from ahtwist.actions.middleware import ConnectionMiddleware, by_priority, check_middleware
 from ahtwist.actions.processor import ActionProcessor
@@ -36,12 +37,16 @@ from ahtwist.backends.memory import (
 from ahtwist.config import Config
 from ahtwist.connection import Connection
 from ahtwist.counters import SOCKET_REQUESTS, WEB_REQUESTS, WEBSOCKET_REQUESTS
-from ahtwist.errors import ConfigError
+from ahtwist.errors import ActionError, ConfigError, ConnectionRefused
 from ahtwist.files import StaticFiles
 from ahtwist.limits import Limits
 from ahtwist.rooms import RoomService
 
 log = Logger(namespace="ahtwist.node")
+
+
+def _log_hook_failure(failure: Failure, name: str | None, hook: str) -> None:
+    log.failure("connection middleware {name}.{hook} failed", failure, name=name, hook=hook)
 
 #: the counter names, re-exported (they live in :mod:`ahtwist.counters`)
 __all__ = ["SETTABLE_FIELDS", "SOCKET_REQUESTS", "WEBSOCKET_REQUESTS", "WEB_REQUESTS", "Node"]
@@ -132,12 +137,12 @@ class Node:
         return plugins
 
     def register(self, plugins: Plugins) -> None:
-        for middleware in plugins.action_middleware:
-            self.registry.add_middleware(middleware)
-        for middleware in plugins.connection_middleware:
-            self.add_connection_middleware(middleware)
-        for middleware in plugins.chat_middleware:
-            self.rooms.add_middleware(middleware)
+        for action_middleware in plugins.action_middleware:
+            self.registry.add_middleware(action_middleware)
+        for connection_middleware in plugins.connection_middleware:
+            self.add_connection_middleware(connection_middleware)
+        for chat_middleware in plugins.chat_middleware:
+            self.rooms.add_middleware(chat_middleware)
         for action in plugins.actions:
             self.registry.add(action)
         self.registry.check_middleware_references()
@@ -147,10 +152,10 @@ class Node:
     ) -> None:
         if isinstance(middleware, type):
             middleware = middleware()
-        check_middleware(middleware)
-        if middleware.name in self._connection_middleware_names:
-            raise ConfigError(f"connection middleware {middleware.name!r} is registered twice")
-        self._connection_middleware_names.add(middleware.name)
+        name = check_middleware(middleware)
+        if name in self._connection_middleware_names:
+            raise ConfigError(f"connection middleware {name!r} is registered twice")
+        self._connection_middleware_names.add(name)
         self.connection_middleware = by_priority(
             [*self.connection_middleware, middleware],
             self.config.general.defaultMiddlewarePriority,
@@ -166,21 +171,27 @@ class Node:
             try:
                 result = fn(connection)
                 if result is not None and isawaitable(result):
-                    ensureDeferred(result).addErrback(
-                        lambda f, name=middleware.name: log.failure(
-                            "connection middleware {name}.{hook} failed", f, name=name, hook=hook
-                        )
+                    # isawaitable admits any awaitable; ensureDeferred (typed for
+                    # coroutines and Deferreds) raises for others, caught below
+                    ensureDeferred(result).addErrback(  # type: ignore[arg-type]
+                        _log_hook_failure, middleware.name, hook
                     )
             except Exception:
                 log.failure(
                     "connection middleware {name}.{hook} failed", name=middleware.name, hook=hook
                 )
 
-    def add_connection(self, connection: Connection) -> Connection:
+    def add_connection(self, connection: Connection) -> "Connection | Deferred[Connection]":
         """Register a new connection and run the ``create`` middleware.
 
-        Long-lived connections (socket, websocket) are kept in
-        :attr:`connections` until destroyed; web connections are not kept.
+        Long-lived connections (socket, websocket, custom servers) are kept
+        in :attr:`connections` until destroyed; web connections are not kept.
+        Returns the connection once every ``create`` hook has finished: at
+        once when none waited, else a Deferred.  A hook raising
+        :class:`~ahtwist.errors.ActionError` refuses the connection: the
+        refusal is logged, the connection destroyed, and
+        :class:`~ahtwist.errors.ConnectionRefused` raised (or the Deferred
+        fails with it).  Any other exception in a hook is logged and ignored.
         """
         connection.node = self
         if connection.type != "web":
@@ -188,7 +199,36 @@ class Node:
             self.active_by_type[connection.type] += 1
             connection.bucket = self.limits.bucket()
         if self.connection_middleware:
-            self._run_connection_hooks("create", connection)
+            result = run_now(self._create(connection))
+            if isinstance(result, Deferred):
+                return result
+        return connection
+
+    async def _create(self, connection: Connection) -> Connection:
+        for middleware in self.connection_middleware:
+            create = middleware.create
+            if create is None:
+                continue
+            try:
+                result = create(connection)
+                if result is not None and isawaitable(result):
+                    await result
+            except ActionError as e:
+                log.info(
+                    "connection refused by {middleware}: {type} from {ip}: {error}",
+                    middleware=middleware.name,
+                    type=connection.type,
+                    ip=connection.remote_ip,
+                    error=str(e),
+                )
+                self.destroy_connection(connection).addErrback(
+                    lambda f: log.failure("destroying refused connection {id}", f, id=connection.id)
+                )
+                raise ConnectionRefused(str(middleware.name), e.error) from None
+            except Exception:
+                log.failure(
+                    "connection middleware {name}.{hook} failed", name=middleware.name, hook="create"
+                )
         return connection
 
     def destroy_connection(self, connection: Connection) -> Deferred[None]:

@@ -17,6 +17,7 @@ Events on the bus:
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Awaitable, Callable, Mapping
 from inspect import isawaitable
 from typing import Any
@@ -88,10 +89,10 @@ class RoomService:
     def add_middleware(self, middleware: ChatMiddleware | type[ChatMiddleware]) -> None:
         if isinstance(middleware, type):
             middleware = middleware()
-        check_middleware(middleware)
-        if middleware.name in self._names:
-            raise ConfigError(f"chat middleware {middleware.name!r} is registered twice")
-        self._names.add(middleware.name)
+        name = check_middleware(middleware)
+        if name in self._names:
+            raise ConfigError(f"chat middleware {name!r} is registered twice")
+        self._names.add(name)
         self.middleware = by_priority(
             [*self.middleware, middleware], self.middleware_priority
         )
@@ -275,7 +276,7 @@ class RoomService:
 
     # --- events from the backend ---------------------------------------------
 
-    def local_members(self, room: str) -> list[Connection]:
+    def local_members(self, room: str) -> builtins.list[Connection]:  # list: our method
         """This node's connections in ``room``, in join order."""
         return list(self._local.get(room, {}).values())
 

@@ -98,6 +98,9 @@ class Options(usage.Options):
             for endpoint in endpoints:
                 if endpoint not in self["web"] + self["socket"]:
                     check_endpoint(endpoint, option)
+        for name, server in self.config.custom_servers.items():
+            for endpoint in server.endpoints:
+                check_endpoint(endpoint, f"servers.{name}.endpoints")
 
 
 def makeService(options: Options, reactor: Any = None) -> Any:
@@ -151,6 +154,7 @@ def build_node(config: Config, reactor: Any, **backends: Any) -> Any:
 def build_service(config: Config, reactor: Any) -> Any:
     """The :class:`~ahtwist.service.AhtwistService` for ``config``."""
     from ahtwist.initializers import Initializers, load_initializers
+    from ahtwist.servers.loader import build_custom_servers, load_servers
     from ahtwist.service import AhtwistService, SocketService, WebService
 
     cluster = None
@@ -172,6 +176,7 @@ def build_service(config: Config, reactor: Any) -> Any:
     else:
         node = build_node(config, reactor)
     node.load_plugins()
+    custom = build_custom_servers(node, reactor, config, load_servers(config.general.paths.servers))
     initializers = Initializers(node)
     found = load_initializers(config.general.paths.initializers)
     for folder in found.missing_folders:
@@ -183,4 +188,6 @@ def build_service(config: Config, reactor: Any) -> Any:
         WebService(node, reactor, config.web_endpoints).setServiceParent(top)
     if config.socket_endpoints:
         SocketService(node, reactor, config.socket_endpoints).setServiceParent(top)
+    for server in custom:
+        server.setServiceParent(top)
     return top

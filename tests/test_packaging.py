@@ -90,3 +90,11 @@ def test_the_bench_extra_covers_the_benchmarks():
     assert undeclared("bench", declared) == []
     # what only the benchmarks need is in the bench extra, not the package
     assert {"klein", "psutil"} <= requirements("options.extras_require", "bench")
+
+
+def test_the_package_ships_its_type_information():
+    """PEP 561: ``py.typed`` is in the package and in its package data."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    assert config["options.package_data"]["ahtwist"].split() == ["py.typed"]
+    assert (ROOT / "ahtwist" / "py.typed").is_file()

@@ -106,10 +106,11 @@ class RandomNumberTests(SynchronousTestCase):
         self.assertEqual(int(r.header("Content-Length")), len(r.body))
         self.assertNotIn("server", r.header_names)
         self.assertNotIn("transfer-encoding", r.header_names)
-        # ManualClock starts at 1795627006 s; cookie expires one hour later
+        # ManualClock starts at 1795627006 s; cookie expires one hour later;
+        # HttpOnly and SameSite=Lax by default (issue 12, item 1)
         self.assertRegex(
             r.header("Set-Cookie"),
-            rf"^sessionID=({FP});path=/;expires=Wed, 25 Nov 2026 18:16:46 GMT;$",
+            rf"^sessionID=({FP});path=/;expires=Wed, 25 Nov 2026 18:16:46 GMT;HttpOnly;SameSite=Lax;$",
         )
         fingerprint = re.match(r"sessionID=(\w+);", r.header("Set-Cookie")).group(1)
         body = r.json()

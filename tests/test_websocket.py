@@ -94,7 +94,9 @@ def test_upgrade_is_not_counted_as_a_web_request_and_the_client_is_active():
 
 
 def test_any_origin_is_accepted_and_no_subprotocol_is_selected():
-    h = harness()
+    """Any origin with ``allowedOrigins = ["*"]`` (the default is same-origin
+    since issue 12: tests/test_origins.py)."""
+    h = harness('[servers.websocket]\nallowedOrigins = ["*"]\n')
     c = h.client(
         headers={"Origin": "http://evil.example:1234", "Sec-WebSocket-Protocol": "chat, superchat"}
     )
@@ -178,7 +180,9 @@ def test_details_view_exact_shape_and_params_are_never_sticky():
     ],
 )
 def test_fingerprint_from_the_cookie_then_the_query(headers, path, fingerprint):
-    h = harness()
+    """With ``fingerprintFromQuery`` (off by default since issue 12: see
+    tests/test_origins.py) the query names the fingerprint when no cookie does."""
+    h = harness("[servers.websocket]\nfingerprintFromQuery = true\n")
     c = h.client(headers=headers, path=path)
     [reply] = c.request({"event": "detailsView"})
     assert reply["data"]["fingerprint"] == fingerprint

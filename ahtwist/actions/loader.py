@@ -26,22 +26,27 @@ _KINDS = (Action, ActionMiddleware, ConnectionMiddleware, ChatMiddleware)
 class Plugins:
     """What the folders defined, in file order."""
 
-    actions: list[type[Action]] = attrs.Factory(list)
-    action_middleware: list[type[ActionMiddleware]] = attrs.Factory(list)
-    connection_middleware: list[type[ConnectionMiddleware]] = attrs.Factory(list)
-    chat_middleware: list[type[ChatMiddleware]] = attrs.Factory(list)
+    actions: list[type[Action] | Action] = attrs.Factory(list)
+    action_middleware: list[type[ActionMiddleware] | ActionMiddleware] = attrs.Factory(list)
+    connection_middleware: list[type[ConnectionMiddleware] | ConnectionMiddleware] = attrs.Factory(list)
+    chat_middleware: list[type[ChatMiddleware] | ChatMiddleware] = attrs.Factory(list)
     missing_folders: list[str] = attrs.Factory(list)
 
     def add(self, obj: type | object) -> None:
         """File an Action or middleware (class or instance) under its kind."""
-        cls = obj if isinstance(obj, type) else type(obj)
-        if issubclass(cls, Action):
+        if isinstance(obj, Action) or (isinstance(obj, type) and issubclass(obj, Action)):
             self.actions.append(obj)
-        elif issubclass(cls, ActionMiddleware):
+        elif isinstance(obj, ActionMiddleware) or (
+            isinstance(obj, type) and issubclass(obj, ActionMiddleware)
+        ):
             self.action_middleware.append(obj)
-        elif issubclass(cls, ConnectionMiddleware):
+        elif isinstance(obj, ConnectionMiddleware) or (
+            isinstance(obj, type) and issubclass(obj, ConnectionMiddleware)
+        ):
             self.connection_middleware.append(obj)
-        elif issubclass(cls, ChatMiddleware):
+        elif isinstance(obj, ChatMiddleware) or (
+            isinstance(obj, type) and issubclass(obj, ChatMiddleware)
+        ):
             self.chat_middleware.append(obj)
         else:
             raise TypeError(f"{obj!r} is not an action or middleware")

@@ -62,9 +62,12 @@ class ChatMiddleware(_Middleware):
 M = TypeVar("M", bound=_Middleware)
 
 
-def check_middleware(middleware: _Middleware) -> None:
-    if not getattr(middleware, "name", None):
+def check_middleware(middleware: _Middleware) -> str:
+    """The middleware's name; a middleware without one is refused."""
+    name = getattr(middleware, "name", None)
+    if not name:
         raise ConfigError(MIDDLEWARE_NAME_REQUIRED)
+    return name
 
 
 def by_priority(items: Iterable[M], default: int) -> list[M]:

@@ -8,7 +8,6 @@ Order and texts follow docs/python-api.md, 'Processing order', exactly.
 """
 
 import time
-from collections.abc import Mapping
 from inspect import isawaitable
 from typing import TYPE_CHECKING, Any
 
@@ -17,8 +16,9 @@ from twisted.logger import Logger, LogLevel
 
 from ahtwist import errors
 from ahtwist._async import run_now
-from ahtwist.actions.action import Input, render_version, takes_args, wants_data
+from ahtwist.actions.action import render_version
 from ahtwist.actions.data import ActionData
+from ahtwist.actions.inputs import InputValidator
 from ahtwist.actions.registry import SAFE_PARAMS, ActionRegistry
 from ahtwist.config import General
 from ahtwist.encoding import dumps
@@ -72,17 +72,6 @@ def _maybe_await(result: Any) -> bool:
     return result is not None and isawaitable(result)
 
 
-def _call(fn: Any, value: Any, data: ActionData) -> Any:
-    return fn(value, data) if wants_data(fn) else fn(value)
-
-
-def _error_value(exc: BaseException) -> Any:
-    """The reply ``error`` for an action error: text, or an object verbatim."""
-    if isinstance(exc, ActionError):
-        return exc.error
-    return str(exc)
-
-
 class ActionProcessor:
     """Runs actions for every transport.
 
@@ -104,7 +93,7 @@ class ActionProcessor:
         self.in_flight_cap = in_flight_cap
         self.scrub = not general.disableParamScrubbing
         self.expose_errors = general.exposeErrors
-        self.missing_checks = tuple(general.missingParamChecks)
+        self.inputs = InputValidator(self.scrub, tuple(general.missingParamChecks))
         self.filtered = frozenset(general.filteredParams)
         minimum = _LEVELS[general.logLevel]
         #: the action line's level by level name; None for the levels not logged
@@ -221,7 +210,7 @@ class ActionProcessor:
             data.params = {k: v for k, v in data.params.items() if k in inputs or k in _SAFE}
         data.validated = True
         if template.inputs:
-            await self._validate(data, template.inputs, data.params, "")
+            await self.inputs.validate(data, template.inputs, data.params)
         if data.missing_params:
             return self._fail(
                 data, errors.MISSING_PARAM.format(param=data.missing_params[0]), MISSING_PARAMS
@@ -273,67 +262,6 @@ class ActionProcessor:
                 self._fail(data, self._unexpected(e), SERVER_ERROR)
                 return False
         return True
-
-    def _is_missing(self, params: Mapping[str, Any], key: str) -> bool:
-        if key not in params:
-            return True
-        value = params[key]
-        if value is None:
-            return True
-        return any(type(value) is type(check) and value == check for check in self.missing_checks)
-
-    async def _validate(
-        self, data: ActionData, inputs: Mapping[str, Input], params: dict[str, Any], prefix: str
-    ) -> None:
-        for key, spec in inputs.items():
-            if key not in params and spec.has_default:
-                default = spec.default
-                if callable(default):
-                    try:
-                        default = _call(default, None, data) if takes_args(default) else default()
-                        if _maybe_await(default):
-                            default = await default
-                    except Exception as e:
-                        data.validator_errors.append(_error_value(e))
-                        continue
-                params[key] = default
-            value = params.get(key)
-            if value is not None:
-                ok = True
-                for formatter in spec.formatter:
-                    try:
-                        value = _call(formatter, value, data)
-                        if _maybe_await(value):
-                            value = await value
-                    except Exception as e:
-                        data.validator_errors.append(_error_value(e))
-                        ok = False
-                        break
-                    params[key] = value
-                    if value is None:
-                        ok = False
-                        break
-                if ok:
-                    for validator in spec.validator:
-                        try:
-                            verdict = _call(validator, value, data)
-                            if _maybe_await(verdict):
-                                verdict = await verdict
-                        except Exception as e:
-                            data.validator_errors.append(_error_value(e))
-                            continue
-                        if verdict is not True:
-                            if verdict is False or verdict is None:
-                                verdict = errors.VALIDATION_FAILED.format(param=prefix + key)
-                            data.validator_errors.append(verdict)
-            if spec.required and self._is_missing(params, key):
-                data.missing_params.append(prefix + key)
-            if spec.schema is not None and isinstance(params.get(key), dict):
-                nested = params[key]
-                if self.scrub:
-                    nested = {k: v for k, v in nested.items() if k in spec.schema}
-                    params[key] = nested
-                await self._validate(data, spec.schema, nested, f"{prefix}{key}.")
 
     def _log(self, data: ActionData) -> None:
         template = data.action_template

@@ -52,6 +52,7 @@ class ActionRegistry:
         if isinstance(action, type):
             action = action()
         validate_action(action)
+        assert action.name is not None  # validate_action refuses a nameless action
         versions = self.versions.setdefault(action.name, {})
         key = float(action.version)
         if key in versions:
@@ -118,10 +119,10 @@ class ActionRegistry:
     def add_middleware(self, middleware: ActionMiddleware | type[ActionMiddleware]) -> None:
         if isinstance(middleware, type):
             middleware = middleware()
-        check_middleware(middleware)
-        if middleware.name in self.middleware:
-            raise ConfigError(f"action middleware {middleware.name!r} is registered twice")
-        self.middleware[middleware.name] = middleware
+        name = check_middleware(middleware)
+        if name in self.middleware:
+            raise ConfigError(f"action middleware {name!r} is registered twice")
+        self.middleware[name] = middleware
         self.global_middleware = by_priority(
             (m for m in self.middleware.values() if m.is_global), self.default_priority
         )

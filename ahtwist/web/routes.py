@@ -27,7 +27,7 @@ class Segment:
     """One route path segment: a literal, a ``:name`` or a ``:name(regex)``."""
 
     literal: str | None = None  # lower-cased
-    name: str | None = None
+    name: str = ""  # empty for a literal
     regex: re.Pattern[str] | None = None
 
 

@@ -11,15 +11,15 @@ with 414.
 
 from http import HTTPStatus
 from io import BytesIO
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.http import NO_BODY_CODES
 
 from ahtwist.web.body import BodyReader, reader_for
-
-if TYPE_CHECKING:
-    from ahtwist.web.api import WebServer
 
 #: longest request target (path + query) accepted, in bytes
 MAX_URL_LENGTH = 8192
@@ -29,6 +29,8 @@ class WebRequest(server.Request):
     """One HTTP request; see the module docstring."""
 
     defaultContentType = None
+    channel: "WebChannel"
+    site: "WebSite"
     body: BodyReader
     query = b""
     mount = None
@@ -37,7 +39,7 @@ class WebRequest(server.Request):
     def gotLength(self, length: int | None) -> None:
         self.content = BytesIO()  # bodies are read by self.body; Twisted closes this one
         channel = self.channel
-        web: WebServer = channel.site.server
+        web = channel.site.server  # the ahtwist.web.api.WebServer
         content_type = self.requestHeaders.getRawHeaders(b"content-type")
         #: the mounted app serving this request (:mod:`ahtwist.web.mounts`), if any
         self.mount = web.mounts.match(channel._path.partition(b"?")[0]) if web.mount_index else None
@@ -77,6 +79,10 @@ class WebRequest(server.Request):
         self.method, self.uri, self.clientproto = command, path, version
         self.path, _, self.query = path.partition(b"?")
         self.args = {}
+
+    def parseCookies(self) -> None:
+        """Cookies are parsed once, by :func:`ahtwist.servers.peer.parse_cookies`
+        (``connection.raw.cookies``), not into ``received_cookies``."""
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         # No form parsing into self.args here: bodies were read by self.body.
@@ -147,12 +153,16 @@ class WebChannel(http.HTTPChannel):
     the rest of a body already answered with 413."""
 
     body_rejected = False
+    #: set by the site's buildProtocol
+    site: "WebSite"
+    #: a TCP, TLS or unix transport (all have abortConnection)
+    transport: ITCPTransport
 
     def connectionMade(self) -> None:
         super().connectionMade()
         self.site.channels.add(self)
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.site.channels.discard(self)
         super().connectionLost(reason)
 
@@ -193,10 +203,12 @@ class WebSite(server.Site):
     It knows its open channels so a stop can drain them.
     """
 
-    protocol = WebChannel
+    # Twisted types this as its HTTP/1.1-or-HTTP/2 switching wrapper; any
+    # HTTPChannel works here (we serve HTTP/1.x only)
+    protocol = WebChannel  # type: ignore[assignment]
     requestFactory = WebRequest
 
-    def __init__(self, web_server: "WebServer", timeout: float = 60, reactor: Any = None) -> None:
+    def __init__(self, web_server: Any, timeout: float = 60, reactor: Any = None) -> None:
         super().__init__(
             resource=None, requestFactory=WebRequest, timeout=timeout, reactor=reactor
         )

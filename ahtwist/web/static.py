@@ -25,7 +25,6 @@ from ahtwist.web.mime import mime_for_path
 
 if TYPE_CHECKING:
     from ahtwist.connection import Connection
-    from ahtwist.web.api import WebServer
     from ahtwist.web.site import WebRequest
 
 log = Logger(namespace="ahtwist.web.static")
@@ -69,9 +68,14 @@ class FileProducer:
     """
 
     def __init__(
-        self, request: "WebRequest", source: IO[bytes], done: Any, reactor: Any, compressor: Any = None
+        self,
+        request: "WebRequest",
+        source: "IO[bytes] | _Replay",
+        done: Any,
+        reactor: Any,
+        compressor: Any = None,
     ) -> None:
-        self.request = request
+        self.request: WebRequest | None = request
         self.source = source
         self.done = done
         self.reactor = reactor
@@ -80,7 +84,9 @@ class FileProducer:
         self._call: Any = None
 
     def start(self) -> None:
-        self.request.registerProducer(self, True)
+        request = self.request
+        assert request is not None  # started once, before anything can end it
+        request.registerProducer(self, True)
         self._schedule()
 
     def _schedule(self) -> None:
@@ -149,7 +155,7 @@ class FileProducer:
 class FileResponder:
     """Answers web requests with files (see the module docstring)."""
 
-    def __init__(self, server: "WebServer") -> None:
+    def __init__(self, server: Any) -> None:
         self.server = server
         web = server.web
         self.cache_control = f"max-age={web.flatFileCacheDuration}, must-revalidate, public".encode()
@@ -208,7 +214,7 @@ class FileResponder:
         self,
         request: "WebRequest",
         connection: "Connection",
-        source: IO[bytes],
+        source: "IO[bytes] | _Replay",
         length: int | None,
         extra: list[tuple[bytes, bytes]],
     ) -> None:

@@ -35,7 +35,8 @@ def test_default_run_serves_builtin_and_sample_actions():
         response, body = get(server, "/api/randomNumber")
         assert response.status == 200
         assert response.getheader("Content-Type") == "application/json; charset=utf-8"
-        assert re.fullmatch(r"sessionID=[0-9a-f]{40};path=/;expires=\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT;",
+        assert re.fullmatch(r"sessionID=[0-9a-f]{40};path=/;expires=\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT;"
+                            r"HttpOnly;SameSite=Lax;",
                             response.getheader("Set-Cookie"))
         assert response.getheader("Server") is None
         data = json.loads(body)

@@ -34,12 +34,12 @@ def connect(url: str, **kw) -> BlockingWebSocket:
 
 
 def test_action_and_chat_between_two_real_clients(server):
-    a, b = connect(server.ws_url), connect(server.ws_url + "?sessionID=fromQuery")
+    a, b = connect(server.ws_url), connect(server.ws_url, headers={"Cookie": "sessionID=fromCookie"})
     try:
         reply = a.request({"event": "action", "params": {"action": "randomNumber"}, "messageId": 1})
         assert list(reply) == ["randomNumber", "stringRandomNumber", "context", "messageCount", "messageId"]
         assert (reply["messageCount"], reply["messageId"]) == (1, 1)
-        assert b.request({"event": "detailsView"})["data"]["fingerprint"] == "fromQuery"
+        assert b.request({"event": "detailsView"})["data"]["fingerprint"] == "fromCookie"
         assert a.request({"event": "roomAdd", "room": "defaultRoom"})["data"] is True
         assert b.request({"event": "roomAdd", "room": "defaultRoom"})["data"] is True
         assert b.request({"event": "say", "room": "defaultRoom", "message": "hi", "messageId": "s"}) == {

@@ -85,7 +85,10 @@ class RedisBus:
         if not self.link.up:
             return fail(RoomError(RPC_TIMEOUT))
         request_id = new_id()
-        result: Deferred[Any] = Deferred(lambda d: self._forget_rpc(request_id))
+        def cancel(_: Deferred[Any]) -> None:
+            self._forget_rpc(request_id)
+
+        result: Deferred[Any] = Deferred(cancel)
         timer = self.reactor.callLater(self.rpc_timeout, self._rpc_timed_out, request_id)
         self.pending_rpcs[request_id] = (result, timer)
         message = self._message(
@@ -136,7 +139,7 @@ class RedisBus:
             self._answer(to, request_id, ok=True, result=result)
 
         def refused(failure: Failure) -> None:
-            if failure.check(RoomError):
+            if isinstance(failure.value, RoomError):
                 error = failure.value.message
             else:
                 log.failure("remote connection call {method} failed", failure, method=message.get("method"))

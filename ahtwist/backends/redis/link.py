@@ -16,9 +16,11 @@ import txredisapi
 from twisted.internet import defer
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from ahtwist.backends.redis_url import RedisTarget
 
@@ -63,6 +65,7 @@ class _ProtocolFactory(Factory):
 
     def buildProtocol(self, addr: Any) -> Any:
         target = self.link.target
+        assert self.protocol is not None  # set by __init__
         proto = self.protocol(
             "utf-8",
             replyTimeout=COMMAND_TIMEOUT,
@@ -147,6 +150,7 @@ def _client_endpoint(reactor: Any, target: RedisTarget) -> Any:
     if target.certfile:
         with open(target.certfile, "rb") as c, open(target.keyfile or "", "rb") as k:
             client_cert = ssl.PrivateCertificate.loadPEM(c.read() + b"\n" + k.read())
+    creator: IOpenSSLClientConnectionCreator
     if not target.verify:
         creator = _UnverifiedTLS(target.host, client_cert)
     else:
@@ -171,6 +175,7 @@ def _read_certificates(path: str) -> list[Any]:
     return [ssl.Certificate.loadPEM(block) for block in blocks]
 
 
+@implementer(IOpenSSLClientConnectionCreator)
 class _UnverifiedTLS:
     """TLS without certificate checks (``?ssl_cert_reqs=none``)."""
 
@@ -420,7 +425,7 @@ class RedisLink:
 def reason_of(failure: Failure) -> str:
     if failure.check(defer.TimeoutError, defer.CancelledError):
         return "timed out"
-    return failure.getErrorMessage() or failure.type.__name__
+    return failure.getErrorMessage() or type(failure.value).__name__
 
 
 class LocalFallback:

@@ -197,9 +197,10 @@ class RedisRoomBackend:
         return d.addCallbacks(done, failed)
 
     def _room_event(self, event: dict[str, Any]) -> None:
-        if event.get("type") == "destroy":
-            self.mirror.remove_room(event.get("room"))
-            self.offline_rooms.discard(event.get("room"))
+        room = event.get("room")
+        if event.get("type") == "destroy" and room is not None:
+            self.mirror.remove_room(room)
+            self.offline_rooms.discard(room)
 
     def remove_node(self, node_id: str, peers_key: str, only_if_dead: bool) -> Deferred[int]:
         """Remove a node's memberships and peer entry; -1 if it turned out alive."""

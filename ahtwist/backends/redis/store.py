@@ -183,7 +183,12 @@ class RedisStats:
         """Wait for a flush in flight, then send what is still pending (a clean stop)."""
         if self._flushing is not None:
             flushed: Deferred[None] = Deferred()
-            self._flushing.addBoth(lambda result: (flushed.callback(None), result)[1])
+
+            def release(result: Any) -> Any:
+                flushed.callback(None)
+                return result
+
+            self._flushing.addBoth(release)
             await flushed
         await self.flush()
 

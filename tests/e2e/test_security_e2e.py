@@ -1,0 +1,88 @@
+"""Issue 12's end-to-end findings against a real ``twistd ahtwist`` on loopback:
+cross-site websocket hijacking, a spoofed X-Forwarded-For, a websocket client
+that does not read, and replies lost on SIGTERM."""
+
+import json
+import socket
+import urllib.request
+
+import pytest
+
+from tests.e2e.ahtwist_process import AhtwistProcess
+from tests.e2e.ws_blocking import BlockingWebSocket
+
+WELCOME = {"welcome": "Hello! Welcome to the actionhero api", "context": "api"}
+
+
+@pytest.fixture(scope="module")
+def server():
+    process = AhtwistProcess().start()
+    yield process
+    process.cleanup()
+
+
+def test_cross_site_page_cannot_open_a_websocket_with_the_victims_cookie(server):
+    """The victim's cookie from an earlier visit, sent by a page of another
+    site: 403 before the upgrade, logged; the same page of our own site is
+    allowed and takes the fingerprint."""
+    with urllib.request.urlopen(server.http_url + "/api/randomNumber", timeout=5) as response:
+        cookie = response.headers["Set-Cookie"]
+    assert cookie.endswith(";HttpOnly;SameSite=Lax;")
+    session = cookie.split(";")[0]
+    evil = BlockingWebSocket(server.ws_url, headers={"Origin": "http://evil.example", "Cookie": session})
+    try:
+        assert evil.response_head == b"HTTP/1.1 403 origin not allowed"
+    finally:
+        evil.sock.close()
+    null = BlockingWebSocket(server.ws_url + "?" + session, headers={"Origin": "null"})
+    null.sock.close()
+    assert null.status == 403
+    own = BlockingWebSocket(
+        server.ws_url, headers={"Origin": f"http://127.0.0.1:{server.port}", "Cookie": session}
+    )
+    try:
+        assert own.status == 101 and own.recv() == WELCOME
+        assert own.request({"event": "detailsView"})["data"]["fingerprint"] == session.split("=")[1]
+    finally:
+        own.close()
+    assert "refused websocket upgrade from 127.0.0.1: origin 'http://evil.example' not allowed" in server.log_text()
+
+
+def _raw_get(port: int, headers: str) -> dict:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(f"GET /api/randomNumber HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return json.loads(data.partition(b"\r\n\r\n")[2])
+
+
+def test_spoofed_forwarded_for_does_not_pick_the_remote_ip(tmp_path):
+    """Behind the README's nginx recipe the proxy appends the real address:
+    the client's own X-Forwarded-For item is ignored.  Without a trusted
+    proxy in front (trustedProxies = []) the header is ignored altogether."""
+    process = AhtwistProcess().start()
+    try:
+        # what nginx forwards for a client at 198.51.100.7 that sent "X-Forwarded-For: 1.2.3.4"
+        info = _raw_get(process.port, "X-Forwarded-For: 1.2.3.4, 198.51.100.7\r\n")["requesterInformation"]
+        assert info["remoteIP"] == "198.51.100.7"
+        process.stop()
+        log = process.log_text()
+    finally:
+        process.cleanup()
+    assert "[ action @ web ] to=198.51.100.7 action=randomNumber" in log
+    assert "1.2.3.4" not in log
+    config = tmp_path / "direct.toml"
+    config.write_text("[servers.web]\ntrustedProxies = []\n")
+    direct = AhtwistProcess(config=str(config)).start()
+    try:
+        info = _raw_get(direct.port, "X-Forwarded-For: 1.2.3.4\r\n")["requesterInformation"]
+        assert info["remoteIP"] == "127.0.0.1"
+        ws = BlockingWebSocket(direct.ws_url, headers={"X-Forwarded-For": "1.2.3.4"})
+        try:
+            assert ws.recv() == WELCOME
+            assert ws.request({"event": "detailsView"})["data"]["remoteIP"] == "127.0.0.1"
+        finally:
+            ws.close()
+    finally:
+        direct.cleanup()

@@ -188,3 +188,26 @@ def test_load_from_folders_and_checks(tmp_path):
         load_initializers([str(folder)])
     with pytest.raises(ConfigError, match="initializer Nameless has no name"):
         Initializers(node, [type("Nameless", (Initializer,), {})])
+
+
+def test_post_variables_an_initializer_adds_are_accepted_by_param_add():
+    import json
+
+    from ahtwist.socket import SocketFactory
+    from tests.socket_helpers import connect
+
+    class ApiKey(Initializer):
+        name = "apiKey"
+
+        def initialize(self, node):
+            node.registry.add_post_variables(["apiKey"])
+
+    def sticky(node):
+        [client] = connect(SocketFactory(node), 1)
+        client.ask(b"paramAdd apiKey=k1\n")
+        return json.loads(client.ask(b"paramsView\n")[0])["data"]
+
+    assert sticky(make_node()) == {}
+    node = make_node()
+    Initializers(node, [ApiKey]).start()
+    assert sticky(node) == {"apiKey": "k1"}

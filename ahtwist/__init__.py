@@ -9,7 +9,7 @@ The public API for writing actions, middleware, initializers and servers is re-e
 """
 
 from ahtwist._version import __version__
-from ahtwist.actions.action import Action, Input
+from ahtwist.actions.action import Action, Input, json_schema
 from ahtwist.actions.data import ActionData
 from ahtwist.actions.middleware import ActionMiddleware, ChatMiddleware, ConnectionMiddleware
 from ahtwist.connection import Connection, ConnectionRaw
@@ -31,4 +31,5 @@ __all__ = [
     "RoomError",
     "Server",
     "__version__",
+    "json_schema",
 ]

@@ -29,7 +29,7 @@ from ahtwist.servers.base import lookup_file
 from ahtwist.servers.peer import is_secure, parse_cookies, peer_address, peer_certificate
 from ahtwist.web.action_api import ActionAPI
 from ahtwist.web.body import FormLimits
-from ahtwist.web.mounts import MountTable, install_mounts
+from ahtwist.web.mounts import mount_table
 from ahtwist.web.response import JSON_TYPE, ResponseWriter, header_bytes, lines
 from ahtwist.web.routes import split_path
 from ahtwist.web.site import MAX_URL_LENGTH, WebRequest
@@ -187,10 +187,8 @@ class WebServer:
         #: the websocket resource mounted at servers.websocket.path, if any
         self.websocket_resource: Any = None
         self.websocket_path = config.servers.websocket.path.encode()
-        #: Klein apps (and other resources) at path prefixes; the health
-        #: routes by default (see :func:`ahtwist.web.mounts.install_mounts`)
-        self.mounts = MountTable(node, (web.urlPathForActions, web.urlPathForFiles, "file", config.servers.websocket.path))
-        install_mounts(self.mounts, node)
+        #: Klein apps (and other resources) at path prefixes (:mod:`ahtwist.web.mounts`)
+        self.mounts = mount_table(node)
         self.mount_index = self.mounts.by_segment
         self.save_raw_body = web.saveRawBody
         self._expires_cache: tuple[int, str] = (-1, "")
@@ -206,7 +204,7 @@ class WebServer:
             else:
                 self._serve_websocket(request)
             return
-        if request.mount is not None and self._serve_mount(request):
+        if request.mount is not None and self.mounts.dispatch(request):
             return
         node = self.node
         node.stats.increment(WEB_REQUESTS)
@@ -409,19 +407,6 @@ class WebServer:
                     return
         info = files.resolve(parts, decode=True)
         self.static.serve(request, connection, info)
-
-    # --- mounted apps ---------------------------------------------------------------
-
-    def _serve_mount(self, request: WebRequest) -> bool:
-        """Hand the request to its mounted app; False when a static file at
-        the site root has the same path (static files keep priority)."""
-        mounted, segments = request.mount
-        if self.web.rootEndpointType == "file" and self.node.files.resolve(
-            [s.decode("latin-1") for s in segments], decode=True
-        ):
-            return False
-        self.mounts.serve(request, mounted, segments)
-        return True
 
     # --- websocket ----------------------------------------------------------------
 

@@ -59,8 +59,10 @@ class MountedApp:
 class MountTable:
     """Mounted apps by the first segment of their prefix (see the module docstring)."""
 
-    def __init__(self, node: Any, reserved: tuple[str, ...] = ()) -> None:
+    def __init__(self, node: Any, reserved: tuple[str, ...] = (), static_first: bool = False) -> None:
         self.node = node
+        #: a static file at the site root wins over a mount (rootEndpointType "file")
+        self.static_first = static_first
         #: first path segments ahtwist owns (``api``, ``public``, ``file``, ``ws``)
         self.reserved = frozenset(r.strip("/").split("/")[0] for r in reserved if r.strip("/"))
         self.by_segment: dict[bytes, list[MountedApp]] = {}
@@ -103,6 +105,18 @@ class MountTable:
             if tuple(segments[:n]) == mounted.prefix:
                 return mounted, segments
         return None
+
+    def dispatch(self, request: Any) -> bool:
+        """Serve a request whose path matched a mount (``request.mount``);
+        False when a static file at the site root has that path (static
+        files keep priority) and the web server serves it."""
+        mounted, segments = request.mount
+        if self.static_first and self.node.files.resolve(
+            [s.decode("latin-1") for s in segments], decode=True
+        ):
+            return False
+        self.serve(request, mounted, segments)
+        return True
 
     def serve(self, request: Any, mounted: MountedApp, segments: list[bytes]) -> None:
         """Render ``request`` with the mounted resource (twisted.web's
@@ -183,6 +197,16 @@ def load_target(spec: str) -> Any:
         return getattr(module, attr)
     except AttributeError:
         raise ConfigError(f"mount app {spec!r}: no {attr!r} in {target}") from None
+
+
+def mount_table(node: Any) -> MountTable:
+    """A node's mount table: ahtwist's own prefixes reserved, filled from the config."""
+    config = node.config
+    web = config.servers.web
+    reserved = (web.urlPathForActions, web.urlPathForFiles, "file", config.servers.websocket.path)
+    table = MountTable(node, reserved, static_first=web.rootEndpointType == "file")
+    install_mounts(table, node)
+    return table
 
 
 def install_mounts(table: MountTable, node: Any) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.ahtwist_process import AhtwistProcess
+from tests.e2e.twistd import AhtwistProcess
 from tests.e2e.ws_blocking import BlockingWebSocket
 from tests.helpers import require
 
@@ -46,21 +46,6 @@ def browser():
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
-
-
-@pytest.fixture(scope="module")
-def server():
-    process = AhtwistProcess().start()
-    yield process
-    process.cleanup()
-
-
-@pytest.fixture
-def own_server():
-    """A server this test may stop and restart."""
-    process = AhtwistProcess().start()
-    yield process
-    process.cleanup()
 
 
 def load_client(page, server: AhtwistProcess) -> None:
@@ -363,7 +348,7 @@ def test_a_browser_and_a_telnet_client_chat_in_one_room(browser):
     import json
     import socket
 
-    from tests.e2e.ahtwist_process import free_port
+    from tests.helpers import free_port
 
     socket_port = free_port()
     process = AhtwistProcess(extra=("--socket", f"tcp:{socket_port}:interface=127.0.0.1")).start()

@@ -6,19 +6,10 @@ import json
 import socket
 import urllib.request
 
-import pytest
-
-from tests.e2e.ahtwist_process import AhtwistProcess
+from tests.e2e.twistd import AhtwistProcess
 from tests.e2e.ws_blocking import BlockingWebSocket
 
 WELCOME = {"welcome": "Hello! Welcome to the actionhero api", "context": "api"}
-
-
-@pytest.fixture(scope="module")
-def server():
-    process = AhtwistProcess().start()
-    yield process
-    process.cleanup()
 
 
 def test_cross_site_page_cannot_open_a_websocket_with_the_victims_cookie(server):
@@ -45,7 +36,7 @@ def test_cross_site_page_cannot_open_a_websocket_with_the_victims_cookie(server)
         assert own.request({"event": "detailsView"})["data"]["fingerprint"] == session.split("=")[1]
     finally:
         own.close()
-    assert "refused websocket upgrade from 127.0.0.1: origin 'http://evil.example' not allowed" in server.log_text()
+    assert "refused websocket upgrade from 127.0.0.1: origin 'http://evil.example' not allowed" in server.log()
 
 
 def _raw_get(port: int, headers: str) -> dict:
@@ -67,7 +58,7 @@ def test_spoofed_forwarded_for_does_not_pick_the_remote_ip(tmp_path):
         info = _raw_get(process.port, "X-Forwarded-For: 1.2.3.4, 198.51.100.7\r\n")["requesterInformation"]
         assert info["remoteIP"] == "198.51.100.7"
         process.stop()
-        log = process.log_text()
+        log = process.log()
     finally:
         process.cleanup()
     assert "[ action @ web ] to=198.51.100.7 action=randomNumber" in log

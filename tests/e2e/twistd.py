@@ -62,13 +62,15 @@ class TwistdProcess:
         """``(kind, port, endpoint)`` of every listener the log reports, in order."""
         return [(m.group(1), int(m.group(2)), m.group(3)) for m in _LISTENING.finditer(self.log())]
 
-    def wait_listening(self, count: int, timeout: float = 30.0) -> list[tuple[str, int, str]]:
-        """Wait for ``count`` listeners; a process that exits or does not get
-        there is stopped and reported with its log."""
+    def wait_listening(
+        self, count: int, timeout: float = 30.0, kind: str | None = None
+    ) -> list[tuple[str, int, str]]:
+        """Wait for ``count`` listeners (of ``kind``, if given); a process that
+        exits or does not get there is stopped and reported with its log."""
 
         def enough() -> bool:
             self._check_running()
-            return len(self.listening()) >= count
+            return len([item for item in self.listening() if kind in (None, item[0])]) >= count
 
         try:
             wait_for(enough, timeout, "twistd did not start its listeners")
@@ -153,6 +155,9 @@ class AhtwistProcess(TwistdProcess):
     def start(self) -> "AhtwistProcess":
         super().start()
         self.wait_port(self.port)
+        webs = sum(1 for i, arg in enumerate(self.command) if arg == "--web" and self.command[i + 1] != "none")
+        if webs > 1:  # more web listeners in ``extra``: all of them, not only the first
+            self.wait_listening(webs, kind="web")
         return self
 
     def restart(self) -> "AhtwistProcess":

@@ -48,6 +48,7 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 class Paths:
     public: tuple[str, ...] = _setting((), "pathlist")
     actions: tuple[str, ...] = _setting((), "pathlist")
+    servers: tuple[str, ...] = _setting((), "pathlist")
 
 
 @attrs.frozen
@@ -200,6 +201,48 @@ class LimitsConfig:
 
 
 @attrs.frozen
+class CustomServerConfig:
+    """A ``[servers.<name>]`` table naming a user's server (``general.paths.servers``)."""
+
+    name: str
+    enabled: bool = True
+    endpoints: tuple[str, ...] = ()
+    #: the table's other keys, for the server (``Server.options``)
+    options: Mapping[str, Any] = _EMPTY
+
+
+#: the built-in servers' tables; any other ``[servers.<name>]`` is a user's server
+BUILTIN_SERVERS = frozenset({"web", "websocket", "socket"})
+
+
+def _custom_servers(loader: "_Loader", table: Any) -> tuple[dict[str, Any], dict[str, CustomServerConfig]]:
+    """Split ``[servers]`` into the built-in tables and users' server tables."""
+    if not isinstance(table, Mapping):
+        return table, {}
+    builtin = {}
+    custom = {}
+    for name, value in table.items():
+        if name in BUILTIN_SERVERS or not isinstance(value, Mapping):
+            builtin[name] = value
+            continue
+        key = f"servers.{name}"
+        options = dict(value)
+        enabled = options.pop("enabled", True)
+        if not isinstance(enabled, bool):
+            raise loader.fail(f"{key}.enabled", f"expected true or false, got {_describe(enabled)}")
+        endpoints = options.pop("endpoints", [])
+        if not isinstance(endpoints, list) or not all(isinstance(e, str) and e for e in endpoints):
+            raise loader.fail(f"{key}.endpoints", f"expected a list of endpoint strings, got {_describe(endpoints)}")
+        custom[name] = CustomServerConfig(
+            name=name,
+            enabled=enabled,
+            endpoints=tuple(_resolve_endpoint_paths(e, loader) for e in endpoints),
+            options=MappingProxyType(options),
+        )
+    return builtin, custom
+
+
+@attrs.frozen
 class Config:
     """The whole configuration of one node (immutable)."""
 
@@ -209,6 +252,10 @@ class Config:
     redis: RedisConfig = _table(RedisConfig)
     #: the parsed route table (:class:`ahtwist.web.routes.RouteTable`)
     routes: Any = attrs.field(default=None, metadata={_KIND: "routes"})
+    #: ``[servers.<name>]`` tables of users' servers, by name
+    custom_servers: Mapping[str, "CustomServerConfig"] = attrs.field(
+        default=_EMPTY, metadata={_KIND: "internal"}
+    )
     #: the file this was read from ("" for built-in defaults)
     source: str = attrs.field(default="", metadata={_KIND: "internal"})
     #: warnings found while loading (unknown keys), logged at start-up
@@ -449,6 +496,9 @@ def load_config(
 
     table = dict(table)
     raw_routes = table.pop("routes", None)
+    custom_servers: dict[str, CustomServerConfig] = {}
+    if "servers" in table:
+        table["servers"], custom_servers = _custom_servers(loader, table["servers"])
     config = loader.build(Config, table, "")
 
     # environment
@@ -532,6 +582,7 @@ def load_config(
         servers=attrs.evolve(servers, web=web, socket=socket_cfg),
         redis=redis,
         routes=routes,
+        custom_servers=MappingProxyType(custom_servers),
         source=str(file),
         warnings=tuple(loader.warnings),
     )

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from ahtwist.connection import canonical_type
 from ahtwist.errors import ConfigError
 
 
@@ -173,3 +174,6 @@ def validate_action(action: Action) -> None:
         )
     if isinstance(action.blocked_connection_types, str) or isinstance(action.middleware, str):
         raise ConfigError(f"Action {name}: blocked_connection_types and middleware must be lists")
+    # ActionHero's "webSocket" names the same connections as "websocket"
+    blocked = tuple(dict.fromkeys(canonical_type(t) for t in action.blocked_connection_types))
+    setattr(action, "blocked_connection_types", blocked)  # noqa: B010 -- a class attribute, set once

@@ -9,7 +9,7 @@ The public API for writing actions, middleware and servers is re-exported here.
 """
 
 from ahtwist._version import __version__
-from ahtwist.actions.action import Action, Input
+from ahtwist.actions.action import Action, Input, json_schema
 from ahtwist.actions.data import ActionData
 from ahtwist.actions.middleware import ActionMiddleware, ChatMiddleware, ConnectionMiddleware
 from ahtwist.connection import Connection, ConnectionRaw
@@ -29,4 +29,5 @@ __all__ = [
     "RoomError",
     "Server",
     "__version__",
+    "json_schema",
 ]

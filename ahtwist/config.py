@@ -105,6 +105,18 @@ class QueryParseOptions:
     arrayLimit: int = _setting(20, "int")
 
 
+@attrs.frozen
+class OpenAPIOptions:
+    enabled: bool = _setting(True, "bool")
+    path: str = _setting("/api/openapi.json", "str")
+
+
+@attrs.frozen
+class DocsOptions:
+    enabled: bool = _setting(True, "bool")
+    path: str = _setting("/docs", "str")
+
+
 _DEFAULT_HEADERS = MappingProxyType(
     {
         "X-Powered-By": None,  # None: general.serverName (resolved in load_config)
@@ -142,6 +154,8 @@ class WebConfig:
     formOptions: FormOptions = _table(FormOptions)
     metadataOptions: MetadataOptions = _table(MetadataOptions)
     queryParseOptions: QueryParseOptions = _table(QueryParseOptions)
+    openapi: OpenAPIOptions = _table(OpenAPIOptions)
+    docs: DocsOptions = _table(DocsOptions)
 
 
 @attrs.frozen
@@ -572,6 +586,7 @@ def load_config(
     _check_url_prefix(loader, "servers.web.urlPathForFiles", web.urlPathForFiles)
     if not servers.websocket.path.startswith("/") or servers.websocket.path == "/":
         raise loader.fail("servers.websocket.path", 'must start with "/" and name a path')
+    _check_documentation_paths(loader, web, servers.websocket)
 
     from ahtwist.web.routes import parse_routes
 
@@ -586,6 +601,25 @@ def load_config(
         source=str(file),
         warnings=tuple(loader.warnings),
     )
+
+
+def _check_documentation_paths(loader: _Loader, web: WebConfig, websocket: WebsocketConfig) -> None:
+    """The OpenAPI and /docs paths: absolute, distinct, and /docs needs the document."""
+    taken = {websocket.path: "servers.websocket.path"} if websocket.enabled else {}
+    for key, options in (("openapi", web.openapi), ("docs", web.docs)):
+        if not options.enabled:
+            continue
+        name = f"servers.web.{key}.path"
+        path = options.path
+        if not path.startswith("/") or path == "/" or "?" in path or "#" in path:
+            raise loader.fail(name, 'must start with "/" and name a path (no ? or #)')
+        if path in taken:
+            raise loader.fail(name, f"{path!r} is already {taken[path]}")
+        taken[path] = name
+    if web.docs.enabled and not web.openapi.enabled:
+        raise loader.fail(
+            "servers.web.docs.enabled", "the docs page needs servers.web.openapi.enabled = true"
+        )
 
 
 def _check_url_prefix(loader: _Loader, key: str, value: str) -> None:

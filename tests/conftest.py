@@ -6,10 +6,25 @@ clients in :mod:`tests.socket_helpers` and :mod:`tests.wshelpers`; the real
 ``twistd`` process in :mod:`tests.e2e.twistd`.
 """
 
+import os
+
 import pytest
 
 from tests.e2e.twistd import AhtwistProcess
+from tests.helpers import require
 from tests.redis_server import RedisServer, require_redis_server
+
+CHROMIUM = os.environ.get("AHTWIST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,3 +58,18 @@ def own_server():
     process = AhtwistProcess().start()
     yield process
     process.cleanup()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium through Playwright (never ``playwright
+    install``); a missing browser fails the test unless ``AHTWIST_ALLOW_SKIP=1``."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require(False, "the playwright package (make install)")
+    require(os.path.exists(CHROMIUM), f"{CHROMIUM} (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

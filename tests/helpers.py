@@ -229,6 +229,25 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str = "conditio
     return time.monotonic() - started
 
 
+def wait_port(port: int, process: Any = None, timeout: float = 20.0) -> None:
+    """Wait until something accepts on ``127.0.0.1:port``; RuntimeError when
+    ``process`` (a Popen) exits first or nothing listens in time."""
+
+    def accepting() -> bool:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the process exited early with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    try:
+        wait_for(accepting, timeout)
+    except AssertionError:
+        raise RuntimeError(f"nothing listens on 127.0.0.1:{port}") from None
+
+
 async def wait_for_in_reactor(
     predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition", step: float = 0.02
 ) -> None:

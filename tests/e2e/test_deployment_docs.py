@@ -22,9 +22,8 @@ from pathlib import Path
 import pytest
 
 from ahtwist.config import load_config
-from tests.e2e.process import free_port, wait_port
 from tests.e2e.ws_blocking import BlockingWebSocket
-from tests.helpers import REPO, require
+from tests.helpers import REPO, free_port, require, wait_port
 from tests.redis_server import RedisServer
 
 PAGE = REPO / "docs" / "deployment.md"
@@ -76,7 +75,7 @@ class Processes:
     def wait(self, port: int, process: subprocess.Popen | None = None) -> None:
         """Wait until something listens on ``port``; the logs in the failure if not."""
         try:
-            wait_port(port, proc=process)
+            wait_port(port, process)
         except RuntimeError as e:
             raise AssertionError(f"{e}\n{self.logs()}") from None
 

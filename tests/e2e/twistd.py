@@ -11,13 +11,12 @@ it is stopped by PID (SIGTERM, then SIGKILL if it hangs).
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from tests.helpers import REPO, free_port, wait_for
+from tests.helpers import REPO, free_port, wait_for, wait_port
 
 TWISTD = str(Path(sys.executable).parent / "twistd")
 _LISTENING = re.compile(r"(\w+) server listening on \S+:(\d+) \((.*)\)")
@@ -83,19 +82,11 @@ class TwistdProcess:
         """Wait until something accepts on ``127.0.0.1:port`` (a port chosen
         before the start)."""
 
-        def accepting() -> bool:
-            self._check_running()
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    return True
-            except OSError:
-                return False
-
         try:
-            wait_for(accepting, timeout, f"nothing listens on 127.0.0.1:{port}")
-        except BaseException:
+            wait_port(port, self.process, timeout)
+        except RuntimeError as e:
             self.stop()
-            raise
+            raise RuntimeError(f"{e}:\n{self.log()}") from None
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         """Signal the process (by PID) and wait; SIGKILL if it does not exit

@@ -169,6 +169,7 @@ class WebsocketConfig:
     maxFileSize: int = _setting(10485760, "posint")
     allowedOrigins: tuple[str, ...] = _setting((), "strlist")
     fingerprintFromQuery: bool = _setting(False, "bool")
+    maxOutboundBytes: int = _setting(4194304, "posint")
 
 
 @attrs.frozen

@@ -34,7 +34,7 @@ from ahtwist.connection import Connection, ConnectionRaw, IConnectionTransport, 
 from ahtwist.encoding import dumps, loads
 from ahtwist.errors import ConnectionRefused
 from ahtwist.files import FileInfo
-from ahtwist.limits import RATE_LIMITED, over_rate
+from ahtwist.limits import RATE_LIMITED, SLOW_CLIENTS_DROPPED, over_rate
 from ahtwist.node import SOCKET_REQUESTS, Node
 from ahtwist.servers.base import Server
 from ahtwist.servers.peer import is_secure, peer_address, peer_certificate
@@ -497,6 +497,7 @@ class SocketProtocol(Protocol):
                 id=self.connection.id,
                 n=backlog,
             )
+            self.factory.node.stats.increment(SLOW_CLIENTS_DROPPED)
             self.abort()
         elif backlog > INPUT_PAUSE_BACKLOG:
             if not self._input_paused and not self._closing:

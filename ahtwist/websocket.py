@@ -36,6 +36,7 @@ import ahtwist.replies as replies
 from ahtwist.connection import Connection, ConnectionRaw, IConnectionTransport
 from ahtwist.encoding import dumps, loads
 from ahtwist.errors import ConnectionRefused
+from ahtwist.limits import SLOW_CLIENTS_DROPPED, OutboundMeter
 from ahtwist.origins import OriginPolicy
 from ahtwist.proxies import TrustedProxies
 from ahtwist.servers.base import Server
@@ -51,6 +52,9 @@ log = Logger(namespace="ahtwist.websocket")
 #: close codes (RFC 6455 section 7.4.1)
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY_VIOLATION = 1008
+#: the close reason of a client dropped for not reading its output
+OUTPUT_LIMIT_REASON = "output buffer limit exceeded"
 
 WELCOME_FRAME = replies.WELCOME_JSON
 _OPEN = WebSocketProtocol.STATE_OPEN
@@ -75,6 +79,9 @@ def send_prepared(protocol: Any, prepared: PreparedMessage) -> None:
         protocol.sendPreparedMessage(prepared)
     else:
         protocol.transport.write(prepared.payloadHybi)
+    meter = protocol.meter
+    if meter is not None and meter.paused:
+        meter.wrote(len(prepared.payloadHybi))
 
 
 def send_text(protocol: Any, payload: bytes) -> None:
@@ -107,6 +114,9 @@ class WebSocketServer(Server):
         self.fingerprint_from_query = self.config.fingerprintFromQuery
         self.max_file_size = self.config.maxFileSize
         self.protocols: set[WebSocketConnectionProtocol] = set()
+        #: set by :meth:`stop`: clients are closed once their replies are sent
+        self.draining = False
+        self.destroy_on_stop = False
         #: (payload, its values, its frame) of the latest chat delivery
         self._shared: tuple[dict[str, Any], tuple[Any, ...], Any] | None = None
 
@@ -164,8 +174,38 @@ class WebSocketServer(Server):
         return None
 
     def opened(self, protocol: "WebSocketConnectionProtocol") -> None:
-        """The handshake completed: say welcome."""
+        """The handshake completed: watch its output, say welcome."""
+        self._meter(protocol)
         send_text(protocol, WELCOME_FRAME)
+
+    def _meter(self, protocol: "WebSocketConnectionProtocol") -> None:
+        """Watch the client's unsent output (:class:`~ahtwist.limits.OutboundMeter`):
+        stop reading its requests while it is behind, drop it past
+        ``maxOutboundBytes``."""
+        transport = protocol.transport
+        # the HTTP channel that carried the upgrade may still be registered
+        transport.unregisterProducer()
+        meter = OutboundMeter(
+            self.config.maxOutboundBytes,
+            lambda unsent: self._too_slow(protocol, unsent),
+            transport.pauseProducing,
+            transport.resumeProducing,
+        )
+        transport.registerProducer(meter, True)
+        protocol.meter = meter
+
+    def _too_slow(self, protocol: "WebSocketConnectionProtocol", unsent: int) -> None:
+        connection = protocol.connection
+        log.info(
+            "dropping websocket client {id}: {n} bytes of output it does not read",
+            id=connection.id if connection is not None else "?",
+            n=unsent,
+        )
+        self.stats.increment(SLOW_CLIENTS_DROPPED)
+        # the close frame goes behind what is buffered; Autobahn aborts the
+        # connection when the client has not answered it within its close
+        # handshake timeout, and nothing more is sent meanwhile
+        protocol.close_with(CLOSE_POLICY_VIOLATION, OUTPUT_LIMIT_REASON)
 
     def closed(self, protocol: "WebSocketConnectionProtocol") -> None:
         """The client went away (or we closed it): leave rooms, forget it."""
@@ -177,18 +217,19 @@ class WebSocketServer(Server):
             )
 
     def stop(self, destroy_clients: bool, wait: Any) -> Deferred[Any]:
-        """Close every websocket: 1001 (clients may reconnect), or, when
-        ``destroy_clients``, destroy the connection first and close with
-        1000 (clients should not).  ``wait(done)`` fires once ``done()`` is
-        true or the shutdown wait is over; stragglers are then dropped."""
+        """Drain: new actions already answer ``the server is shutting down``;
+        a client with nothing in flight is closed now, the others once their
+        last reply is sent -- with 1001 (clients may reconnect), or, when
+        ``destroy_clients``, destroyed first and closed with 1000 (they
+        should not).  ``wait(done)`` fires once ``done()`` is true or the
+        shutdown wait is over; stragglers are then dropped."""
+        self.draining = True
+        self.destroy_on_stop = destroy_clients
         pending = []
         for protocol in list(self.protocols):
             connection = protocol.connection
-            if destroy_clients and connection is not None:
-                pending.append(self.node.destroy_connection(connection))
-                protocol.close_with(CLOSE_NORMAL)
-            else:
-                protocol.close_with(CLOSE_GOING_AWAY)
+            if connection is None or not connection.pending_actions:
+                pending.append(self._close_for_stop(protocol))
 
         def force(result: Any) -> Any:
             for protocol in list(self.protocols):
@@ -197,6 +238,21 @@ class WebSocketServer(Server):
 
         destroyed = DeferredList(pending, consumeErrors=True) if pending else succeed(None)
         return destroyed.addCallback(lambda _: wait(lambda: not self.protocols)).addCallback(force)
+
+    def _close_for_stop(self, protocol: "WebSocketConnectionProtocol") -> Deferred[Any]:
+        connection = protocol.connection
+        if self.destroy_on_stop and connection is not None:
+            destroyed = self.node.destroy_connection(connection)
+            protocol.close_with(CLOSE_NORMAL)
+            return destroyed
+        protocol.close_with(CLOSE_GOING_AWAY)
+        return succeed(None)
+
+    def _answered(self, protocol: "WebSocketConnectionProtocol") -> None:
+        """While draining: a client whose last in-flight action just answered is closed."""
+        connection = protocol.connection
+        if connection is not None and not connection.pending_actions:
+            self._close_for_stop(protocol)
 
     # --- frames ------------------------------------------------------------------
 
@@ -218,6 +274,11 @@ class WebSocketServer(Server):
         protocol = connection.transport
         if protocol.state == _OPEN:
             send_text(protocol, dumps(reply))
+
+    def _action_done(self, data: Any, connection: Connection, count: int, message_id: Any) -> None:
+        super()._action_done(data, connection, count, message_id)
+        if self.draining:
+            self._answered(connection.transport)
 
     # --- what the core pushes ------------------------------------------------------
 
@@ -266,6 +327,8 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
     refusal: bytes | None = None
     #: (messageCount, messageId) of the latest counted message
     last_message: tuple[int, Any] = (0, None)
+    #: the client's unsent output (set once open)
+    meter: OutboundMeter | None = None
 
     def onConnect(self, request: Any) -> Any:
         """Make the connection from the upgrade request and let connection
@@ -330,11 +393,13 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self.factory.ws_server.closed(self)
 
-    def close_with(self, code: int) -> None:
+    def close_with(self, code: int, reason: str | None = None) -> None:
         """Start the closing handshake with ``code`` (Autobahn's sendClose
         refuses 1001, which a stop needs)."""
         if self.state == _OPEN:
-            self.sendCloseFrame(code=code, isReply=False)
+            self.sendCloseFrame(
+                code=code, reasonUtf8=reason.encode() if reason else None, isReply=False
+            )
         elif self.state == _CONNECTING:
             self.dropConnection(abort=True)
 

@@ -206,6 +206,8 @@ class WebServer:
         if self.websocket_resource is not None and request.path == self.websocket_path:
             if self.allowed_hosts and not self._host_allowed(request):
                 self._redirect(request)
+            elif self.node.stopping:
+                self._respond_bare(request, 503)  # draining: no new websockets
             else:
                 self._serve_websocket(request)
             return

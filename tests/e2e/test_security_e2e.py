@@ -6,11 +6,11 @@ import json
 import re
 import signal
 import socket
-import time
 import urllib.request
 
 from tests.e2e.twistd import AhtwistProcess
 from tests.e2e.ws_blocking import BlockingWebSocket
+from tests.helpers import wait_for
 from tests.wshelpers import OP_TEXT, encode_frame
 
 WELCOME = {"welcome": "Hello! Welcome to the actionhero api", "context": "api"}
@@ -83,14 +83,6 @@ def test_spoofed_forwarded_for_does_not_pick_the_remote_ip(tmp_path):
         direct.cleanup()
 
 
-def _wait_for(predicate, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.05)
-
-
 def test_websocket_client_that_does_not_read_is_dropped(server):
     """2,000 ``file`` requests (65 bytes each, ~19 KB replies) from a client
     that reads nothing: the server drops it once 4 MiB wait, logs it, and
@@ -99,8 +91,8 @@ def test_websocket_client_that_does_not_read_is_dropped(server):
     assert ws.recv() == WELCOME
     frame = json.dumps({"event": "file", "file": "javascript/actionheroClient.js"}).encode()
     ws.sock.sendall(encode_frame(OP_TEXT, frame) * 2000)
-    _wait_for(lambda: "bytes of output it does not read" in server.log_text(), "the drop")
-    [line] = [line for line in server.log_text().splitlines() if "dropping websocket client" in line]
+    wait_for(lambda: "bytes of output it does not read" in server.log(), 20, "gave up waiting for the drop")
+    [line] = [line for line in server.log().splitlines() if "dropping websocket client" in line]
     assert re.search(r"dropping websocket client [0-9a-f-]{36}: \d+ bytes of output it does not read$", line)
     ws.sock.settimeout(20)
     received = b""

@@ -214,9 +214,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str = "condition", step: float = 0.05) -> float:
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float,
+    what: str | Callable[[], str] = "condition",
+    step: float = 0.05,
+) -> float:
     """Poll ``predicate()`` (it may raise to give up) until it is true; the
-    seconds waited.  After ``timeout`` seconds: ``AssertionError(what)``.
+    seconds waited.  After ``timeout`` seconds: ``AssertionError(what)``
+    (``what`` may be a callable, for a message showing the last state).
 
     For tests that wait on other processes (twistd, redis-server); a test
     running inside the reactor uses :func:`wait_for_in_reactor` instead.
@@ -224,7 +230,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str = "conditio
     started = time.monotonic()
     while not predicate():
         if time.monotonic() - started > timeout:
-            raise AssertionError(f"{what} (after {timeout} s)")
+            raise AssertionError(f"{what() if callable(what) else what} (after {timeout} s)")
         time.sleep(step)
     return time.monotonic() - started
 

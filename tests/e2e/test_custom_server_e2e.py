@@ -43,7 +43,7 @@ def wait_for_unix_socket(path: Path, process: AhtwistProcess) -> None:
         assert process.process.poll() is None, process.log()
         return "jsonLines server listening on" in process.log()
 
-    wait_for(listening, 20, "the jsonLines server did not start")
+    wait_for(listening, 20, lambda: f"the jsonLines server did not start:\n{process.log()}")
     assert path.is_socket()
 
 

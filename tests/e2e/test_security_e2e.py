@@ -147,7 +147,7 @@ def test_a_bad_multipart_body_logs_one_line_and_nothing_on_stderr(tmp_path):
                 data += chunk
         assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n")
         process.stop()
-        log = process.log_text()
+        log = process.log()
     finally:
         process.cleanup()
     assert (

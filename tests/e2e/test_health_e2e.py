@@ -3,7 +3,8 @@
 import http.client
 import json
 
-from tests.e2e.process import Twistd, free_port
+from tests.e2e.twistd import AhtwistProcess
+from tests.helpers import free_port
 
 
 def get(server, path):
@@ -18,7 +19,7 @@ def get(server, path):
 
 def test_readiness_is_503_while_the_configured_redis_is_unreachable():
     nothing_there = free_port()  # nothing listens: every connection attempt is refused
-    with Twistd("--socket", "none", "--redis", f"redis://127.0.0.1:{nothing_there}/0") as server:
+    with AhtwistProcess(extra=("--redis", f"redis://127.0.0.1:{nothing_there}/0")) as server:
         status, body = get(server, "/readyz")
         assert (status, json.loads(body)) == (503, {"ready": False, "problems": ["Redis unavailable"]})
         status, body = get(server, "/healthz")

@@ -2,7 +2,7 @@
 
 import textwrap
 
-from tests.e2e.process import run_twistd
+from tests.e2e.twistd import run_twistd
 
 
 def test_failing_initializer_ends_start_up_with_one_line_and_status_1(tmp_path):

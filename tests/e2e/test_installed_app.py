@@ -28,7 +28,7 @@ import venv
 import pytest
 
 from ahtwist._version import __version__
-from tests.e2e.process import REPO, free_port, wait_port
+from tests.helpers import REPO, free_port, wait_port
 
 
 def run(cmd, **kw):
@@ -113,7 +113,7 @@ def test_generated_app_runs_from_anywhere_and_drains_before_closing(installed, t
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        wait_port(port, proc=None)
+        wait_port(port, proc)
         assert call(port, "GET", "/healthz")[::2] == (200, b'{"status":"ok"}')
         assert call(port, "GET", "/readyz")[::2] == (200, b'{"ready":true}')
 

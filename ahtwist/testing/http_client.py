@@ -51,7 +51,10 @@ def parse_response(data: bytes, head: bool = False) -> tuple[Response | None, by
         return None, data
     lines = block.decode("latin-1").split("\r\n")
     _, status, reason = (lines[0].split(" ", 2) + [""])[:3]
-    headers = [tuple(x.strip() for x in line.split(":", 1)) for line in lines[1:]]
+    headers: list[tuple[str, str]] = []
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers.append((name.strip(), value.strip()))
     length = next((int(v) for k, v in headers if k.lower() == "content-length"), None)
     chunked = any(k.lower() == "transfer-encoding" and "chunked" in v for k, v in headers)
     if head or int(status) in (204, 304):
@@ -87,6 +90,8 @@ class HTTPClient:
         self.server = web_server or WebServer(node)
         self.site = WebSite(self.server, reactor=node.reactor)
         self.transports: list[StringTransport] = []
+        #: the node's clock (a Clock in tests)
+        self.clock: Any = node.reactor
         self._treq: Any = None
 
     def connect(self, peer: tuple[str, int] = ("127.0.0.1", 40000)) -> tuple[Any, StringTransport]:
@@ -102,13 +107,13 @@ class HTTPClient:
         protocol, transport = self.connect()
         protocol.dataReceived(data)
         if advance is not None:
-            self.node.reactor.advance(advance)
+            self.clock.advance(advance)
             self.pump()
         return transport.value()
 
     def pump(self, limit: int = 100000) -> None:
         """Run zero-delay calls (streaming producers) until none are left."""
-        clock = self.node.reactor
+        clock = self.clock
         for _ in range(limit):
             if not any(call.getTime() <= clock.seconds() for call in clock.getDelayedCalls()):
                 return
@@ -173,7 +178,7 @@ class HTTPClient:
             self._treq.flush() if self._treq is not None else None
             if box:
                 break
-            self.node.reactor.advance(step)
+            self.clock.advance(step)
             self.pump()
         if not box:
             raise AssertionError(f"no response after {turns} turns")

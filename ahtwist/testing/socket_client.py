@@ -118,7 +118,7 @@ class FakeClient:
         buffer_size: int | None = None,
     ) -> None:
         self.factory = factory
-        self.clock = factory.clock
+        self.clock: Any = factory.clock  # a Clock in tests
         address = IPv4Address("TCP", *peer)
         self.transport = FlowControlTransport(
             self.clock,

@@ -88,7 +88,7 @@ def decode_frame(buffer: bytes) -> tuple[tuple[int, bytes] | None, bytes]:
 
 def decode_frames(buffer: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
     """Complete server frames at the front of ``buffer`` and the remainder."""
-    frames = []
+    frames: list[tuple[int, bytes]] = []
     while True:
         frame, buffer = decode_frame(buffer)
         if frame is None:
@@ -276,7 +276,7 @@ class WSHarness:
 
     def pump(self) -> None:
         """Run everything due now (several turns: a call may schedule another)."""
-        clock = self.node.reactor
+        clock: Any = self.node.reactor  # a Clock in tests
         for _ in range(20):
             due = [c for c in clock.getDelayedCalls() if c.getTime() <= clock.seconds()]
             if not due:

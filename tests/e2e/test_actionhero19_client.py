@@ -12,8 +12,6 @@ client on ``/ws`` shares the room, so both endpoints are one chat.
 import pytest
 
 from tests.e2e.actionhero19 import actionhero19_client
-from tests.e2e.ahtwist_process import AhtwistProcess
-from tests.e2e.test_browser_client import browser  # noqa: F401 (fixture)
 from tests.e2e.ws_blocking import BlockingWebSocket
 
 
@@ -22,14 +20,7 @@ def client_source():
     return actionhero19_client()
 
 
-@pytest.fixture(scope="module")
-def server():
-    process = AhtwistProcess().start()
-    yield process
-    process.cleanup()
-
-
-def ah19_page(browser, server, client_source):  # noqa: F811
+def ah19_page(browser, server, client_source):
     """A page of the server (``/simple.html``) running the generated client."""
     page = browser.new_page()
     errors = []
@@ -43,7 +34,7 @@ def ah19_page(browser, server, client_source):  # noqa: F811
     return page
 
 
-def test_actionhero19_client_action_room_and_say(browser, server, client_source):  # noqa: F811
+def test_actionhero19_client_action_room_and_say(browser, server, client_source):
     page = ah19_page(browser, server, client_source)
     other = BlockingWebSocket(server.ws_url)
     try:
@@ -113,7 +104,7 @@ def test_actionhero19_client_action_room_and_say(browser, server, client_source)
         page.close()
 
 
-def test_server_side_close_is_final_and_reported(browser, server, client_source):  # noqa: F811
+def test_server_side_close_is_final_and_reported(browser, server, client_source):
     """``quit``: the server says ``primus::server::close``; the page sees
     'disconnected' and Primus does not reconnect."""
     page = ah19_page(browser, server, client_source)
@@ -137,7 +128,7 @@ def test_server_side_close_is_final_and_reported(browser, server, client_source)
         page.close()
 
 
-def test_primus_client_library_url_fails_clearly(browser, server, client_source):  # noqa: F811
+def test_primus_client_library_url_fails_clearly(browser, server, client_source):
     """``/primus/primus.js`` is not served (the generated client bundles the
     library): a page loading it gets the script's error event, not a hang."""
     page = ah19_page(browser, server, client_source)

@@ -11,18 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.ahtwist_process import AhtwistProcess
+from tests.e2e.twistd import AhtwistProcess
 from tests.e2e.ws_blocking import BlockingWebSocket
 from tests.wshelpers import OP_CLOSE, OP_TEXT
 
 WELCOME = {"welcome": "Hello! Welcome to the actionhero api", "context": "api"}
-
-
-@pytest.fixture(scope="module")
-def server():
-    process = AhtwistProcess().start()
-    yield process
-    process.cleanup()
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +81,7 @@ def test_server_pings_and_drops_a_client_that_never_answers(pinging_server):
         assert re.fullmatch(r"primus::ping::\d{13}", silent.recv())
         with pytest.raises(ConnectionError):
             silent.recv_frame()  # no pong: dropped at the next ping time
-        assert "dropping primus client" in pinging_server.log_text()
+        assert "dropping primus client" in pinging_server.log()
         assert answering.request({"event": "detailsView", "messageId": 1})["status"] == "OK"
     finally:
         answering.close()

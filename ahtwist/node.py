@@ -83,7 +83,7 @@ class Node:
         self.bus: IBus = bus or MemoryBus(reactor)
         self.bus.on_rpc = self._on_rpc
         #: quotas every transport and the core apply (``[limits]``)
-        self.limits = Limits(config.limits, reactor.seconds)
+        self.limits = Limits(config.limits, reactor)
         self.rooms = RoomService(
             room_backend or MemoryRoomBackend(reactor),
             self.bus,

@@ -83,7 +83,7 @@ class TwistdProcess:
         before the start)."""
 
         try:
-            wait_port(port, self.process, timeout)
+            wait_port(port, timeout, proc=self.process)
         except RuntimeError as e:
             self.stop()
             raise RuntimeError(f"{e}:\n{self.log()}") from None

@@ -70,6 +70,8 @@ class General:
     logFormat: str = _setting("text", "logFormat")
     paths: Paths = _table(Paths)
     startingChatRooms: tuple[str, ...] = _setting(("defaultRoom", "otherRoom"), "rooms")
+    #: processes sharing the listeners (ahtwist.workers); more than 1 needs Redis
+    workers: int = _setting(1, "posint")
 
 
 @attrs.frozen
@@ -254,6 +256,7 @@ class Overrides:
     socket: tuple[str, ...] = ()
     public: tuple[str, ...] = ()
     redis: str | None = None
+    workers: int | None = None
 
 
 def bundled_path(*parts: str) -> Path:
@@ -481,6 +484,10 @@ def load_config(
         )
     if overrides.redis is not None:
         redis = attrs.evolve(redis, url=overrides.redis)
+    if overrides.workers is not None:
+        if overrides.workers < 1:
+            raise cli.fail("--workers", f"must be greater than 0, got {overrides.workers}")
+        general = attrs.evolve(general, workers=overrides.workers)
     if redis.url:
         from ahtwist.backends.redis_url import RedisURLError, parse_redis_url
 

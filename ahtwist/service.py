@@ -12,15 +12,15 @@ from typing import Any
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import LoopingCall
-from twisted.logger import ILogObserver, Logger
-from twisted.python.components import Componentized
+from twisted.logger import Logger
 
+from ahtwist.logs import install_observer
 from ahtwist.node import Node
 from ahtwist.socket import SocketFactory
 from ahtwist.web.api import WebServer
 from ahtwist.web.site import WebSite
+from ahtwist.workers import server_endpoint
 
 log = Logger(namespace="ahtwist.service")
 
@@ -60,7 +60,7 @@ class Listener(StreamServerEndpointService):
 
 def listen_on(parent: MultiService, reactor: Any, kind: str, description: str, factory: Any) -> None:
     """Add a ``kind`` ("web", "socket") listener for a Twisted endpoint string."""
-    Listener(kind, description, serverFromString(reactor, description), factory).setServiceParent(parent)
+    Listener(kind, description, server_endpoint(reactor, kind, description), factory).setServiceParent(parent)
 
 
 def wait_until(reactor: Any, done: Any, timeout: float, step: float = 0.05) -> Deferred[bool]:
@@ -163,9 +163,7 @@ class AhtwistService(MultiService):
     def setServiceParent(self, parent: Any) -> None:
         # twistd logs through the application's ILogObserver component when
         # there is one (its documented hook for custom logging).
-        if self.log_observer is not None and isinstance(parent, Componentized):
-            if parent.getComponent(ILogObserver, None) is None:
-                parent.setComponent(ILogObserver, self.log_observer)
+        install_observer(parent, self.log_observer)
         super().setServiceParent(parent)
 
     def startService(self) -> None:

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.ahtwist-installed
 TWISTD_ARGS ?=
 
-.PHONY: install run test lint typecheck check bench clean minify-client
+.PHONY: install run test lint typecheck check bench clean minify-client docs
 
 install: $(STAMP)
 
@@ -41,6 +41,11 @@ check: lint typecheck test
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/run_all.py
+
+# docs/configuration.md's key tables are generated from etc/ahtwist.toml
+# (tests/test_reference_pages.py fails when they are stale).
+docs: install
+	$(BIN)/python docs/make_configuration.py
 
 # The committed public/javascript/actionheroClient.min.js is made by this target
 # (terser from the npm registry through npx; needs node).  Its banner records the

@@ -5,14 +5,16 @@ TCP/TLS socket at once; connections from every transport meet in shared chat
 rooms; several nodes share state through Redis.  Run it with
 ``twistd -n ahtwist``.
 
-The public API for writing actions and middleware is re-exported here.
+The public API for writing actions, middleware and servers is re-exported here.
 """
 
 from ahtwist._version import __version__
-from ahtwist.actions.action import Action, Input
+from ahtwist.actions.action import Action, Input, json_schema
 from ahtwist.actions.data import ActionData
 from ahtwist.actions.middleware import ActionMiddleware, ChatMiddleware, ConnectionMiddleware
+from ahtwist.connection import Connection, ConnectionRaw
 from ahtwist.errors import ActionError, RoomError
+from ahtwist.servers.base import Server
 
 __all__ = [
     "Action",
@@ -20,8 +22,12 @@ __all__ = [
     "ActionError",
     "ActionMiddleware",
     "ChatMiddleware",
+    "Connection",
     "ConnectionMiddleware",
+    "ConnectionRaw",
     "Input",
     "RoomError",
+    "Server",
     "__version__",
+    "json_schema",
 ]

@@ -48,6 +48,7 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 class Paths:
     public: tuple[str, ...] = _setting((), "pathlist")
     actions: tuple[str, ...] = _setting((), "pathlist")
+    servers: tuple[str, ...] = _setting((), "pathlist")
 
 
 @attrs.frozen
@@ -106,6 +107,18 @@ class QueryParseOptions:
     arrayLimit: int = _setting(20, "int")
 
 
+@attrs.frozen
+class OpenAPIOptions:
+    enabled: bool = _setting(True, "bool")
+    path: str = _setting("/api/openapi.json", "str")
+
+
+@attrs.frozen
+class DocsOptions:
+    enabled: bool = _setting(True, "bool")
+    path: str = _setting("/docs", "str")
+
+
 _DEFAULT_HEADERS = MappingProxyType(
     {
         "X-Powered-By": None,  # None: general.serverName (resolved in load_config)
@@ -143,6 +156,8 @@ class WebConfig:
     formOptions: FormOptions = _table(FormOptions)
     metadataOptions: MetadataOptions = _table(MetadataOptions)
     queryParseOptions: QueryParseOptions = _table(QueryParseOptions)
+    openapi: OpenAPIOptions = _table(OpenAPIOptions)
+    docs: DocsOptions = _table(DocsOptions)
 
 
 @attrs.frozen
@@ -156,6 +171,7 @@ class WebsocketConfig:
     maxFileSize: int = _setting(10485760, "posint")
     allowedOrigins: tuple[str, ...] = _setting((), "strlist")
     fingerprintFromQuery: bool = _setting(False, "bool")
+    maxOutboundBytes: int = _setting(4194304, "posint")
 
 
 @attrs.frozen
@@ -202,6 +218,48 @@ class LimitsConfig:
 
 
 @attrs.frozen
+class CustomServerConfig:
+    """A ``[servers.<name>]`` table naming a user's server (``general.paths.servers``)."""
+
+    name: str
+    enabled: bool = True
+    endpoints: tuple[str, ...] = ()
+    #: the table's other keys, for the server (``Server.options``)
+    options: Mapping[str, Any] = _EMPTY
+
+
+#: the built-in servers' tables; any other ``[servers.<name>]`` is a user's server
+BUILTIN_SERVERS = frozenset({"web", "websocket", "socket"})
+
+
+def _custom_servers(loader: "_Loader", table: Any) -> tuple[dict[str, Any], dict[str, CustomServerConfig]]:
+    """Split ``[servers]`` into the built-in tables and users' server tables."""
+    if not isinstance(table, Mapping):
+        return table, {}
+    builtin = {}
+    custom = {}
+    for name, value in table.items():
+        if name in BUILTIN_SERVERS or not isinstance(value, Mapping):
+            builtin[name] = value
+            continue
+        key = f"servers.{name}"
+        options = dict(value)
+        enabled = options.pop("enabled", True)
+        if not isinstance(enabled, bool):
+            raise loader.fail(f"{key}.enabled", f"expected true or false, got {_describe(enabled)}")
+        endpoints = options.pop("endpoints", [])
+        if not isinstance(endpoints, list) or not all(isinstance(e, str) and e for e in endpoints):
+            raise loader.fail(f"{key}.endpoints", f"expected a list of endpoint strings, got {_describe(endpoints)}")
+        custom[name] = CustomServerConfig(
+            name=name,
+            enabled=enabled,
+            endpoints=tuple(_resolve_endpoint_paths(e, loader) for e in endpoints),
+            options=MappingProxyType(options),
+        )
+    return builtin, custom
+
+
+@attrs.frozen
 class Config:
     """The whole configuration of one node (immutable)."""
 
@@ -211,6 +269,10 @@ class Config:
     redis: RedisConfig = _table(RedisConfig)
     #: the parsed route table (:class:`ahtwist.web.routes.RouteTable`)
     routes: Any = attrs.field(default=None, metadata={_KIND: "routes"})
+    #: ``[servers.<name>]`` tables of users' servers, by name
+    custom_servers: Mapping[str, "CustomServerConfig"] = attrs.field(
+        default=_EMPTY, metadata={_KIND: "internal"}
+    )
     #: the file this was read from ("" for built-in defaults)
     source: str = attrs.field(default="", metadata={_KIND: "internal"})
     #: warnings found while loading (unknown keys), logged at start-up
@@ -452,6 +514,9 @@ def load_config(
 
     table = dict(table)
     raw_routes = table.pop("routes", None)
+    custom_servers: dict[str, CustomServerConfig] = {}
+    if "servers" in table:
+        table["servers"], custom_servers = _custom_servers(loader, table["servers"])
     config = loader.build(Config, table, "")
 
     # environment
@@ -529,6 +594,7 @@ def load_config(
     _check_url_prefix(loader, "servers.web.urlPathForFiles", web.urlPathForFiles)
     if not servers.websocket.path.startswith("/") or servers.websocket.path == "/":
         raise loader.fail("servers.websocket.path", 'must start with "/" and name a path')
+    _check_documentation_paths(loader, web, servers.websocket)
 
     from ahtwist.web.routes import parse_routes
 
@@ -539,9 +605,29 @@ def load_config(
         servers=attrs.evolve(servers, web=web, socket=socket_cfg),
         redis=redis,
         routes=routes,
+        custom_servers=MappingProxyType(custom_servers),
         source=str(file),
         warnings=tuple(loader.warnings),
     )
+
+
+def _check_documentation_paths(loader: _Loader, web: WebConfig, websocket: WebsocketConfig) -> None:
+    """The OpenAPI and /docs paths: absolute, distinct, and /docs needs the document."""
+    taken = {websocket.path: "servers.websocket.path"} if websocket.enabled else {}
+    for key, options in (("openapi", web.openapi), ("docs", web.docs)):
+        if not options.enabled:
+            continue
+        name = f"servers.web.{key}.path"
+        path = options.path
+        if not path.startswith("/") or path == "/" or "?" in path or "#" in path:
+            raise loader.fail(name, 'must start with "/" and name a path (no ? or #)')
+        if path in taken:
+            raise loader.fail(name, f"{path!r} is already {taken[path]}")
+        taken[path] = name
+    if web.docs.enabled and not web.openapi.enabled:
+        raise loader.fail(
+            "servers.web.docs.enabled", "the docs page needs servers.web.openapi.enabled = true"
+        )
 
 
 def _check_url_prefix(loader: _Loader, key: str, value: str) -> None:

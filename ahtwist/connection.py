@@ -9,7 +9,42 @@ core pushes through.  Rooms, actions and middleware only ever see the
 import os
 from typing import Any
 
+import attrs
 from zope.interface import Attribute, Interface, implementer
+
+#: ActionHero's spellings of connection types, accepted wherever a type is named
+TYPE_ALIASES = {"webSocket": "websocket"}
+
+
+def canonical_type(name: str) -> str:
+    """``webSocket`` (ActionHero's name) -> ``websocket``; others unchanged."""
+    return TYPE_ALIASES.get(name, name)
+
+
+def type_names(names: Any) -> frozenset[str]:
+    """A set of connection type names with both spellings of each alias."""
+    out = set()
+    for name in names:
+        out.add(name)
+        out.add(canonical_type(name))
+    return frozenset(out)
+
+
+@attrs.frozen
+class ConnectionRaw:
+    """``connection.raw`` of a long-lived connection: what its handshake said.
+
+    ``headers`` (lower-case names) ``cookies`` and ``query`` come from the
+    websocket upgrade request (empty on the socket); ``secure`` is True over
+    TLS; ``peer_certificate`` is the client's certificate (a ``cryptography``
+    ``x509.Certificate``) when it presented one.
+    """
+
+    headers: dict[str, str] = attrs.Factory(dict)
+    cookies: dict[str, str] = attrs.Factory(dict)
+    query: dict[str, Any] = attrs.Factory(dict)
+    secure: bool = False
+    peer_certificate: Any = None
 
 
 class IConnectionTransport(Interface):
@@ -117,6 +152,7 @@ class Connection:
         "transport",
         "destroyed",
         "node",
+        "_session",
         "__weakref__",
     )
 
@@ -132,7 +168,7 @@ class Connection:
         node: Any = None,
     ) -> None:
         self.id = id or new_id()
-        self.type = type
+        self.type = TYPE_ALIASES.get(type, type)
         self.remote_ip = remote_ip
         self.remote_port = remote_port
         self.fingerprint = fingerprint or self.id
@@ -145,7 +181,8 @@ class Connection:
         self.can_chat = type != "web"
         self.extension: str | None = None
         self.matched_route: Any = None
-        #: transport-specific state (web: the request, query/body/files)
+        #: the handshake: headers, cookies, query, secure, peer_certificate
+        #: (web: :class:`~ahtwist.web.api.WebRaw`; others: :class:`ConnectionRaw`)
         self.raw: Any = None
         #: the message-rate TokenBucket (None: no rate limit)
         self.bucket: Any = None
@@ -155,6 +192,18 @@ class Connection:
         self.transport = transport
         self.destroyed = False
         self.node = node
+        self._session: dict[str, Any] | None = None
+
+    @property
+    def session(self) -> dict[str, Any]:
+        """Per-connection data of the application (a user id after a login,
+        ...), kept for the connection's life; a web connection lives for one
+        request.  Connections have fixed attributes: this is the place for
+        anything else."""
+        session = self._session
+        if session is None:
+            session = self._session = {}
+        return session
 
     def __repr__(self) -> str:
         return f"<Connection {self.type} {self.id}>"

@@ -61,6 +61,16 @@ class ActionError(Exception):
         return self.error if isinstance(self.error, str) else repr(self.error)
 
 
+class ConnectionRefused(Exception):
+    """Connection middleware refused a connection (its ``create`` raised
+    :class:`ActionError`); ``error`` is what the client is told."""
+
+    def __init__(self, middleware: str, error: Any) -> None:
+        super().__init__(error)
+        self.middleware = middleware
+        self.error = error
+
+
 class ConfigError(Exception):
     """Bad configuration or a bad action/middleware definition; stops start-up.
 

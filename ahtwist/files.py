@@ -22,6 +22,7 @@ import re
 import stat
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import attrs
@@ -79,6 +80,16 @@ class StaticFiles:
             if found is not None:
                 return found
         return None
+
+    def lookup(self, path: Any) -> FileInfo | None:
+        """``connection.send_file(path)`` for every server: a public name, or
+        a server-side absolute path lying inside a public folder; anything
+        else (not a string, empty) is None."""
+        if not isinstance(path, str) or not path:
+            return None
+        if os.path.isabs(path):
+            return self.resolve_absolute(path)
+        return self.resolve(path)
 
     def resolve_absolute(self, path: str) -> FileInfo | None:
         """A server-side absolute path (``connection.send_file``): accepted

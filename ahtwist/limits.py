@@ -21,7 +21,7 @@ same table (the processor and the action apply them).
 from collections.abc import Callable
 from typing import Any
 
-from ahtwist import errors
+import ahtwist.errors as errors
 from ahtwist.config import LimitsConfig
 from ahtwist.errors import RoomError
 

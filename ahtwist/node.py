@@ -20,7 +20,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ahtwist._async import start
+from ahtwist._async import run_now, start
 from ahtwist.actions.loader import Plugins, load_plugins
 from ahtwist.actions.middleware import ConnectionMiddleware, by_priority, check_middleware
 from ahtwist.actions.processor import ActionProcessor
@@ -36,7 +36,7 @@ from ahtwist.backends.memory import (
 from ahtwist.config import Config
 from ahtwist.connection import Connection
 from ahtwist.counters import SOCKET_REQUESTS, WEB_REQUESTS, WEBSOCKET_REQUESTS
-from ahtwist.errors import ConfigError
+from ahtwist.errors import ActionError, ConfigError, ConnectionRefused
 from ahtwist.files import StaticFiles
 from ahtwist.limits import Limits
 from ahtwist.rooms import RoomService
@@ -174,11 +174,17 @@ class Node:
                     "connection middleware {name}.{hook} failed", name=middleware.name, hook=hook
                 )
 
-    def add_connection(self, connection: Connection) -> Connection:
+    def add_connection(self, connection: Connection) -> "Connection | Deferred[Connection]":
         """Register a new connection and run the ``create`` middleware.
 
-        Long-lived connections (socket, websocket) are kept in
-        :attr:`connections` until destroyed; web connections are not kept.
+        Long-lived connections (socket, websocket, custom servers) are kept
+        in :attr:`connections` until destroyed; web connections are not kept.
+        Returns the connection once every ``create`` hook has finished: at
+        once when none waited, else a Deferred.  A hook raising
+        :class:`~ahtwist.errors.ActionError` refuses the connection: the
+        refusal is logged, the connection destroyed, and
+        :class:`~ahtwist.errors.ConnectionRefused` raised (or the Deferred
+        fails with it).  Any other exception in a hook is logged and ignored.
         """
         connection.node = self
         if connection.type != "web":
@@ -186,7 +192,36 @@ class Node:
             self.active_by_type[connection.type] += 1
             connection.bucket = self.limits.bucket()
         if self.connection_middleware:
-            self._run_connection_hooks("create", connection)
+            result = run_now(self._create(connection))
+            if isinstance(result, Deferred):
+                return result
+        return connection
+
+    async def _create(self, connection: Connection) -> Connection:
+        for middleware in self.connection_middleware:
+            create = middleware.create
+            if create is None:
+                continue
+            try:
+                result = create(connection)
+                if result is not None and isawaitable(result):
+                    await result
+            except ActionError as e:
+                log.info(
+                    "connection refused by {middleware}: {type} from {ip}: {error}",
+                    middleware=middleware.name,
+                    type=connection.type,
+                    ip=connection.remote_ip,
+                    error=str(e),
+                )
+                self.destroy_connection(connection).addErrback(
+                    lambda f: log.failure("destroying refused connection {id}", f, id=connection.id)
+                )
+                raise ConnectionRefused(str(middleware.name), e.error) from None
+            except Exception:
+                log.failure(
+                    "connection middleware {name}.{hook} failed", name=middleware.name, hook="create"
+                )
         return connection
 
     def destroy_connection(self, connection: Connection) -> Deferred[None]:

@@ -9,7 +9,6 @@ then each server stops accepting, lets in-flight work finish for up to
 
 from typing import Any
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.task import LoopingCall
@@ -17,76 +16,29 @@ from twisted.logger import Logger
 
 from ahtwist.logs import install_observer
 from ahtwist.node import Node
-from ahtwist.socket import SocketFactory
+from ahtwist.servers.base import Listener, Server, listen_on, wait_until
+from ahtwist.socket import SocketServer
 from ahtwist.web.api import WebServer
 from ahtwist.web.site import WebSite
-from ahtwist.workers import server_endpoint
 
 log = Logger(namespace="ahtwist.service")
 
 
-class Listener(StreamServerEndpointService):
-    """A listener that logs the address it really got (port 0 included) and
-    stops start-up with one clear line when it cannot listen."""
-
-    def __init__(self, kind: str, description: str, endpoint: Any, factory: Any) -> None:
-        super().__init__(endpoint, factory)
-        self.kind = kind
-        self.description = description
-        self._raiseSynchronously = True
-
-    def privilegedStartService(self) -> None:
-        try:
-            super().privilegedStartService()
-        except Exception as e:
-            log.error("cannot listen on {description}: {e}", description=self.description, e=e)
-            raise SystemExit(f"ahtwist: cannot listen on {self.description}: {e}") from None
-        # StreamServerEndpointService keeps the listening Deferred privately
-        waiting = getattr(self, "_waitingForPort", None)
-        if waiting is not None:
-            waiting.addCallback(self._listening)
-
-    def _listening(self, port: Any) -> Any:
-        address = port.getHost()
-        where = f"{address.host}:{address.port}" if hasattr(address, "port") else str(address)
-        log.info(
-            "{kind} server listening on {where} ({description})",
-            kind=self.kind,
-            where=where,
-            description=self.description,
-        )
-        return port
+__all__ = ["AhtwistService", "Listener", "SocketService", "WebService", "listen_on", "wait_until"]
 
 
-def listen_on(parent: MultiService, reactor: Any, kind: str, description: str, factory: Any) -> None:
-    """Add a ``kind`` ("web", "socket") listener for a Twisted endpoint string."""
-    Listener(kind, description, server_endpoint(reactor, kind, description), factory).setServiceParent(parent)
+class WebService(Server):
+    """The web server of one node: HTTP (one :class:`WebServer` shared by
+    every listener) with the websocket server mounted on it."""
 
-
-def wait_until(reactor: Any, done: Any, timeout: float, step: float = 0.05) -> Deferred[bool]:
-    """Fire True once ``done()`` is true, or False after ``timeout`` seconds."""
-    result: Deferred[bool] = Deferred()
-    deadline = reactor.seconds() + timeout
-
-    def check() -> None:
-        if done():
-            result.callback(True)
-        elif reactor.seconds() >= deadline:
-            result.callback(False)
-        else:
-            reactor.callLater(step, check)
-
-    check()
-    return result
-
-
-class WebService(MultiService):
-    """The web listeners of one node (one WebServer shared by all)."""
+    type = "web"
+    can_chat = False
+    sends_welcome = False
+    logs_connections = False
+    allowed_verbs = frozenset()
 
     def __init__(self, node: Node, reactor: Any, endpoints: tuple[str, ...]) -> None:
-        super().__init__()
-        self.node = node
-        self.reactor = reactor
+        super().__init__(node, reactor, endpoints)
         self.server = WebServer(node)
         self.site = WebSite(
             self.server, timeout=node.config.servers.web.idleTimeout, reactor=reactor
@@ -98,51 +50,34 @@ class WebService(MultiService):
             from ahtwist.websocket import websocket_resource
 
             self.websockets, self.server.websocket_resource = websocket_resource(node, reactor)
-        for description in endpoints:
-            listen_on(self, reactor, "web", description, self.site)
+        # Klein is imported here, once twistd has chosen the reactor; the
+        # document is built once, now that every action is registered.
+        from ahtwist.apidocs import for_node
 
-    def stopService(self) -> Deferred[Any]:
-        stopped = super().stopService() or succeed(None)
-        limit = self.node.config.servers.socket.pendingShutdownWaitLimit / 1000
+        self.server.apidocs = for_node(node)
+        self._add_listeners()
 
-        def drain(_: Any) -> Deferred[Any]:
-            closing = [
-                self.site.drain(
-                    lambda: wait_until(self.reactor, lambda: not self.site.channels, limit)
+    def build_factory(self) -> WebSite:
+        return self.site
+
+    def drain(self, limit: float) -> Deferred[Any]:
+        """Finish in-flight requests, close the websockets (1001, or 1000
+        after destroying them with ``destroyClientsOnShutdown``)."""
+        closing = [
+            self.site.drain(lambda: wait_until(self.reactor, lambda: not self.site.channels, limit))
+        ]
+        if self.websockets is not None:
+            closing.append(
+                self.websockets.stop(
+                    self.node.config.servers.websocket.destroyClientsOnShutdown,
+                    lambda done: wait_until(self.reactor, done, limit),
                 )
-            ]
-            if self.websockets is not None:
-                closing.append(
-                    self.websockets.stop(
-                        self.node.config.servers.websocket.destroyClientsOnShutdown,
-                        lambda done: wait_until(self.reactor, done, limit),
-                    )
-                )
-            return DeferredList(closing, consumeErrors=True)
-
-        return stopped.addCallback(drain)
+            )
+        return DeferredList(closing, consumeErrors=True)
 
 
-class SocketService(MultiService):
-    """The TCP/TLS socket listeners of one node (one factory shared by all).
-
-    Stopping closes the listeners, then drains the connections
-    (:meth:`~ahtwist.socket.SocketFactory.drain`): goodbye to idle clients,
-    pending actions get up to ``servers.socket.pendingShutdownWaitLimit`` ms.
-    """
-
-    def __init__(self, node: Node, reactor: Any, endpoints: tuple[str, ...]) -> None:
-        super().__init__()
-        self.node = node
-        self.reactor = reactor
-        self.factory = SocketFactory(node, reactor)
-        for description in endpoints:
-            listen_on(self, reactor, "socket", description, self.factory)
-
-    def stopService(self) -> Deferred[Any]:
-        stopped = super().stopService() or succeed(None)
-        limit = self.node.config.servers.socket.pendingShutdownWaitLimit / 1000
-        return stopped.addCallback(lambda _: self.factory.drain(limit))
+#: the socket server is its own service (:class:`ahtwist.socket.SocketServer`)
+SocketService = SocketServer
 
 
 class AhtwistService(MultiService):

@@ -18,7 +18,6 @@ Three pieces, one job each:
   stop can drain them (:meth:`SocketFactory.drain`).
 """
 
-import os
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -28,20 +27,24 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ahtwist import errors
+import ahtwist.errors as errors
+import ahtwist.replies as replies
 from ahtwist.actions.processor import ActionData
-from ahtwist.connection import Connection, IConnectionTransport, new_id
+from ahtwist.connection import Connection, ConnectionRaw, IConnectionTransport, new_id
 from ahtwist.encoding import dumps, loads
+from ahtwist.errors import ConnectionRefused
 from ahtwist.files import FileInfo
-from ahtwist.limits import RATE_LIMITED, over_rate
+from ahtwist.limits import RATE_LIMITED, SLOW_CLIENTS_DROPPED, over_rate
 from ahtwist.node import SOCKET_REQUESTS, Node
-from ahtwist.verbs import NO_REPLY, SOCKET_VERBS, UnknownVerb, VerbError, Verbs
+from ahtwist.servers.base import Server
+from ahtwist.servers.peer import is_secure, peer_address, peer_certificate
+from ahtwist.verbs import NO_REPLY, SOCKET_VERBS, UnknownVerb, VerbError
 
 log = Logger(namespace="ahtwist.socket")
 
 CRLF = b"\r\n"
-WELCOME_LINE = dumps({"welcome": errors.WELCOME, "context": "api"}) + CRLF
-GOODBYE_LINE = dumps({"status": errors.BYE, "context": "api"}) + CRLF
+WELCOME_LINE = replies.WELCOME_JSON + CRLF
+GOODBYE_LINE = replies.GOODBYE_JSON + CRLF
 NOT_FOUND_LINE = dumps(errors.FILE_NOT_FOUND) + CRLF
 #: a read that is exactly telnet's Ctrl-C (IAC IP IAC DO TIMING-MARK) or Ctrl-D
 TELNET_GOODBYE = frozenset((b"\xff\xf4\xff\xfd\x06", b"\x04"))
@@ -59,21 +62,41 @@ PENDING_FILE_COST = 256
 _JSON_SPACE = " \t\n\r"
 
 
-class SocketServer:
-    """What socket lines mean (verbs, actions, files) for one node."""
+class SocketServer(Server):
+    """The socket server of one node: what lines mean (verbs, actions,
+    files), its listeners (one :class:`SocketFactory` on every endpoint) and
+    its graceful stop."""
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.processor = node.processor
-        self.stats = node.stats
+    type = "socket"
+    sends_welcome = True
+    logs_connections = False
+    allowed_verbs = SOCKET_VERBS
+
+    def __init__(
+        self,
+        node: Node,
+        reactor: Any = None,
+        endpoints: tuple[str, ...] = (),
+        options: Any = None,
+        factory: "SocketFactory | None" = None,
+    ) -> None:
+        super().__init__(node, reactor, endpoints, options)
         self.files = node.files
-        self.verbs = Verbs(node)
+        #: the factory every endpoint listens with
+        self.factory = factory if factory is not None else SocketFactory(node, self.reactor, server=self)
         config = node.config.servers.socket
         self.max_data_length = config.maxDataLength
         self.max_buffer_length = config.maxBufferLength
         #: set while a stop drains connections: an idle connection is closed
         #: as soon as its last pending action has answered
         self.draining = False
+        self._add_listeners()
+
+    def build_factory(self) -> "SocketFactory":
+        return self.factory
+
+    def drain(self, limit: float) -> Deferred[None]:
+        return self.factory.drain(limit)
 
     # --- lines -----------------------------------------------------------------
 
@@ -83,15 +106,9 @@ class SocketServer:
         limit = self.max_data_length if self.max_data_length > 0 else self.max_buffer_length
         text = errors.DATA_TOO_BIG.format(received=received, max=limit)
         log.info("{ip}: {error}", ip=connection.remote_ip, error=text)
-        connection.send_message(
-            {
-                "status": "error",
-                "error": text,
-                "context": "response",
-                "messageCount": connection.message_count,
-                "messageId": new_id(),
-            }
-        )
+        reply = replies.verb_reply(text, None, connection.message_count, new_id())
+        reply["status"] = "error"
+        connection.send_message(reply)
 
     def line_received(self, connection: Connection, line: str) -> None:
         """One accepted (non-empty, within limits) request line."""
@@ -102,38 +119,32 @@ class SocketServer:
         verb = words[0]
         if over_rate(connection):
             self.stats.increment(RATE_LIMITED)
-            self._verb_failed(Failure(VerbError(errors.TOO_FAST)), connection, count, verb)
+            self._socket_verb_failed(Failure(VerbError(errors.TOO_FAST)), connection, count, verb)
         elif verb == "file":
             if len(words) > 1:
                 connection.params["file"] = words[1]  # sticky, as in v17
             self.send_public_file(connection, connection.params.get("file"))
-        elif verb in SOCKET_VERBS:
+        elif verb in self.allowed_verbs:
             self.run_verb(connection, verb, words[1:], count)
         else:
             self.run_action_line(connection, line, verb, count)
 
     # --- verbs -----------------------------------------------------------------
 
-    def run_verb(self, connection: Connection, verb: str, args: list[str], count: int) -> None:
-        d = self.verbs.run(connection, verb, args)
+    def run_verb(self, connection: Connection, verb: str, args: list[Any], count: int, message_id: Any = None) -> None:
+        d = self.verbs.run(connection, verb, args, self.allowed_verbs)
         d.addCallbacks(
             self._verb_ok,
-            self._verb_failed,
+            self._socket_verb_failed,
             callbackArgs=(connection, count),
             errbackArgs=(connection, count, verb),
         )
 
     def _verb_ok(self, data: Any, connection: Connection, count: int) -> None:
-        if data is NO_REPLY:
-            return
-        message: dict[str, Any] = {"status": "OK", "context": "response"}
-        if data is not None:
-            message["data"] = data
-        message["messageCount"] = count
-        message["messageId"] = new_id()
-        connection.send_message(message)
+        if data is not NO_REPLY:
+            connection.send_message(replies.verb_reply(None, data, count, new_id()))
 
-    def _verb_failed(self, failure: Failure, connection: Connection, count: int, verb: str) -> None:
+    def _socket_verb_failed(self, failure: Failure, connection: Connection, count: int, verb: str) -> None:
         error = failure.value
         if isinstance(error, VerbError):
             text, data = error.message, error.data
@@ -141,12 +152,7 @@ class SocketServer:
             if failure.check(UnknownVerb) is None:
                 log.failure("socket verb {verb} failed", failure, verb=verb)
             text, data = errors.INTERNAL_ERROR, None
-        message: dict[str, Any] = {"status": text, "error": text, "context": "response"}
-        if data is not None:
-            message["data"] = data
-        message["messageCount"] = count
-        message["messageId"] = new_id()
-        connection.send_message(message)
+        connection.send_message(replies.verb_reply(text, data, count, new_id()))
 
     # --- actions ---------------------------------------------------------------
 
@@ -194,11 +200,7 @@ class SocketServer:
 
     def _render_action(self, data: ActionData, connection: Connection) -> None:
         if data.to_render:
-            response = data.response
-            if isinstance(response, dict):
-                response["context"] = "response"
-                response["messageCount"] = data.message_count
-                response["messageId"] = data.message_id
+            response = replies.stamp(data.response, data.message_count, data.message_id)
             try:
                 connection.send_message(response)
             except Exception:
@@ -212,21 +214,14 @@ class SocketServer:
         """Never lose the reply: a response that cannot be sent (say, a value
         JSON cannot encode) is answered with ``internal server error``."""
         log.failure("rendering a socket reply failed", failure)
-        connection.send_message(
-            {
-                "error": errors.INTERNAL_ERROR,
-                "context": "response",
-                "messageCount": count,
-                "messageId": message_id,
-            }
-        )
+        connection.send_message(replies.error_reply(errors.INTERNAL_ERROR, count, message_id))
 
     # --- files -----------------------------------------------------------------
 
     def send_public_file(self, connection: Connection, name: Any) -> None:
         """The ``file`` verb: a name from the client, resolved inside the
         public folders only (absolute names are refused)."""
-        info = self.files.resolve(name) if isinstance(name, str) and name else None
+        info = self.resolve_file(name)
         transport = connection.transport
         if transport is not None and not connection.destroyed:
             transport.send_resolved_file(info)
@@ -277,6 +272,8 @@ class SocketProtocol(Protocol):
     _idle_call: Any = None
     _close_call: Any = None
     _last_seen = 0.0
+    #: connection middleware is still deciding (input is not read meanwhile)
+    _waiting = False
 
     def __init__(self, factory: "SocketFactory") -> None:
         self.factory = factory
@@ -287,26 +284,53 @@ class SocketProtocol(Protocol):
     def connectionMade(self) -> None:
         factory = self.factory
         transport = self.transport
-        peer = transport.getPeer()
-        connection = Connection(
-            "socket",
-            getattr(peer, "host", None) or "unix",
-            getattr(peer, "port", 0) or 0,
-            factory.node.now_ms(),
-            transport=self,
-        )
+        ip, port = peer_address(transport.getPeer())
+        raw = ConnectionRaw(secure=is_secure(transport), peer_certificate=peer_certificate(transport))
+        server = self.server
+        connection = server.new_connection(self, ip, port, raw)
         self.connection = connection
         factory.protocols.add(self)
         if factory.keep_alive and hasattr(transport, "setTcpKeepAlive"):
             transport.setTcpKeepAlive(1)
         transport.registerProducer(self, True)
-        factory.node.add_connection(connection)
-        if self._closing:  # a create hook destroyed it
+        result = server.open_connection(connection, greet=False)
+        if isinstance(result, Deferred):
+            # input waits until every create hook has finished
+            self._waiting = True
+            self._held = b""  # what the client sends meanwhile is handled after the welcome
+            transport.pauseProducing()
+            result.addCallbacks(self._accepted, self._refused)
+        else:
+            self._accepted(result)
+
+    def _accepted(self, connection: Connection) -> None:
+        if self._closing:  # a create hook destroyed it, or the client left
             return
-        transport.write(WELCOME_LINE)
+        self.transport.write(WELCOME_LINE)
+        factory = self.factory
         if factory.idle_timeout > 0:
             self._last_seen = factory.clock.seconds()
             self._idle_call = factory.clock.callLater(factory.idle_timeout, self._check_idle)
+        if self._waiting:
+            self._waiting = False
+            held, self._held = self._held, None
+            if held:
+                self._feed(held)
+            if not self._input_paused and not self._closing:
+                self.transport.resumeProducing()
+
+    def _refused(self, failure: Failure) -> None:
+        """Connection middleware refused: one error line, then close."""
+        refused = failure.check(ConnectionRefused)
+        if not refused:
+            log.failure("accepting socket client failed", failure)
+        if self._closing:
+            return
+        self._closing = True
+        error = failure.value
+        if isinstance(error, ConnectionRefused):
+            self.transport.write(dumps(replies.refusal(error.error)) + CRLF)
+        self._finish_close()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._closing = self._gone = True
@@ -320,7 +344,7 @@ class SocketProtocol(Protocol):
         self.factory.forget(self)
         connection: Connection | None = getattr(self, "connection", None)  # None: never made
         if connection is not None:
-            self.factory.node.destroy_connection(connection).addErrback(
+            self.server.disconnected(connection).addErrback(
                 lambda f: log.failure("destroying socket connection {id}", f, id=connection.id)
             )
 
@@ -473,6 +497,7 @@ class SocketProtocol(Protocol):
                 id=self.connection.id,
                 n=backlog,
             )
+            self.factory.node.stats.increment(SLOW_CLIENTS_DROPPED)
             self.abort()
         elif backlog > INPUT_PAUSE_BACKLOG:
             if not self._input_paused and not self._closing:
@@ -493,14 +518,7 @@ class SocketProtocol(Protocol):
     def send_file(self, path: str) -> None:
         """``connection.send_file`` from server code: a public name, or an
         absolute path lying inside a public folder."""
-        files = self.factory.node.files
-        if not isinstance(path, str) or not path:
-            info = None
-        elif os.path.isabs(path):
-            info = files.resolve_absolute(path)
-        else:
-            info = files.resolve(path)
-        self.send_resolved_file(info)
+        self.send_resolved_file(self.server.lookup_file(path))
 
     def send_resolved_file(self, info: FileInfo | None) -> None:
         """Stream the file's raw bytes (no framing), or the not-found line.
@@ -650,10 +668,10 @@ class SocketFactory(ServerFactory):
 
     noisy = False
 
-    def __init__(self, node: Node, clock: Any = None) -> None:
+    def __init__(self, node: Node, clock: Any = None, server: SocketServer | None = None) -> None:
         self.node = node
         self.clock = clock or node.reactor
-        self.server = SocketServer(node)
+        self.server = server if server is not None else SocketServer(node, self.clock, factory=self)
         config = node.config.servers.socket
         # \r is folded to \n in the input, so it is folded in the delimiter too
         self.delimiter = config.delimiter.replace("\r", "\n").encode("utf-8")

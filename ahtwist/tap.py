@@ -99,6 +99,9 @@ class Options(usage.Options):
             for endpoint in endpoints:
                 if endpoint not in self["web"] + self["socket"]:
                     check_endpoint(endpoint, option)
+        for name, server in self.config.custom_servers.items():
+            for endpoint in server.endpoints:
+                check_endpoint(endpoint, f"servers.{name}.endpoints")
         problem = worker_check(self.config)
         if problem is not None:
             raise _fail(problem)
@@ -145,6 +148,7 @@ def build_node(config: Config, reactor: Any, **backends: Any) -> Any:
 
 def build_service(config: Config, reactor: Any) -> Any:
     """The :class:`~ahtwist.service.AhtwistService` for ``config``."""
+    from ahtwist.servers.loader import build_custom_servers, load_servers
     from ahtwist.service import AhtwistService, SocketService, WebService
 
     cluster = None
@@ -166,9 +170,12 @@ def build_service(config: Config, reactor: Any) -> Any:
     else:
         node = build_node(config, reactor)
     node.load_plugins()
+    custom = build_custom_servers(node, reactor, config, load_servers(config.general.paths.servers))
     top = AhtwistService(node, reactor, cluster=cluster)
     if config.web_endpoints:
         WebService(node, reactor, config.web_endpoints).setServiceParent(top)
     if config.socket_endpoints:
         SocketService(node, reactor, config.socket_endpoints).setServiceParent(top)
+    for server in custom:
+        server.setServiceParent(top)
     return top

@@ -19,13 +19,12 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from ahtwist import errors
+import ahtwist.errors as errors
 from ahtwist.encoding import dumps
 from ahtwist.errors import RoomError
 
 if TYPE_CHECKING:
     from ahtwist.connection import Connection
-    from ahtwist.node import Node
 
 log = Logger(namespace="ahtwist.verbs")
 
@@ -87,7 +86,7 @@ class UnknownVerb(Exception):
 class Verbs:
     """The verb rules for one node."""
 
-    def __init__(self, node: "Node") -> None:
+    def __init__(self, node: Any) -> None:
         self.node = node
         self.rooms = node.rooms
         self.registry = node.registry

@@ -19,8 +19,6 @@ Autobahn is imported here at module level, so this module must only be
 imported once twistd has chosen the reactor (the service wiring does it).
 """
 
-import os
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from autobahn.twisted.resource import WebSocketResource
@@ -28,25 +26,25 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET
 from txaio._common import _BatchedTimer
 from zope.interface import implementer
 
-from ahtwist import errors
-from ahtwist.connection import Connection, IConnectionTransport, new_id
+import ahtwist.replies as replies
+from ahtwist.connection import Connection, ConnectionRaw, IConnectionTransport
 from ahtwist.encoding import dumps, loads
-from ahtwist.limits import RATE_LIMITED, over_rate
-from ahtwist.node import WEBSOCKET_REQUESTS
+from ahtwist.errors import ConnectionRefused
+from ahtwist.limits import SLOW_CLIENTS_DROPPED, OutboundMeter
 from ahtwist.origins import OriginPolicy
 from ahtwist.proxies import TrustedProxies
-from ahtwist.verbs import COMMON_VERBS, VerbError, Verbs, say_text
-from ahtwist.web.mime import mime_for_extension
+from ahtwist.servers.base import Server
+from ahtwist.servers.peer import is_secure, parse_cookies, peer_address, peer_certificate
+from ahtwist.verbs import COMMON_VERBS
+from ahtwist.web.query import parse_query
 
 if TYPE_CHECKING:
-    from ahtwist.actions.processor import ActionData
-    from ahtwist.files import FileInfo
     from ahtwist.node import Node
 
 log = Logger(namespace="ahtwist.websocket")
@@ -54,17 +52,18 @@ log = Logger(namespace="ahtwist.websocket")
 #: close codes (RFC 6455 section 7.4.1)
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY_VIOLATION = 1008
+#: the close reason of a client dropped for not reading its output
+OUTPUT_LIMIT_REASON = "output buffer limit exceeded"
 
-WELCOME_FRAME = dumps({"welcome": errors.WELCOME, "context": "api"})
+WELCOME_FRAME = replies.WELCOME_JSON
 _OPEN = WebSocketProtocol.STATE_OPEN
 _CONNECTING = WebSocketProtocol.STATE_CONNECTING
 _CLOSED = WebSocketProtocol.STATE_CLOSED
-
-#: events handled as connection verbs (everything else but action, file,
-#: quit and exit is ``verb not found or not allowed``: no sticky params here)
-WEBSOCKET_VERBS = COMMON_VERBS - {"quit", "exit"}
-_NOT_ARGUMENTS = frozenset({"event", "messageId", "room"})
-_NOT_FOUND_TEXT = errors.FILE_NOT_FOUND
+_REFUSED_HEAD = (
+    "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json; charset=utf-8\r\n"
+    "Connection: close\r\nContent-Length: {length}\r\n\r\n"
+)
 
 
 def send_prepared(protocol: Any, prepared: PreparedMessage) -> None:
@@ -80,6 +79,9 @@ def send_prepared(protocol: Any, prepared: PreparedMessage) -> None:
         protocol.sendPreparedMessage(prepared)
     else:
         protocol.transport.write(prepared.payloadHybi)
+    meter = protocol.meter
+    if meter is not None and meter.paused:
+        meter.wrote(len(prepared.payloadHybi))
 
 
 def send_text(protocol: Any, payload: bytes) -> None:
@@ -87,121 +89,147 @@ def send_text(protocol: Any, payload: bytes) -> None:
     send_prepared(protocol, PreparedMessage(payload, False, False, True))
 
 
-def parse_cookie_header(header: str) -> dict[str, str]:
-    """``a=1; b=2`` -> ``{"a": "1", "b": "2"}`` (the first value of a name wins,
-    as in the ``cookie`` module ActionHero uses)."""
-    cookies: dict[str, str] = {}
-    for item in header.replace(",", ";").split(";"):
-        name, sep, value = item.strip().partition("=")
-        if sep and name and name not in cookies:
-            value = value.strip()
-            if len(value) >= 2 and value[0] == value[-1] == '"':
-                value = value[1:-1]
-            cookies[name] = value
-    return cookies
+class WebSocketServer(Server):
+    """The websocket server of one node: frames in, the core's
+    :meth:`~ahtwist.servers.base.Server.receive`, frames out.
 
-
-def iso_milliseconds(mtime: float) -> str:
-    """``2026-11-25T17:16:46.000Z`` (JavaScript's ``Date.toISOString``)."""
-    moment = datetime.fromtimestamp(mtime, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def file_reply(info: "FileInfo | None", max_size: int) -> dict[str, Any]:
-    """The ``file`` event's reply body (docs/protocol-websocket.md, 'The file event'), without counters.
-
-    The file is read from disk each time (no cache), decoded as UTF-8 with
-    replacement characters; a missing, refused or oversize file gives the
-    not-found form, which never names the file.
+    It has no listeners of its own (the web server mounts it at
+    ``servers.websocket.path``) and keeps the set of open protocols so a
+    stop can close them.
     """
-    if info is not None and info.size <= max_size:
-        try:
-            with open(info.path, "rb") as f:
-                content = f.read(max_size + 1)
-        except OSError as e:
-            log.info("{message}", message=errors.FILE_READ_ERROR.format(error=e))
-        else:
-            if len(content) <= max_size:
-                extension = os.path.splitext(info.path)[1][1:]
-                return {
-                    "error": None,
-                    "content": content.decode("utf-8", "replace"),
-                    "mime": mime_for_extension(extension) or "application/octet-stream",
-                    "length": len(content),
-                    "lastModified": iso_milliseconds(info.mtime),
-                }
-    return {
-        "error": _NOT_FOUND_TEXT,
-        "content": None,
-        "mime": "text/html",
-        "length": len(_NOT_FOUND_TEXT.encode()),
-    }
 
-
-class WebSocketServer:
-    """The websocket transport of one node: frames in, core calls, frames out.
-
-    Holds no business rules: actions go to the processor, room verbs to
-    :mod:`ahtwist.verbs`, files to the shared resolver.  It keeps the set of
-    open protocols so a stop can close them.
-    """
+    type = "websocket"
+    sends_welcome = True
+    logs_connections = False
+    allowed_verbs = COMMON_VERBS
 
     def __init__(self, node: "Node") -> None:
-        self.node = node
+        super().__init__(node)
         config = node.config
         self.config = config.servers.websocket
         self.cookie_key = config.servers.web.fingerprintOptions.cookieKey
+        self.query_options = config.servers.web.queryParseOptions
         self.proxies = TrustedProxies.from_strings(config.servers.web.trustedProxies)
         self.origins = OriginPolicy(self.config.allowedOrigins, config.servers.web.allowedRequestHosts)
         self.fingerprint_from_query = self.config.fingerprintFromQuery
         self.max_file_size = self.config.maxFileSize
         self.protocols: set[WebSocketConnectionProtocol] = set()
+        #: set by :meth:`stop`: clients are closed once their replies are sent
+        self.draining = False
+        self.destroy_on_stop = False
         #: (payload, its values, its frame) of the latest chat delivery
         self._shared: tuple[dict[str, Any], tuple[Any, ...], Any] | None = None
-        self.stats = node.stats
-        self.processor = node.processor
-        self.verbs = Verbs(node)
+
+    def build_factory(self) -> None:
+        return None  # mounted on the web listeners
 
     # --- lifecycle -------------------------------------------------------------
 
-    def opened(self, protocol: "WebSocketConnectionProtocol") -> None:
-        """A handshake completed: make the connection, say welcome."""
-        ip, port, fingerprint = protocol.client_details
-        connection = Connection(
-            "websocket",
-            ip,
-            port,
-            self.node.now_ms(),
-            transport=protocol,
-            fingerprint=fingerprint,
+    def connecting(self, protocol: "WebSocketConnectionProtocol", request: Any) -> Any:
+        """The upgrade request: make the connection and run the connection
+        middleware before the 101 (a refusal answers 403)."""
+        headers = request.headers
+        transport = protocol.transport
+        assert transport is not None  # Autobahn asks on a connected protocol
+        ip, port = peer_address(transport.getPeer())
+        peer_ip = ip
+        forwarded = headers.get("x-forwarded-for")
+        if forwarded:
+            ip, port = self.proxies.client(ip, port, forwarded, headers.get("x-forwarded-port"))
+        origin = headers.get("origin")
+        if origin is not None:
+            scheme = self.proxies.scheme(peer_ip, headers.get("x-forwarded-proto"), is_secure(transport))
+            if not self.origins.allows(origin, scheme, headers.get("host")):
+                log.info("refused websocket upgrade from {ip}: origin {origin!r} not allowed", ip=ip, origin=origin)
+                raise ConnectionDeny(403, "origin not allowed")
+        cookies = parse_cookies(headers.get("cookie"))
+        fingerprint = cookies.get(self.cookie_key) or None
+        if fingerprint is None and self.fingerprint_from_query:
+            values = request.params.get(self.cookie_key)
+            if values and values[0]:
+                fingerprint = values[0]
+        query_string = protocol.http_request_uri.partition("?")[2]
+        options = self.query_options
+        try:
+            query = (
+                parse_query(query_string.encode("latin-1", "replace"), options.depth, options.parameterLimit, options.arrayLimit)
+                if query_string
+                else {}
+            )
+        except ValueError:
+            query = {}
+        raw = ConnectionRaw(
+            headers=dict(headers),
+            cookies=cookies,
+            query=query,
+            secure=is_secure(transport),
+            peer_certificate=peer_certificate(transport),
         )
+        connection = self.new_connection(protocol, ip, port, raw, fingerprint)
         protocol.connection = connection
         self.protocols.add(protocol)
-        self.node.add_connection(connection)
+        result = self.open_connection(connection, greet=False)
+        if isinstance(result, Deferred):
+            return result.addCallbacks(lambda _: None, protocol.refuse)
+        return None
+
+    def opened(self, protocol: "WebSocketConnectionProtocol") -> None:
+        """The handshake completed: watch its output, say welcome."""
+        self._meter(protocol)
         send_text(protocol, WELCOME_FRAME)
+
+    def _meter(self, protocol: "WebSocketConnectionProtocol") -> None:
+        """Watch the client's unsent output (:class:`~ahtwist.limits.OutboundMeter`):
+        stop reading its requests while it is behind, drop it past
+        ``maxOutboundBytes``."""
+        transport = protocol.transport
+        # the HTTP channel that carried the upgrade may still be registered
+        transport.unregisterProducer()
+        meter = OutboundMeter(
+            self.config.maxOutboundBytes,
+            lambda unsent: self._too_slow(protocol, unsent),
+            transport.pauseProducing,
+            transport.resumeProducing,
+        )
+        transport.registerProducer(meter, True)
+        protocol.meter = meter
+
+    def _too_slow(self, protocol: "WebSocketConnectionProtocol", unsent: int) -> None:
+        connection = protocol.connection
+        log.info(
+            "dropping websocket client {id}: {n} bytes of output it does not read",
+            id=connection.id if connection is not None else "?",
+            n=unsent,
+        )
+        self.stats.increment(SLOW_CLIENTS_DROPPED)
+        # the close frame goes behind what is buffered; Autobahn aborts the
+        # connection when the client has not answered it within its close
+        # handshake timeout, and nothing more is sent meanwhile
+        protocol.close_with(CLOSE_POLICY_VIOLATION, OUTPUT_LIMIT_REASON)
 
     def closed(self, protocol: "WebSocketConnectionProtocol") -> None:
         """The client went away (or we closed it): leave rooms, forget it."""
         self.protocols.discard(protocol)
         connection = protocol.connection
-        if connection is not None and not connection.destroyed:
-            self.node.destroy_connection(connection).addErrback(
+        if connection is not None:
+            self.disconnected(connection).addErrback(
                 lambda f: log.failure("destroying websocket {id}", f, id=connection.id)
             )
 
     def stop(self, destroy_clients: bool, wait: Any) -> Deferred[Any]:
-        """Close every websocket: 1001 (clients may reconnect), or, when
-        ``destroy_clients``, destroy the connection first and close with
-        1000 (clients should not).  ``wait(done)`` fires once ``done()`` is
-        true or the shutdown wait is over; stragglers are then dropped."""
+        """Drain: new actions already answer ``the server is shutting down``;
+        a client with nothing in flight is closed now, the others once their
+        last reply is sent -- with 1001 (clients may reconnect), or, when
+        ``destroy_clients``, destroyed first and closed with 1000 (they
+        should not).  ``wait(done)`` fires once ``done()`` is true or the
+        shutdown wait is over; stragglers are then dropped."""
+        self.draining = True
+        self.destroy_on_stop = destroy_clients
         pending = []
         for protocol in list(self.protocols):
             connection = protocol.connection
-            if destroy_clients and connection is not None:
-                pending.append(self.node.destroy_connection(connection))
-                protocol.close_with(CLOSE_NORMAL)
-            else:
-                protocol.close_with(CLOSE_GOING_AWAY)
+            if connection is None or not connection.pending_actions:
+                pending.append(self._close_for_stop(protocol))
 
         def force(result: Any) -> Any:
             for protocol in list(self.protocols):
@@ -210,6 +238,21 @@ class WebSocketServer:
 
         destroyed = DeferredList(pending, consumeErrors=True) if pending else succeed(None)
         return destroyed.addCallback(lambda _: wait(lambda: not self.protocols)).addCallback(force)
+
+    def _close_for_stop(self, protocol: "WebSocketConnectionProtocol") -> Deferred[Any]:
+        connection = protocol.connection
+        if self.destroy_on_stop and connection is not None:
+            destroyed = self.node.destroy_connection(connection)
+            protocol.close_with(CLOSE_NORMAL)
+            return destroyed
+        protocol.close_with(CLOSE_GOING_AWAY)
+        return succeed(None)
+
+    def _answered(self, protocol: "WebSocketConnectionProtocol") -> None:
+        """While draining: a client whose last in-flight action just answered is closed."""
+        connection = protocol.connection
+        if connection is not None and not connection.pending_actions:
+            self._close_for_stop(protocol)
 
     # --- frames ------------------------------------------------------------------
 
@@ -222,145 +265,20 @@ class WebSocketServer:
             message = loads(payload)
         except ValueError:
             return  # not JSON: no reply, not counted, connection stays open
-        connection.message_count += 1
-        count = connection.message_count
-        self.stats.increment(WEBSOCKET_REQUESTS)
-        if connection.params:
-            connection.params = {}
-        if isinstance(message, dict):
-            message_id = message.get("messageId")
-            event = message.get("event")
-            if not isinstance(event, str):
-                event = ""
-        else:
-            message_id, event = None, ""
-        if message_id is None:
-            message_id = new_id()
-        protocol.last_message = (count, message_id)
-        if over_rate(connection):
-            self.stats.increment(RATE_LIMITED)
-            self._send_verb(protocol, errors.TOO_FAST, None, count, message_id)
-        elif event == "action":
-            params = message.get("params")
-            self._action(protocol, params if isinstance(params, dict) else {}, message_id, count)
-        elif event == "file":
-            reply = file_reply(self._resolve(message.get("file")), self.max_file_size)
-            self._send_reply(protocol, reply, count, message_id)
-        elif event in WEBSOCKET_VERBS:
-            self._verb(protocol, event, message, message_id, count)
-        elif event == "quit" or event == "exit":
-            protocol.close_with(CLOSE_NORMAL)
-        else:
-            self._send_verb(protocol, errors.VERB_NOT_FOUND.format(verb=event), None, count, message_id)
+        self.receive(connection, message)
 
-    def _action(
-        self,
-        protocol: "WebSocketConnectionProtocol",
-        params: dict[str, Any],
-        message_id: Any,
-        count: int,
-    ) -> None:
-        connection = protocol.connection
-        assert connection is not None  # frame() checked it
-        result = self.processor.start(connection, params, message_id, count)
-        if isinstance(result, Deferred):
-            result.addCallbacks(
-                self._action_done,
-                self._failed,
-                callbackArgs=(protocol, count, message_id),
-                errbackArgs=(protocol, "action"),
-            )
-        else:  # finished without waiting: no Deferred needed
-            self._action_done(result, protocol, count, message_id)
+    def received(self, connection: Connection, count: int, message_id: Any) -> None:
+        connection.transport.last_message = (count, message_id)
 
-    def _action_done(
-        self, data: "ActionData", protocol: "WebSocketConnectionProtocol", count: int, message_id: Any
-    ) -> None:
-        if not data.to_render:
-            return
-        response = data.response
-        if not isinstance(response, dict):
-            response = {} if data.error is None else {"error": data.error}
-        self._send_reply(protocol, response, count, message_id)
-
-    def _verb(
-        self,
-        protocol: "WebSocketConnectionProtocol",
-        event: str,
-        message: dict[str, Any],
-        message_id: Any,
-        count: int,
-    ) -> None:
-        # verb arguments: room (if present), then the other values in key order
-        args = [message["room"]] if "room" in message else []
-        args.extend(v for k, v in message.items() if k not in _NOT_ARGUMENTS)
-        if event == "say":
-            args = [args[0] if args else None, say_text(args[1:])]
-        connection = protocol.connection
-        assert connection is not None  # frame() checked it
-        self.verbs.run(connection, event, args, WEBSOCKET_VERBS).addCallbacks(
-            lambda data: self._send_verb(protocol, None, data, count, message_id),
-            self._verb_failed,
-            errbackArgs=(protocol, event, count, message_id),
-        )
-
-    def _verb_failed(
-        self, failure: Any, protocol: "WebSocketConnectionProtocol", event: str, count: int, message_id: Any
-    ) -> None:
-        if failure.check(VerbError):
-            error = failure.value
-            self._send_verb(protocol, error.message, error.data, count, message_id)
-        else:
-            self._failed(failure, protocol, event)
-
-    def _resolve(self, name: Any) -> "FileInfo | None":
-        if not isinstance(name, str) or not name:
-            return None
-        return self.node.files.resolve(name)
-
-    # --- replies -------------------------------------------------------------------
-
-    def _send_reply(
-        self,
-        protocol: "WebSocketConnectionProtocol",
-        reply: dict[str, Any],
-        count: int,
-        message_id: Any,
-    ) -> None:
-        """``{...reply, context, messageCount, messageId}``, counters last."""
-        if protocol.state != _OPEN:
-            return
-        if "context" in reply or "messageCount" in reply or "messageId" in reply:
-            for key in ("context", "messageCount", "messageId"):
-                reply.pop(key, None)
-        reply["context"] = "response"
-        reply["messageCount"] = count
-        reply["messageId"] = message_id
-        send_text(protocol, dumps(reply))
-
-    def _send_verb(
-        self,
-        protocol: "WebSocketConnectionProtocol",
-        error: Any,
-        data: Any,
-        count: int,
-        message_id: Any,
-    ) -> None:
-        """A verb's reply: OK (``error`` None) or the error in ``status`` and
-        ``error``; ``data`` when not None."""
-        if error is None:
-            reply: dict[str, Any] = {"status": "OK", "context": "response"}
-        else:
-            reply = {"status": error, "error": error, "context": "response"}
-        if data is not None:
-            reply["data"] = data
-        reply["messageCount"] = count
-        reply["messageId"] = message_id
+    def send_reply(self, connection: Connection, reply: dict[str, Any]) -> None:
+        protocol = connection.transport
         if protocol.state == _OPEN:
             send_text(protocol, dumps(reply))
 
-    def _failed(self, failure: Any, protocol: "WebSocketConnectionProtocol", what: str) -> None:
-        log.failure("websocket {what} failed", failure, what=what)
+    def _action_done(self, data: Any, connection: Connection, count: int, message_id: Any) -> None:
+        super()._action_done(data, connection, count, message_id)
+        if self.draining:
+            self._answered(connection.transport)
 
     # --- what the core pushes ------------------------------------------------------
 
@@ -373,6 +291,8 @@ class WebSocketServer:
         gets that same, unchanged dict.
         """
         if protocol.state != _OPEN:
+            if protocol.state == _CONNECTING and protocol.early is not None:
+                protocol.early.append(message)  # from a create hook: after the 101
             return
         if "context" not in message:
             send_text(protocol, dumps({**message, "context": "response"}))
@@ -389,15 +309,9 @@ class WebSocketServer:
     def send_file(self, protocol: "WebSocketConnectionProtocol", path: str) -> None:
         """A file pushed by server code (the ``file`` action, ``sendFile``):
         the same reply as the ``file`` event, for the latest message."""
-        if not isinstance(path, str) or not path:
-            log.info("{message}", message=errors.SEND_FILE_NEEDS_NAME)
-            info = None
-        elif os.path.isabs(path):
-            info = self.node.files.resolve_absolute(path)
-        else:
-            info = self.node.files.resolve(path)
         count, message_id = protocol.last_message
-        self._send_reply(protocol, file_reply(info, self.max_file_size), count, message_id)
+        if protocol.state == _OPEN:
+            send_text(protocol, dumps(self.file_message(path, count, message_id)))
 
 
 @implementer(IConnectionTransport)
@@ -407,44 +321,41 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
     _log = log
     factory: "WebSocketFactory"
     connection: Connection | None = None
-    #: (remoteIP, remotePort, fingerprint) from the upgrade request
-    client_details: tuple[str, int, str | None] = ("", 0, None)
+    #: messages pushed while connection middleware decides (sent after the 101)
+    early: list[Any] | None = None
+    #: the 403 body while a refusal is being answered
+    refusal: bytes | None = None
     #: (messageCount, messageId) of the latest counted message
     last_message: tuple[int, Any] = (0, None)
+    #: the client's unsent output (set once open)
+    meter: OutboundMeter | None = None
 
-    def onConnect(self, request: Any) -> None:
-        """Check the page's origin (403 before the upgrade when refused), read
-        the fingerprint and client address; no subprotocol is selected."""
-        ws_server = self.factory.ws_server
-        headers = request.headers
-        transport = self.transport
-        assert transport is not None  # Autobahn calls onConnect on a connected protocol
-        peer = transport.getPeer()
-        ip = peer_ip = getattr(peer, "host", None) or "unix"
-        port = getattr(peer, "port", 0) or 0
-        forwarded = headers.get("x-forwarded-for")
-        if forwarded:
-            ip, port = ws_server.proxies.client(ip, port, forwarded, headers.get("x-forwarded-port"))
-        origin = headers.get("origin")
-        if origin is not None:
-            scheme = ws_server.proxies.scheme(
-                peer_ip, headers.get("x-forwarded-proto"), ISSLTransport.providedBy(self.transport)
-            )
-            if not ws_server.origins.allows(origin, scheme, headers.get("host")):
-                self._log.info(
-                    "refused websocket upgrade from {ip}: origin {origin!r} not allowed", ip=ip, origin=origin
-                )
-                raise ConnectionDeny(403, "origin not allowed")
-        fingerprint = None
-        cookie = headers.get("cookie")
-        if cookie:
-            fingerprint = parse_cookie_header(cookie).get(ws_server.cookie_key) or None
-        if fingerprint is None and ws_server.fingerprint_from_query:
-            values = request.params.get(ws_server.cookie_key)
-            if values and values[0]:
-                fingerprint = values[0]
-        self.client_details = (ip, port, fingerprint)
-        return None
+    def onConnect(self, request: Any) -> Any:
+        """Make the connection from the upgrade request and let connection
+        middleware decide before the 101; no subprotocol is selected."""
+        self.early = []
+        return self.factory.ws_server.connecting(self, request)
+
+    def refuse(self, failure: Failure) -> None:
+        """Connection middleware refused: answer the upgrade with 403 and a
+        JSON body (``failHandshake`` writes it), before any frame."""
+        self.early = None
+        error = failure.value
+        if isinstance(error, ConnectionRefused):
+            self.refusal = dumps(replies.refusal(error.error))
+        else:
+            log.failure("accepting a websocket failed", failure)
+            self.refusal = dumps(replies.refusal("internal server error"))
+        raise ConnectionDeny(403, "Forbidden")
+
+    def failHandshake(self, reason: str, code: int = 400, responseHeaders: Any = None) -> None:
+        if self.refusal is None:
+            super().failHandshake(reason, code, responseHeaders)
+            return
+        body, self.refusal = self.refusal, None
+        self.wasNotCleanReason = reason
+        self.sendData(_REFUSED_HEAD.format(length=len(body)).encode() + body)
+        self.dropConnection(abort=False)
 
     def dataReceived(self, data: bytes) -> None:
         # Autobahn's dataReceived formats the arguments of a debug line
@@ -465,6 +376,9 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
         self._onMessage(payload, self.message_is_binary)
 
     def onOpen(self) -> None:
+        early, self.early = self.early, None
+        for message in early or ():
+            self.send_message(message)
         self.factory.ws_server.opened(self)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
@@ -479,11 +393,13 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self.factory.ws_server.closed(self)
 
-    def close_with(self, code: int) -> None:
+    def close_with(self, code: int, reason: str | None = None) -> None:
         """Start the closing handshake with ``code`` (Autobahn's sendClose
         refuses 1001, which a stop needs)."""
         if self.state == _OPEN:
-            self.sendCloseFrame(code=code, isReply=False)
+            self.sendCloseFrame(
+                code=code, reasonUtf8=reason.encode() if reason else None, isReply=False
+            )
         elif self.state == _CONNECTING:
             self.dropConnection(abort=True)
 

@@ -77,9 +77,10 @@ def listener_descriptions(config: Config) -> Iterator[tuple[str, str]]:
         yield "web", description
     for description in config.socket_endpoints:
         yield "socket", description
-    for name, server in getattr(config, "custom_servers", {}).items():
-        for description in server.endpoints:
-            yield name, description
+    for name, server in config.custom_servers.items():
+        if server.enabled:
+            for description in server.endpoints:
+                yield name, description
 
 
 # --- the child side ----------------------------------------------------------
@@ -107,11 +108,16 @@ class WorkerInfo:
 
     def inherited(self, kind: str, description: str) -> tuple[int, str] | None:
         """The next not yet adopted socket for ``kind`` + ``description``
-        (the same endpoint may be listed twice, e.g. two ``tcp:0``)."""
-        for kind_, description_, fd, family in self.listeners:
-            if (kind_, description_) == (kind, description) and fd not in _ADOPTED:
-                _ADOPTED.add(fd)
-                return fd, family
+        (the same endpoint may be listed twice, e.g. two ``tcp:0``).  A
+        custom server's kind is its type, the parent knows its config name:
+        those match by description."""
+        for exact in (True, False):
+            for kind_, description_, fd, family in self.listeners:
+                if description_ != description or fd in _ADOPTED:
+                    continue
+                if kind_ == kind if exact else kind_ not in ("web", "socket"):
+                    _ADOPTED.add(fd)
+                    return fd, family
         return None
 
     def configure(self, config: Config) -> Config:

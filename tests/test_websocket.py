@@ -119,7 +119,9 @@ def test_the_takeover_leaves_no_http_channel_behind():
     h = harness()
     c = h.client()
     assert h.site.channels == set()
-    assert c.transport.producer is None  # the HTTP channel let go of the transport
+    # the HTTP channel let go of the transport; the websocket's output meter
+    # (issue 12, item 4) is its producer now
+    assert c.transport.producer is c.transport.protocol.meter is not None
     assert len(h.websockets.protocols) == 1
     c.close()
     assert c.lost

@@ -20,10 +20,11 @@ for ``blockedConnectionTypes`` ...); the meaning is ActionHero's.
 import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import attrs
 
+from ahtwist.connection import canonical_type
 from ahtwist.errors import ConfigError
 
 
@@ -75,6 +76,28 @@ def takes_args(fn: Callable[..., Any]) -> bool:
     )
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def json_schema(schema: Mapping[str, Any] | None = None, /, **keywords: Any) -> Callable[[_F], _F]:
+    """Declare the JSON Schema a formatter or validator stands for, for the
+    OpenAPI document (see :class:`Input`)::
+
+        @json_schema(type="integer", minimum=0)
+        def parse_int(value): ...
+
+    The function is returned unchanged apart from its ``json_schema``
+    attribute; validation still happens in the function alone.
+    """
+    declared = {**(schema or {}), **keywords}
+
+    def declare(fn: _F) -> _F:
+        fn.json_schema = declared  # type: ignore[attr-defined]
+        return fn
+
+    return declare
+
+
 @attrs.frozen
 class Input:
     """One declared action input (docs/python-api.md, 'Input').
@@ -86,6 +109,12 @@ class Input:
       ``f(value)`` or ``f(value, data)``.  A validator passes by returning
       exactly ``True``; a string it returns is the error text.
     * ``schema`` -- nested inputs for an object-valued param.
+    * ``json_schema`` -- the JSON Schema of the value for the OpenAPI
+      document (e.g. ``{"type": "integer", "minimum": 1}``).  Without it the
+      document merges what the formatters and validators declare with the
+      :func:`json_schema` decorator (``int``, ``float``, ``str`` and ``bool``
+      declare their type), in that order.  Documentation only: it validates
+      nothing.
     """
 
     required: bool = False
@@ -93,6 +122,7 @@ class Input:
     formatter: tuple[Callable[..., Any], ...] = attrs.field(default=(), converter=_as_tuple)
     validator: tuple[Callable[..., Any], ...] = attrs.field(default=(), converter=_as_tuple)
     schema: Mapping[str, "Input"] | None = None
+    json_schema: Mapping[str, Any] | None = None
 
     @property
     def has_default(self) -> bool:
@@ -173,3 +203,6 @@ def validate_action(action: Action) -> None:
         )
     if isinstance(action.blocked_connection_types, str) or isinstance(action.middleware, str):
         raise ConfigError(f"Action {name}: blocked_connection_types and middleware must be lists")
+    # ActionHero's "webSocket" names the same connections as "websocket"
+    blocked = tuple(dict.fromkeys(canonical_type(t) for t in action.blocked_connection_types))
+    setattr(action, "blocked_connection_types", blocked)  # noqa: B010 -- a class attribute, set once

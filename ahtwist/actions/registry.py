@@ -134,18 +134,23 @@ class ActionRegistry:
 
     # --- documentation -----------------------------------------------------
 
+    def documented(self) -> list[tuple[str, list[Action]]]:
+        """The actions to document (``to_document``), as ``(name, versions
+        ascending)`` with names sorted; names with none left out.  The one
+        selection showDocumentation and the OpenAPI document share."""
+        out: list[tuple[str, list[Action]]] = []
+        for name in sorted(self.versions):
+            actions = [a for _, a in sorted(self.versions[name].items()) if a.to_document]
+            if actions:
+                out.append((name, actions))
+        return out
+
     def documentation(self) -> dict[str, dict[str, Any]]:
         """showDocumentation's object: names sorted, versions ascending."""
-        doc: dict[str, dict[str, Any]] = {}
-        for name in sorted(self.versions):
-            entries = {
-                str(render_version(action.version)): action.documentation()
-                for _, action in sorted(self.versions[name].items())
-                if action.to_document
-            }
-            if entries:
-                doc[name] = entries
-        return doc
+        return {
+            name: {str(render_version(a.version)): a.documentation() for a in actions}
+            for name, actions in self.documented()
+        }
 
     def names(self) -> Iterable[str]:
         return self.latest.keys()

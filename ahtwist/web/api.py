@@ -18,6 +18,7 @@ from email.utils import formatdate
 from typing import Any
 
 import attrs
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -26,9 +27,12 @@ from ahtwist.actions import processor as status_names
 from ahtwist.actions.processor import ActionData
 from ahtwist.connection import Connection, IConnectionTransport, new_id
 from ahtwist.encoding import dumps_padded
+from ahtwist.errors import ConnectionRefused
 from ahtwist.files import percent_decode
 from ahtwist.node import WEB_REQUESTS, Node
 from ahtwist.proxies import TrustedProxies
+from ahtwist.servers.base import lookup_file
+from ahtwist.servers.peer import is_secure, parse_cookies, peer_address, peer_certificate
 from ahtwist.web.body import FormError, FormLimits
 from ahtwist.web.mime import mime_for_extension
 from ahtwist.web.query import parse_query
@@ -80,6 +84,29 @@ class WebRaw:
     #: True once something (send_file, a stream) took over the response
     responding: bool = False
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """The request headers, lower-case names (repeated ones joined by ``, ``)."""
+        return {
+            name.decode("latin-1").lower(): ", ".join(v.decode("latin-1") for v in values)
+            for name, values in self.request.requestHeaders.getAllRawHeaders()
+        }
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """The request's cookies (:func:`ahtwist.servers.peer.parse_cookies`)."""
+        return parse_cookies(_header_text(self.request, b"cookie"))
+
+    @property
+    def secure(self) -> bool:
+        """True over TLS."""
+        return is_secure(self.request.channel.transport)
+
+    @property
+    def peer_certificate(self) -> Any:
+        """The client's TLS certificate when it presented one, else None."""
+        return peer_certificate(self.request.channel.transport)
+
     # IConnectionTransport
     def send_message(self, message: dict[str, Any]) -> None:
         """Web clients cannot be pushed to; the message is dropped (logged)."""
@@ -90,15 +117,7 @@ class WebRaw:
         path inside one of them), exactly as a static file request."""
         if self.connection is None or self.responding:
             return
-        files = self.server.node.files
-        if not path:
-            log.info("{message}", message=errors.SEND_FILE_NEEDS_NAME)
-            info = None
-        elif os.path.isabs(path):
-            info = files.resolve_absolute(path)
-        else:
-            info = files.resolve(path)
-        self.server.static.serve(self.request, self.connection, info)
+        self.server.static.serve(self.request, self.connection, lookup_file(self.server.node.files, path))
 
     def send_bytes(self, data: bytes, mime: str = "application/octet-stream") -> None:
         """Answer with ``data`` under ``mime``."""
@@ -121,6 +140,12 @@ class WebRaw:
 
 
 _LINE_BREAKS = str.maketrans({"\r": " ", "\n": " ", "\0": " "})
+
+
+def _header_text(request: WebRequest, name: bytes) -> str | None:
+    """A request header as text (the first one), or None."""
+    values = request.requestHeaders.getRawHeaders(name)
+    return values[0].decode("latin-1") if values else None
 
 
 def _header_bytes(value: str) -> bytes:
@@ -167,6 +192,8 @@ class WebServer:
         self.server_information = web.metadataOptions.serverInformation
         self.requester_information = web.metadataOptions.requesterInformation
         self.static = FileResponder(self)
+        #: the OpenAPI document and /docs (ahtwist.apidocs.APIDocs), if enabled
+        self.apidocs: Any = None
         #: the websocket resource mounted at servers.websocket.path, if any
         self.websocket_resource: Any = None
         self.websocket_path = config.servers.websocket.path.encode()
@@ -179,6 +206,8 @@ class WebServer:
         if self.websocket_resource is not None and request.path == self.websocket_path:
             if self.allowed_hosts and not self._host_allowed(request):
                 self._redirect(request)
+            elif self.node.stopping:
+                self._respond_bare(request, 503)  # draining: no new websockets
             else:
                 self._serve_websocket(request)
             return
@@ -191,11 +220,28 @@ class WebServer:
         if self.allowed_hosts and not self._host_allowed(request):
             self._redirect(request)
             return
+        if self.apidocs is not None and self.apidocs.claims(request.path):
+            self.apidocs.serve(request)  # before the action API: it may be under /api
+            return
         try:
             path = request.path.decode("utf-8")
         except UnicodeDecodeError:
             path = request.path.decode("latin-1")
         connection = self._connection(request, arrived)
+        opened = self.node.add_connection(connection)
+        if isinstance(opened, Deferred):  # connection middleware waited or refused
+            opened.addCallbacks(
+                lambda _: self._serve(request, connection, path),
+                self._refused,
+                errbackArgs=(request, connection),
+            )
+            return
+        self._serve(request, connection, path)
+
+    def _serve(self, request: WebRequest, connection: Connection, path: str) -> None:
+        if request._disconnected:
+            self.release(request, connection)
+            return
         if request.method == b"OPTIONS":
             self._options(request, connection)
             return
@@ -206,6 +252,14 @@ class WebServer:
             self._api(request, connection, rest)
         else:
             self._file(request, connection, rest)
+
+    def _refused(self, failure: Any, request: WebRequest, connection: Connection) -> None:
+        """Connection middleware refused the request: 403, the error envelope."""
+        if not failure.check(ConnectionRefused):
+            log.failure("accepting a web request failed", failure)
+            self._respond_error(request, connection, 500, errors.INTERNAL_ERROR, {})
+            return
+        self._respond_error(request, connection, 403, failure.value.error, {})
 
     def _mode(self, parts: list[str]) -> tuple[str, list[str]]:
         api, files = self.api_prefix, self.file_prefix
@@ -225,15 +279,20 @@ class WebServer:
 
     def _connection(self, request: WebRequest, arrived: int) -> Connection:
         fingerprint = None
-        cookie = request.received_cookies.get(self.cookie_key_bytes)
+        cookie_header = request.requestHeaders.getRawHeaders(b"cookie")
+        cookie = (
+            parse_cookies(b"; ".join(cookie_header).decode("latin-1")).get(self.cookie_key)
+            if cookie_header
+            else None
+        )
         if cookie:
-            fingerprint = cookie.decode("latin-1")
+            fingerprint = cookie
         else:
             header = request.requestHeaders.getRawHeaders(self.fingerprint_header)
             if header and header[0]:
                 fingerprint = header[0].decode("latin-1")
         set_cookie = None
-        ip, port = _peer(request)
+        ip, port = peer_address(request.getClientAddress())
         forwarded = request.getHeader(b"x-forwarded-for")
         if forwarded:
             fport = request.getHeader(b"x-forwarded-port")
@@ -262,7 +321,7 @@ class WebServer:
             arrived_ms=arrived,
         )
         connection.raw = connection.transport = raw
-        return self.node.add_connection(connection)
+        return connection
 
     def _new_fingerprint(self, request: WebRequest, ip: str) -> str:
         if not self.static_fingerprint:
@@ -293,7 +352,7 @@ class WebServer:
             proto = request.getHeader(b"x-forwarded-proto")
             secure = request.isSecure() or (
                 proto is not None
-                and self.proxies.scheme(_peer(request)[0], proto.decode("latin-1"), False) == "https"
+                and self.proxies.scheme(peer_address(request.getClientAddress())[0], proto.decode("latin-1"), False) == "https"
             )
         if secure:
             cookie += "Secure;"
@@ -499,6 +558,9 @@ class WebServer:
         """413 for a body over the form limits (called before it is complete)."""
         self.node.stats.increment(WEB_REQUESTS)
         connection = self._connection(request, self.node.now_ms())
+        opened = self.node.add_connection(connection)
+        if isinstance(opened, Deferred):  # refused or waiting: the 413 is the answer regardless
+            opened.addErrback(lambda _: None)
         self._respond_error(request, connection, 413, errors.BODY_TOO_LARGE, {})
 
     # --- output ------------------------------------------------------------------
@@ -600,7 +662,7 @@ class WebServer:
     def _host_allowed(self, request: WebRequest) -> bool:
         proto = request.getHeader(b"x-forwarded-proto")
         scheme = self.proxies.scheme(
-            _peer(request)[0], proto.decode("latin-1") if proto else None, request.isSecure()
+            peer_address(request.getClientAddress())[0], proto.decode("latin-1") if proto else None, request.isSecure()
         )
         host = (request.getHeader(b"host") or b"").decode("latin-1")
         return f"{scheme}://{host}" in self.allowed_hosts
@@ -695,8 +757,3 @@ def choose_encoding(request: WebRequest) -> str | None:
         return None
     match = _ENCODING_TOKEN.search(header.decode("latin-1"))
     return match.group(1) if match else None
-
-
-def _peer(request: WebRequest) -> tuple[str, int]:
-    addr = request.getClientAddress()
-    return getattr(addr, "host", None) or "unix", getattr(addr, "port", 0) or 0

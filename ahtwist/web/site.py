@@ -11,7 +11,7 @@ with 414.
 
 from http import HTTPStatus
 from io import BytesIO
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import connectionDone
@@ -20,9 +20,6 @@ from twisted.web import http, server
 from twisted.web.http import NO_BODY_CODES
 
 from ahtwist.web.body import BodyReader, reader_for
-
-if TYPE_CHECKING:
-    from ahtwist.web.api import WebServer
 
 #: longest request target (path + query) accepted, in bytes
 MAX_URL_LENGTH = 8192
@@ -41,7 +38,7 @@ class WebRequest(server.Request):
     def gotLength(self, length: int | None) -> None:
         self.content = BytesIO()  # bodies are read by self.body; Twisted closes this one
         channel = self.channel
-        web: WebServer = channel.site.server
+        web = channel.site.server  # the ahtwist.web.api.WebServer
         content_type = self.requestHeaders.getRawHeaders(b"content-type")
         self.body = reader_for(
             getattr(channel, "_command", b"GET"),
@@ -75,6 +72,10 @@ class WebRequest(server.Request):
         self.method, self.uri, self.clientproto = command, path, version
         self.path, _, self.query = path.partition(b"?")
         self.args = {}
+
+    def parseCookies(self) -> None:
+        """Cookies are parsed once, by :func:`ahtwist.servers.peer.parse_cookies`
+        (``connection.raw.cookies``), not into ``received_cookies``."""
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         # No form parsing into self.args here: bodies were read by self.body.
@@ -200,7 +201,7 @@ class WebSite(server.Site):
     protocol = WebChannel  # type: ignore[assignment]
     requestFactory = WebRequest
 
-    def __init__(self, web_server: "WebServer", timeout: float = 60, reactor: Any = None) -> None:
+    def __init__(self, web_server: Any, timeout: float = 60, reactor: Any = None) -> None:
         super().__init__(
             resource=None, requestFactory=WebRequest, timeout=timeout, reactor=reactor
         )

@@ -25,7 +25,6 @@ from ahtwist.web.mime import mime_for_path
 
 if TYPE_CHECKING:
     from ahtwist.connection import Connection
-    from ahtwist.web.api import WebServer
     from ahtwist.web.site import WebRequest
 
 log = Logger(namespace="ahtwist.web.static")
@@ -156,7 +155,7 @@ class FileProducer:
 class FileResponder:
     """Answers web requests with files (see the module docstring)."""
 
-    def __init__(self, server: "WebServer") -> None:
+    def __init__(self, server: Any) -> None:
         self.server = server
         web = server.web
         self.cache_control = f"max-age={web.flatFileCacheDuration}, must-revalidate, public".encode()

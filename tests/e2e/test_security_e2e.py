@@ -3,13 +3,17 @@ cross-site websocket hijacking, a spoofed X-Forwarded-For, a websocket client
 that does not read, and replies lost on SIGTERM."""
 
 import json
+import re
+import signal
 import socket
+import time
 import urllib.request
 
 import pytest
 
 from tests.e2e.ahtwist_process import AhtwistProcess
 from tests.e2e.ws_blocking import BlockingWebSocket
+from tests.wshelpers import OP_TEXT, encode_frame
 
 WELCOME = {"welcome": "Hello! Welcome to the actionhero api", "context": "api"}
 
@@ -86,3 +90,60 @@ def test_spoofed_forwarded_for_does_not_pick_the_remote_ip(tmp_path):
             ws.close()
     finally:
         direct.cleanup()
+
+
+def _wait_for(predicate, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_websocket_client_that_does_not_read_is_dropped(server):
+    """2,000 ``file`` requests (65 bytes each, ~19 KB replies) from a client
+    that reads nothing: the server drops it once 4 MiB wait, logs it, and
+    keeps serving everyone else."""
+    ws = BlockingWebSocket(server.ws_url)
+    assert ws.recv() == WELCOME
+    frame = json.dumps({"event": "file", "file": "javascript/actionheroClient.js"}).encode()
+    ws.sock.sendall(encode_frame(OP_TEXT, frame) * 2000)
+    _wait_for(lambda: "bytes of output it does not read" in server.log_text(), "the drop")
+    [line] = [line for line in server.log_text().splitlines() if "dropping websocket client" in line]
+    assert re.search(r"dropping websocket client [0-9a-f-]{36}: \d+ bytes of output it does not read$", line)
+    ws.sock.settimeout(20)
+    received = b""
+    try:
+        while chunk := ws.sock.recv(1 << 20):
+            received += chunk
+    except ConnectionResetError:
+        pass  # aborted: the client never answered the close
+    ws.sock.close()
+    with urllib.request.urlopen(server.http_url + "/api/randomNumber", timeout=5) as response:
+        assert response.status == 200
+
+
+def test_sigterm_sends_in_flight_websocket_replies_before_closing():
+    """8 websocket actions in flight at SIGTERM: each client gets its reply,
+    then close 1001; the process then ends by the signal (status 143)."""
+    process = AhtwistProcess().start()
+    try:
+        clients = [BlockingWebSocket(process.ws_url) for _ in range(8)]
+        for i, ws in enumerate(clients):
+            assert ws.recv() == WELCOME
+            ws.send({"event": "action", "params": {"action": "sleepTest", "sleepDuration": 1500}, "messageId": i})
+        idle = BlockingWebSocket(process.ws_url)
+        assert idle.recv() == WELCOME
+        # every action has started once the idle client's request is answered
+        assert idle.request({"event": "detailsView"})["status"] == "OK"
+        process.process.send_signal(signal.SIGTERM)
+        assert idle.wait_closed() == 1001
+        for i, ws in enumerate(clients):
+            reply = ws.recv(timeout=10)
+            assert (reply["messageId"], reply["sleepDuration"]) == (i, 1500)
+            assert ws.wait_closed() == 1001
+            ws.sock.close()
+        idle.sock.close()
+        assert process.process.wait(15) == -signal.SIGTERM
+    finally:
+        process.cleanup()

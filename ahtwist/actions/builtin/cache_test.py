@@ -2,11 +2,12 @@
 
 import orjson
 
-from ahtwist.actions.action import Action, Input
+from ahtwist.actions.action import Action, Input, json_schema
 
 TOO_SHORT = "inputs should be at least 3 letters long"
 
 
+@json_schema(type="string")
 def to_text(value):
     """Strings stay; anything else becomes compact JSON text."""
     if isinstance(value, str):
@@ -14,6 +15,7 @@ def to_text(value):
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+@json_schema(minLength=3)
 def at_least_three(value):
     return True if len(value) >= 3 else TOO_SHORT
 

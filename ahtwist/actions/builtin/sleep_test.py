@@ -4,11 +4,12 @@ import re
 
 from twisted.internet.task import deferLater
 
-from ahtwist.actions.action import Action, Input
+from ahtwist.actions.action import Action, Input, json_schema
 
 _INT = re.compile(r"\s*([+-]?)(0[xX][0-9a-fA-F]+|\d+)")
 
 
+@json_schema(type="integer", minimum=0)
 def parse_int(value):
     """JavaScript ``parseInt`` semantics; no digits -> None (treated as missing);
     negative -> 0."""

@@ -168,7 +168,7 @@ class Connection:
         node: Any = None,
     ) -> None:
         self.id = id or new_id()
-        self.type = TYPE_ALIASES.get(type, type)
+        self.type = type if type != "webSocket" else "websocket"  # ActionHero's spelling
         self.remote_ip = remote_ip
         self.remote_port = remote_port
         self.fingerprint = fingerprint or self.id

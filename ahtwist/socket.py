@@ -33,8 +33,8 @@ from ahtwist.actions.processor import ActionData
 from ahtwist.connection import Connection, ConnectionRaw, IConnectionTransport, new_id
 from ahtwist.encoding import dumps, loads
 from ahtwist.errors import ConnectionRefused
-from ahtwist.files import FileInfo
-from ahtwist.limits import RATE_LIMITED, SLOW_CLIENTS_DROPPED, over_rate
+from ahtwist.limits import RATE_LIMITED, over_rate
+from ahtwist.line_output import CRLF, INPUT_PAUSE_BACKLOG, LineOutput
 from ahtwist.node import SOCKET_REQUESTS, Node
 from ahtwist.servers.base import Server
 from ahtwist.servers.peer import is_secure, peer_address, peer_certificate
@@ -42,23 +42,15 @@ from ahtwist.verbs import NO_REPLY, SOCKET_VERBS, UnknownVerb, VerbError
 
 log = Logger(namespace="ahtwist.socket")
 
-CRLF = b"\r\n"
 WELCOME_LINE = replies.WELCOME_JSON + CRLF
 GOODBYE_LINE = replies.GOODBYE_JSON + CRLF
-NOT_FOUND_LINE = dumps(errors.FILE_NOT_FOUND) + CRLF
 #: a read that is exactly telnet's Ctrl-C (IAC IP IAC DO TIMING-MARK) or Ctrl-D
 TELNET_GOODBYE = frozenset((b"\xff\xf4\xff\xfd\x06", b"\x04"))
-#: bytes read from a file per write while streaming it
-FILE_CHUNK = 65536
 #: seconds a closing connection may take to flush its goodbye before it is aborted
 CLOSE_TIMEOUT = 10.0
-#: a client this far behind (bytes) has its requests no longer read
-INPUT_PAUSE_BACKLOG = 65536
 #: unread output tolerated from a client that stopped reading, at least (well
 #: above the pause, so replies already in flight do not get it dropped)
 MIN_OUTPUT_LIMIT = 4 * INPUT_PAUSE_BACKLOG
-#: what a file waiting behind another counts for in the backlog
-PENDING_FILE_COST = 256
 _JSON_SPACE = " \t\n\r"
 
 
@@ -228,7 +220,7 @@ class SocketServer(Server):
 
 
 @implementer(IConnectionTransport, IPushProducer)
-class SocketProtocol(Protocol):
+class SocketProtocol(LineOutput, Protocol):
     """One socket client: framing, limits, output, files (no decisions).
 
     Output is bounded.  The protocol is its transport's streaming producer:
@@ -251,8 +243,6 @@ class SocketProtocol(Protocol):
     _closing = False
     #: the transport is lost or aborted: nothing more is written
     _gone = False
-    #: the transport asked us to pause (its buffer is full)
-    _paused = False
     #: we stopped reading the client's input because its backlog is too big
     _input_paused = False
     _partial: bytearray | None = None
@@ -261,14 +251,6 @@ class SocketProtocol(Protocol):
     _release_call: Any = None
     _discarding = False
     _discard_tail = b""
-    #: bytes written while paused (since the pause began)
-    _unread = 0
-    #: the file being streamed (an open file) and, while it streams, what
-    #: waits behind it in order: message bytes and _PendingFile entries
-    _file: Any = None
-    _queued: list[Any] | None = None  # a list while _file is set
-    _queued_bytes = 0
-    _close_after_file = False
     _idle_call: Any = None
     _close_call: Any = None
     _last_seen = 0.0
@@ -468,142 +450,6 @@ class SocketProtocol(Protocol):
         else:
             self._idle_call = factory.clock.callLater(due - now, self._check_idle)
 
-    # --- output (IConnectionTransport) ---------------------------------------
-
-    def send_message(self, message: Any) -> None:
-        """One message as a compact JSON line (dropped once closing)."""
-        if not self._closing:
-            self._write(dumps(message) + CRLF)
-
-    def _write(self, data: bytes) -> None:
-        if self._file is not None:
-            assert self._queued is not None
-            self._queued.append(data)
-            self._queued_bytes += len(data)
-        else:
-            self.transport.write(data)
-            if not self._paused:
-                return
-            self._unread += len(data)
-        self._check_backlog()
-
-    def _check_backlog(self) -> None:
-        """Pause reading a client that is behind, resume it once it caught
-        up, drop it past the output limit."""
-        backlog = self._unread + self._queued_bytes
-        if backlog > self.factory.output_limit:
-            log.info(
-                "dropping socket client {id}: {n} bytes of output it does not read",
-                id=self.connection.id,
-                n=backlog,
-            )
-            self.factory.node.stats.increment(SLOW_CLIENTS_DROPPED)
-            self.abort()
-        elif backlog > INPUT_PAUSE_BACKLOG:
-            if not self._input_paused and not self._closing:
-                self._input_paused = True
-                self.transport.pauseProducing()
-        elif self._input_paused:
-            self._input_paused = False
-            if self._closing:
-                pass
-            elif self._held:
-                # not from inside whatever wrote: on the next turn
-                if self._release_call is None:
-                    self._release_call = self.factory.clock.callLater(0, self._release_input)
-            else:
-                self._held = None
-                self.transport.resumeProducing()
-
-    def send_file(self, path: str) -> None:
-        """``connection.send_file`` from server code: a public name, or an
-        absolute path lying inside a public folder."""
-        self.send_resolved_file(self.server.lookup_file(path))
-
-    def send_resolved_file(self, info: FileInfo | None) -> None:
-        """Stream the file's raw bytes (no framing), or the not-found line.
-        A file asked for while another streams waits behind it, unopened."""
-        if self._closing:
-            return
-        if info is None:
-            self._write(NOT_FOUND_LINE)
-        elif self._file is not None:
-            assert self._queued is not None
-            self._queued.append(_PendingFile(info))
-            self._queued_bytes += PENDING_FILE_COST
-            self._check_backlog()
-        else:
-            handle = _open(info)
-            if handle is None:
-                self._write(NOT_FOUND_LINE)
-                return
-            self._file = handle
-            self._queued = []
-            self._pump()
-
-    def _pump(self) -> None:
-        """Write file chunks until the transport pushes back or the file ends;
-        then what waited behind it, in order."""
-        while self._file is not None and not self._paused and not self._gone:
-            try:
-                chunk = self._file.read(FILE_CHUNK)
-            except OSError as e:
-                log.info("{message}", message=errors.FILE_READ_ERROR.format(error=e))
-                chunk = b""
-            if chunk:
-                self.transport.write(chunk)
-                continue
-            self._file.close()
-            self._file = None
-            self._flush_queue()
-        if self._gone:
-            return
-        if self._file is None and self._close_after_file:
-            self._close_after_file = False
-            self._finish_close()
-        else:
-            self._check_backlog()
-
-    def _flush_queue(self) -> None:
-        queued, self._queued = self._queued or [], None
-        self._queued_bytes = 0
-        for index, item in enumerate(queued):
-            if type(item) is bytes:
-                self.transport.write(item)
-                continue
-            handle = _open(item.info)
-            if handle is None:
-                self.transport.write(NOT_FOUND_LINE)
-                continue
-            self._file = handle
-            self._queued = rest = queued[index + 1 :]
-            self._queued_bytes = sum(
-                len(x) if type(x) is bytes else PENDING_FILE_COST for x in rest
-            )
-            return
-
-    def _stop_file(self) -> None:
-        handle, self._file = self._file, None
-        if handle is not None:
-            handle.close()
-        self._queued = None
-        self._queued_bytes = 0
-
-    # --- IPushProducer (driven by our transport's write buffer) --------------
-
-    def pauseProducing(self) -> None:
-        self._paused = True
-
-    def resumeProducing(self) -> None:
-        if self._paused:
-            self._paused = False
-            self._unread = 0
-            self._pump()  # continues a file; re-checks the backlog
-
-    def stopProducing(self) -> None:
-        self._closing = self._gone = True
-        self._stop_file()
-
     # --- closing ---------------------------------------------------------------
 
     def close(self) -> None:
@@ -644,23 +490,6 @@ class SocketProtocol(Protocol):
         self._closing = self._gone = True
         self._stop_file()
         self.transport.abortConnection()
-
-
-class _PendingFile:
-    """A file waiting behind the one streaming now (opened when its turn comes)."""
-
-    __slots__ = ("info",)
-
-    def __init__(self, info: FileInfo) -> None:
-        self.info = info
-
-
-def _open(info: FileInfo) -> Any:
-    try:
-        return open(info.path, "rb")  # noqa: SIM115 -- closed by _pump/_stop_file
-    except OSError as e:
-        log.info("{message}", message=errors.FILE_READ_ERROR.format(error=e))
-        return None
 
 
 class SocketFactory(ServerFactory):

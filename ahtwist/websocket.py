@@ -182,7 +182,7 @@ class WebSocketServer(Server):
         """Watch the client's unsent output (:class:`~ahtwist.limits.OutboundMeter`):
         stop reading its requests while it is behind, drop it past
         ``maxOutboundBytes``."""
-        transport = protocol.transport
+        transport: Any = protocol.transport  # TCP/TLS: also a producer and consumer
         # the HTTP channel that carried the upgrade may still be registered
         transport.unregisterProducer()
         meter = OutboundMeter(

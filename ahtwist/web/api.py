@@ -1,19 +1,17 @@
-"""The web server: request modes, the JSON action API, OPTIONS/TRACE, headers.
+"""The web server's dispatch: request modes, connections, OPTIONS, redirects, files.
 
 One :class:`WebServer` per node serves every ``--web`` listener.  For each
 request it decides the mode (docs/protocol-http.md, 'How a request is routed'), builds a ``web``
-:class:`~ahtwist.connection.Connection`, gathers params (query < files <
-body fields < route variables), resolves the action and hands it to the
-transport-neutral processor, then renders ActionHero's JSON reply.
+:class:`~ahtwist.connection.Connection` (connection middleware may refuse it:
+403) and hands it on: api mode to :class:`~ahtwist.web.action_api.ActionAPI`,
+file mode to the :class:`~ahtwist.web.static.FileResponder`, the websocket
+path to the websocket resource.  Complete responses are written by the
+:class:`~ahtwist.web.response.ResponseWriter` in one write each.
 """
 
-import gzip
 import hashlib
 import io
 import os
-import re
-import time
-import zlib
 from email.utils import formatdate
 from typing import Any
 
@@ -23,38 +21,23 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from ahtwist import errors
-from ahtwist.actions import processor as status_names
-from ahtwist.actions.processor import ActionData
 from ahtwist.connection import Connection, IConnectionTransport, new_id
-from ahtwist.encoding import dumps_padded
 from ahtwist.errors import ConnectionRefused
-from ahtwist.files import percent_decode
 from ahtwist.node import WEB_REQUESTS, Node
 from ahtwist.proxies import TrustedProxies
 from ahtwist.servers.base import lookup_file
 from ahtwist.servers.peer import is_secure, parse_cookies, peer_address, peer_certificate
-from ahtwist.web.body import FormError, FormLimits
-from ahtwist.web.mime import mime_for_extension
-from ahtwist.web.query import parse_query
-from ahtwist.web.routes import VERBS, split_path
+from ahtwist.web.action_api import ActionAPI
+from ahtwist.web.body import FormLimits
+from ahtwist.web.response import JSON_TYPE, ResponseWriter, header_bytes, lines
+from ahtwist.web.routes import split_path
 from ahtwist.web.site import MAX_URL_LENGTH, WebRequest
 from ahtwist.web.static import FileResponder
 
 log = Logger(namespace="ahtwist.web")
 
-JSON_TYPE = b"application/json; charset=utf-8"
-JSONP_TYPE = b"application/javascript"
 _DEFAULT_OPTIONS_METHODS = "HEAD, GET, POST, PUT, DELETE, OPTIONS, TRACE"
-_ENCODING_TOKEN = re.compile(r"\b(gzip|deflate)\b")
-_JSONP_ESCAPES = str.maketrans(
-    {"&": "&amp;", '"': "&quot;", "'": "&#39;", "<": "&lt;", ">": "&gt;", "(": None, ")": None}
-)
 
-_STATUS_CODES: dict[str | None, int] = {
-    status_names.UNKNOWN_ACTION: 404,
-    status_names.MISSING_PARAMS: 422,
-    status_names.SERVER_ERROR: 500,
-}
 
 
 @implementer(IConnectionTransport)
@@ -129,7 +112,7 @@ class WebRaw:
         if self.connection is None or self.responding:
             return
         self.server.static.stream(
-            self.request, self.connection, source, length, [(b"Content-Type", _header_bytes(mime))]
+            self.request, self.connection, source, length, [(b"Content-Type", header_bytes(mime))]
         )
 
     def close(self) -> None:
@@ -139,7 +122,6 @@ class WebRaw:
             self.server.release(self.request, self.connection)
 
 
-_LINE_BREAKS = str.maketrans({"\r": " ", "\n": " ", "\0": " "})
 
 
 def _header_text(request: WebRequest, name: bytes) -> str | None:
@@ -148,9 +130,6 @@ def _header_text(request: WebRequest, name: bytes) -> str | None:
     return values[0].decode("latin-1") if values else None
 
 
-def _header_bytes(value: str) -> bytes:
-    """Header text as bytes; line breaks become spaces (no header injection)."""
-    return value.translate(_LINE_BREAKS).encode("latin-1", "replace")
 
 
 class WebServer:
@@ -185,12 +164,18 @@ class WebServer:
         self.set_cookies = fp.toSetCookie
         self.static_fingerprint = fp.onlyStaticElements
         self.cookie_settings = dict(fp.settings)
-        self.static_headers = [(k, v) for k, v in web.httpHeaders.items()]
-        self._static_pairs = [(_header_bytes(k), _header_bytes(v)) for k, v in self.static_headers]
-        self._static_block = _lines(self._static_pairs)
-        self._lower_static = {k.lower() for k, _ in self.static_headers}
-        self.server_information = web.metadataOptions.serverInformation
-        self.requester_information = web.metadataOptions.requesterInformation
+        #: complete responses; the JSON action API
+        self.writer = writer = ResponseWriter(node)
+        self.api = ActionAPI(node, writer)
+        # the writer's methods, for the file responder and WebRaw
+        self.send = writer.send
+        self.release = writer.release
+        self.header_pairs = writer.header_pairs
+        self.header_block = writer.header_block
+        self.apply_headers = writer.apply_headers
+        self.encoding_for = writer.encoding_for
+        self._date = writer.date
+        self._lower_static = {k.lower() for k, _ in writer.static_headers}
         self.static = FileResponder(self)
         #: the OpenAPI document and /docs (ahtwist.apidocs.APIDocs), if enabled
         self.apidocs: Any = None
@@ -198,7 +183,6 @@ class WebServer:
         self.websocket_resource: Any = None
         self.websocket_path = config.servers.websocket.path.encode()
         self._expires_cache: tuple[int, str] = (-1, "")
-        self._date_cache: tuple[int, bytes] = (-1, b"")
 
     # --- entry point ---------------------------------------------------------
 
@@ -207,7 +191,7 @@ class WebServer:
             if self.allowed_hosts and not self._host_allowed(request):
                 self._redirect(request)
             elif self.node.stopping:
-                self._respond_bare(request, 503)  # draining: no new websockets
+                self.writer.respond_bare(request, 503)  # draining: no new websockets
             else:
                 self._serve_websocket(request)
             return
@@ -215,7 +199,7 @@ class WebServer:
         node.stats.increment(WEB_REQUESTS)
         arrived = node.now_ms()
         if len(request.uri) > MAX_URL_LENGTH:
-            self._respond_bare(request, 414)
+            self.writer.respond_bare(request, 414)
             return
         if self.allowed_hosts and not self._host_allowed(request):
             self._redirect(request)
@@ -229,7 +213,7 @@ class WebServer:
             path = request.path.decode("latin-1")
         connection = self._connection(request, arrived)
         opened = self.node.add_connection(connection)
-        if isinstance(opened, Deferred):  # connection middleware waited or refused
+        if not isinstance(opened, Connection):  # a Deferred: connection middleware waited or refused
             opened.addCallbacks(
                 lambda _: self._serve(request, connection, path),
                 self._refused,
@@ -249,7 +233,7 @@ class WebServer:
         mode, rest = self._mode(parts)
         connection.extension = _extension(path)
         if mode == "api":
-            self._api(request, connection, rest)
+            self.api.serve(request, connection, rest)
         else:
             self._file(request, connection, rest)
 
@@ -257,9 +241,9 @@ class WebServer:
         """Connection middleware refused the request: 403, the error envelope."""
         if not failure.check(ConnectionRefused):
             log.failure("accepting a web request failed", failure)
-            self._respond_error(request, connection, 500, errors.INTERNAL_ERROR, {})
+            self.writer.respond_error(request, connection, 500, errors.INTERNAL_ERROR, {})
             return
-        self._respond_error(request, connection, 403, failure.value.error, {})
+        self.writer.respond_error(request, connection, 403, failure.value.error, {})
 
     def _mode(self, parts: list[str]) -> tuple[str, list[str]]:
         api, files = self.api_prefix, self.file_prefix
@@ -361,199 +345,6 @@ class WebServer:
             cookie += f"SameSite={same_site};"
         return cookie
 
-    def release(self, request: WebRequest, connection: Connection) -> None:
-        """The response is over: remove uploads not moved, forget the connection."""
-        body = getattr(request, "body", None)
-        if body is not None:
-            body.cleanup()
-        raw = connection.raw
-        if raw is not None:
-            raw.connection = None  # break the connection <-> transport cycle
-        self.node.destroy_connection(connection)
-
-    # --- api mode ------------------------------------------------------------
-
-    def _api(self, request: WebRequest, connection: Connection, parts: list[str]) -> None:
-        raw: WebRaw = connection.raw
-        query_options = self.query_options
-        try:
-            query = (
-                parse_query(
-                    request.query,
-                    query_options.depth,
-                    query_options.parameterLimit,
-                    query_options.arrayLimit,
-                )
-                if request.query
-                else {}
-            )
-        except ValueError as e:
-            log.info("{message}", message=errors.URI_DECODE_ERROR.format(error=e))
-            self._respond_error(request, connection, 400, errors.FORM_ERROR, {})
-            return
-        try:
-            fields, files = request.body.finish()
-        except FormError as e:
-            log.info("bad request body from {ip}: {e}", ip=connection.remote_ip, e=e)
-            self._respond_error(request, connection, 400, errors.FORM_ERROR, query)
-            return
-        raw.query, raw.body, raw.files = query, fields, files
-        params = dict(query)
-        if files:
-            params.update(files)
-        if fields:
-            params.update(fields)
-        if not self.web.queryRouting:
-            params.pop("action", None)
-        name = params.get("action")
-        if name is None or name not in self.registry:
-            self._route(request.method, parts, params, connection)
-        if request.method == b"TRACE":
-            self._trace(request, connection, params)
-            return
-        self.node.processor.process(connection, params, raw_message_id(connection)).addCallbacks(
-            self._render_action,
-            self._render_failure,
-            callbackArgs=(request, connection),
-            errbackArgs=(request, connection),
-        )
-
-    def _route(
-        self, method: bytes, parts: list[str], params: dict[str, Any], connection: Connection
-    ) -> None:
-        verb = method.decode("latin-1").lower()
-        if verb == "head":
-            verbs: tuple[str, ...] = ("head", "get")
-        elif verb == "trace":
-            verbs = ("get",)
-        elif verb in VERBS:
-            verbs = (verb,)
-        else:
-            return
-        routes = self.routes
-        for v in verbs:
-            found = routes.match(v, parts)
-            if found is not None:
-                route, variables = found
-                params.update(variables)
-                params["action"] = route.action
-                if route.apiVersion is not None and "apiVersion" not in params:
-                    params["apiVersion"] = route.apiVersion
-                connection.matched_route = route
-                return
-        if not parts:
-            return
-        if self.web.simpleRouting and len(parts) == 1:
-            name = self.registry.simple_routes.get(parts[0].lower())
-            if name is not None:
-                params["action"] = name
-                return
-        if parts[0].lower() == "file" and len(parts) > 1:
-            params["action"] = "file"
-            params["fileName"] = _file_route_name(parts[1:])
-
-    def _trace(self, request: WebRequest, connection: Connection, params: dict[str, Any]) -> None:
-        received = {k: v for k, v in params.items() if k in self.registry.post_variables}
-        body = dumps_padded(self._requester(connection, received), self.padding)
-        self.send(request, connection, 200, JSON_TYPE, body)
-
-    def _render_action(self, data: ActionData, request: WebRequest, connection: Connection) -> None:
-        raw: WebRaw = connection.raw
-        if request._disconnected:
-            self.release(request, connection)
-            return
-        if raw.responding:
-            return  # the action answered itself (send_file / a stream)
-        if not data.to_render:
-            # ActionHero leaks the request here; we end it.
-            self.send(request, connection, raw.response_code, None, b"")
-            return
-        response = data.response
-        error = data.error
-        if error is None and isinstance(response, dict):
-            error = response.get("error")
-        status = raw.response_code
-        if status == 200 and error is not None and self.web.returnErrorCodes:
-            status = _STATUS_CODES.get(data.action_status, 400)
-        template = data.action_template
-        content_type = JSON_TYPE
-        if template is not None and template.match_extension_mime_type and error is None:
-            mime = mime_for_extension(connection.extension or "")
-            if mime is not None:
-                content_type = mime.encode()
-        if content_type == JSON_TYPE:
-            if isinstance(response, dict):
-                if self.server_information:
-                    response["serverInformation"] = self._server_info(raw.arrived_ms)
-                if self.requester_information:
-                    response["requesterInformation"] = self._requester(
-                        connection,
-                        data.received_params(
-                            self.registry.post_variables, self.node.processor.scrub
-                        ),
-                    )
-            body = dumps_padded(response, self.padding)
-            callback = data.params.get("callback") or data.raw_params.get("callback")
-            if callback and isinstance(callback, str):
-                content_type = JSONP_TYPE
-                body = callback.translate(_JSONP_ESCAPES).encode() + b"(" + body + b");"
-        elif isinstance(response, str):
-            body = response.encode("utf-8")
-        elif isinstance(response, (bytes, bytearray)):
-            body = bytes(response)
-        else:
-            body = dumps_padded(response, self.padding)
-        self.send(request, connection, status, content_type, body)
-
-    def _render_failure(self, failure: Any, request: WebRequest, connection: Connection) -> None:
-        log.failure("rendering a web response failed", failure)
-        if request._disconnected or request.finished:
-            self.release(request, connection)
-            return
-        if request.startedWriting:
-            request.loseConnection()
-            self.release(request, connection)
-            return
-        self._respond_error(request, connection, 500, errors.INTERNAL_ERROR, {})
-
-    # --- metadata --------------------------------------------------------------
-
-    def _server_info(self, arrived: int) -> dict[str, Any]:
-        now = self.node.now_ms()
-        general = self.node.config.general
-        return {
-            "serverName": general.serverName,
-            "apiVersion": general.apiVersion,
-            "requestDuration": now - arrived,
-            "currentTime": now,
-        }
-
-    def _requester(self, connection: Connection, received: dict[str, Any]) -> dict[str, Any]:
-        message_id = raw_message_id(connection)
-        return {
-            "id": connection.id,
-            "fingerprint": connection.fingerprint,
-            "messageId": message_id,
-            "remoteIP": connection.remote_ip,
-            "receivedParams": received,
-        }
-
-    def _respond_error(
-        self,
-        request: WebRequest,
-        connection: Connection,
-        status: int,
-        message: str,
-        params: dict[str, Any],
-    ) -> None:
-        response: dict[str, Any] = {"error": message}
-        if self.server_information:
-            response["serverInformation"] = self._server_info(connection.raw.arrived_ms)
-        if self.requester_information:
-            received = {k: v for k, v in params.items() if k in self.registry.post_variables}
-            response["requesterInformation"] = self._requester(connection, received)
-        self.send(request, connection, status, JSON_TYPE, dumps_padded(response, self.padding))
-
     def respond_too_large(self, request: WebRequest) -> None:
         """413 for a body over the form limits (called before it is complete)."""
         self.node.stats.increment(WEB_REQUESTS)
@@ -561,91 +352,7 @@ class WebServer:
         opened = self.node.add_connection(connection)
         if isinstance(opened, Deferred):  # refused or waiting: the 413 is the answer regardless
             opened.addErrback(lambda _: None)
-        self._respond_error(request, connection, 413, errors.BODY_TOO_LARGE, {})
-
-    # --- output ------------------------------------------------------------------
-
-    def header_pairs(self, connection: Connection) -> list[tuple[bytes, bytes]]:
-        """Config headers, then the action's (last value wins per name,
-        case-insensitively), then Set-Cookies most-recent first."""
-        raw: WebRaw = connection.raw
-        if not raw.response_headers:
-            pairs = list(self._static_pairs)
-            if raw.set_cookie:
-                pairs.append((b"Set-Cookie", _header_bytes(raw.set_cookie)))
-            return pairs
-        cookies = [raw.set_cookie] if raw.set_cookie else []
-        merged: dict[str, tuple[str, str]] = {}
-        for name, value in self.static_headers:
-            merged[name.lower()] = (name, value)
-        for name, value in raw.response_headers:
-            if name.lower() == "set-cookie":
-                cookies.append(str(value))
-            else:
-                merged[name.lower()] = (name, str(value))
-        pairs = [(_header_bytes(name), _header_bytes(value)) for name, value in merged.values()]
-        pairs.extend((b"Set-Cookie", _header_bytes(c)) for c in reversed(cookies))
-        return pairs
-
-    def header_block(self, connection: Connection) -> bytes:
-        """:meth:`header_pairs` as ready-to-send header lines."""
-        raw: WebRaw = connection.raw
-        if not raw.response_headers:
-            if raw.set_cookie:
-                return self._static_block + b"Set-Cookie: " + _header_bytes(raw.set_cookie) + b"\r\n"
-            return self._static_block
-        return _lines(self.header_pairs(connection))
-
-    def apply_headers(self, request: WebRequest, connection: Connection) -> None:
-        """:meth:`header_pairs` onto a request that writes through Twisted
-        (streamed responses such as files)."""
-        headers = request.responseHeaders
-        for name, value in self.header_pairs(connection):
-            headers.addRawHeader(name, value)
-
-    def send(
-        self,
-        request: WebRequest,
-        connection: Connection,
-        status: int,
-        content_type: bytes | None,
-        body: bytes,
-    ) -> None:
-        """Write a complete response with a Content-Length, then release."""
-        head = self.header_block(connection)
-        if content_type is not None and not (
-            connection.raw.response_headers
-            and any(name.lower() == "content-type" for name, _ in connection.raw.response_headers)
-        ):
-            head += b"Content-Type: " + content_type + b"\r\n"
-        if body and self.web.compress:
-            body, coding = self._compress(request, body)
-            if coding:
-                head += b"Content-Encoding: " + coding + b"\r\n"
-        length = b"0" if request.method == b"HEAD" else b"%d" % len(body)
-        head += b"Content-Length: " + length + b"\r\nDate: " + self._date() + b"\r\n"
-        request.respond(status, head, body)
-        self.release(request, connection)
-
-    def _compress(self, request: WebRequest, body: bytes) -> tuple[bytes, bytes | None]:
-        coding = choose_encoding(request)
-        if coding == "gzip":
-            return gzip.compress(body, mtime=0), b"gzip"
-        if coding == "deflate":
-            return zlib.compress(body), b"deflate"
-        return body, None
-
-    def _date(self) -> bytes:
-        now = int(time.time())
-        when, text = self._date_cache
-        if when != now:
-            text = formatdate(now, usegmt=True).encode()
-            self._date_cache = (now, text)
-        return text
-
-    def _respond_bare(self, request: WebRequest, status: int) -> None:
-        request.channel.persistent = False
-        request.respond(status, b"Content-Length: 0\r\nConnection: close\r\n", b"")
+        self.writer.respond_error(request, connection, 413, errors.BODY_TOO_LARGE, {})
 
     # --- OPTIONS, redirects ------------------------------------------------------
 
@@ -655,8 +362,8 @@ class WebServer:
             pairs.append((b"Access-Control-Allow-Methods", _DEFAULT_OPTIONS_METHODS.encode()))
         if "access-control-allow-origin" not in self._lower_static:
             pairs.append((b"Access-Control-Allow-Origin", b"*"))
-        pairs += [(b"Content-Type", JSON_TYPE), (b"Content-Length", b"0"), (b"Date", self._date())]
-        request.respond(200, _lines(pairs), b"")
+        pairs += [(b"Content-Type", JSON_TYPE), (b"Content-Length", b"0"), (b"Date", self.writer.date())]
+        request.respond(200, lines(pairs), b"")
         self.release(request, connection)
 
     def _host_allowed(self, request: WebRequest) -> bool:
@@ -670,8 +377,8 @@ class WebServer:
     def _redirect(self, request: WebRequest) -> None:
         url = self.allowed_hosts[0] + request.uri.decode("latin-1")
         body = errors.REDIRECTING.format(url=url).encode("utf-8")
-        pairs = [(b"Location", _header_bytes(url)), (b"Content-Length", b"%d" % len(body))]
-        request.respond(302, _lines(pairs), body)
+        pairs = [(b"Location", header_bytes(url)), (b"Content-Length", b"%d" % len(body))]
+        request.respond(302, lines(pairs), body)
 
     # --- file mode ----------------------------------------------------------------
 
@@ -689,13 +396,6 @@ class WebServer:
                     return
         info = files.resolve(parts, decode=True)
         self.static.serve(request, connection, info)
-
-    def encoding_for(self, request: WebRequest) -> bytes | None:
-        """The content coding to stream with, or None (``compress`` off or not accepted)."""
-        if not self.web.compress:
-            return None
-        coding = choose_encoding(request)
-        return coding.encode() if coding else None
 
     # --- websocket ----------------------------------------------------------------
 
@@ -721,39 +421,9 @@ class WebServer:
         request.finish()
 
 
-def _lines(pairs: list[tuple[bytes, bytes]]) -> bytes:
-    return b"".join(b"%s: %s\r\n" % pair for pair in pairs)
-
-
-def _file_route_name(parts: list[str]) -> str:
-    """``fileName`` for ``/api/file/<path>``: each part %-decoded once (``+``
-    stays), unless decoding would create ``.``/``..`` or a separator -- then
-    the raw parts are passed on, and find nothing."""
-    decoded = []
-    for part in parts:
-        text = percent_decode(part)
-        if text is None or (text in (".", "..") and part != text) or any(c in text for c in "/\\\0"):
-            return "/".join(parts)
-        decoded.append(text)
-    return "/".join(decoded)
-
-
-def raw_message_id(connection: Connection) -> str:
-    """The web message id: the uuid after the fingerprint in the id."""
-    return connection.id[len(connection.fingerprint) + 1 :]
-
-
 def _extension(path: str) -> str | None:
     name = path.rsplit("/", 1)[-1]
     if "." not in name:
         return None
     return name.rsplit(".", 1)[1] or None
 
-
-def choose_encoding(request: WebRequest) -> str | None:
-    """``gzip`` or ``deflate`` (whichever appears first as a whole word)."""
-    header = request.getHeader(b"accept-encoding")
-    if not header:
-        return None
-    match = _ENCODING_TOKEN.search(header.decode("latin-1"))
-    return match.group(1) if match else None

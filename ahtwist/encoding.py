@@ -55,6 +55,17 @@ def dumps_padded(value: Any, padding: int) -> bytes:
     return _stdlib(value, padding if padding > 0 else None)
 
 
+class NestedTooDeep(ValueError):
+    """JSON nested deeper than the parser goes (1,024 levels): the client
+    gets :data:`~ahtwist.errors.TOO_DEEP` instead of "not JSON"."""
+
+
 def loads(data: bytes | str) -> Any:
-    """Parse JSON; raises ValueError (orjson.JSONDecodeError) when invalid."""
-    return orjson.loads(data)
+    """Parse JSON; raises ValueError (orjson.JSONDecodeError, or
+    :class:`NestedTooDeep`) when invalid."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        if str(e).startswith("depth limit exceeded"):
+            raise NestedTooDeep(str(e)) from None
+        raise

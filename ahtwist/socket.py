@@ -31,7 +31,7 @@ import ahtwist.errors as errors
 import ahtwist.replies as replies
 from ahtwist.actions.processor import ActionData
 from ahtwist.connection import Connection, ConnectionRaw, IConnectionTransport, new_id
-from ahtwist.encoding import dumps, loads
+from ahtwist.encoding import NestedTooDeep, dumps, loads
 from ahtwist.errors import ConnectionRefused
 from ahtwist.limits import RATE_LIMITED, over_rate
 from ahtwist.line_output import CRLF, INPUT_PAUSE_BACKLOG, LineOutput
@@ -155,6 +155,9 @@ class SocketServer(Server):
         if line[0] == "{" or line.lstrip(_JSON_SPACE)[:1] == "{":
             try:
                 request = loads(line)
+            except NestedTooDeep:
+                self._socket_verb_failed(Failure(VerbError(errors.TOO_DEEP)), connection, count, verb)
+                return
             except ValueError:
                 request = None
         message_id = None

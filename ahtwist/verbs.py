@@ -192,11 +192,12 @@ class Verbs:
         if "=" in key:
             parts = key.split("=")
             key, value = parts[0], parts[1]
-        if self.param_allowed(key):
-            if value is _ABSENT:
-                params.pop(key, None)
-            else:
-                params[key] = value
+        if not self.param_allowed(key):
+            raise VerbError(errors.PARAM_NOT_ALLOWED.format(param=key))
+        if value is _ABSENT:
+            params.pop(key, None)
+        else:
+            params[key] = value
         return None
 
     def param_allowed(self, key: str) -> bool:

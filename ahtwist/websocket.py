@@ -32,9 +32,10 @@ from twisted.web.server import NOT_DONE_YET
 from txaio._common import _BatchedTimer
 from zope.interface import implementer
 
+import ahtwist.errors as errors
 import ahtwist.replies as replies
-from ahtwist.connection import Connection, ConnectionRaw, IConnectionTransport
-from ahtwist.encoding import dumps, loads
+from ahtwist.connection import Connection, ConnectionRaw, IConnectionTransport, new_id
+from ahtwist.encoding import NestedTooDeep, dumps, loads
 from ahtwist.errors import ConnectionRefused
 from ahtwist.limits import SLOW_CLIENTS_DROPPED, OutboundMeter
 from ahtwist.origins import OriginPolicy
@@ -263,6 +264,10 @@ class WebSocketServer(Server):
             return
         try:
             message = loads(payload)
+        except NestedTooDeep:
+            connection.message_count += 1
+            self.send_reply(connection, replies.verb_reply(errors.TOO_DEEP, None, connection.message_count, new_id()))
+            return
         except ValueError:
             return  # not JSON: no reply, not counted, connection stays open
         self.receive(connection, message)

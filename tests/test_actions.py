@@ -172,7 +172,8 @@ class InputTests(SynchronousTestCase):
         node = self.node({"n": Input(formatter=[str.strip, int, lambda v, data: v + 1])})
         self.assertEqual(run(node, {"action": "thing", "n": " 41 "}).response["params"]["n"], 42)
         data = run(node, {"action": "thing", "n": "x"})
-        self.assertEqual(data.response, {"error": "invalid literal for int() with base 10: 'x'"})
+        # issue 12, item 8: names the parameter, no Python message
+        self.assertEqual(data.response, {"error": 'Input for parameter "n" failed validation!'})
         self.assertEqual(data.action_status, "validator_errors")
 
     def test_validator_results(self):
@@ -191,7 +192,8 @@ class InputTests(SynchronousTestCase):
         self.assertEqual(run(node, {"action": "thing", "t": 1}).response["params"]["t"], 1)
         self.assertEqual(run(node, {"action": "thing", "s": 1}).response, {"error": "custom text"})
         self.assertEqual(run(node, {"action": "thing", "f": 1}).response, {"error": 'Input for parameter "f" failed validation!'})
-        self.assertEqual(run(node, {"action": "thing", "r": 1}).response, {"error": "raised text"})
+        # any exception but ActionError: the parameter is named, its text not sent (issue 12, item 8)
+        self.assertEqual(run(node, {"action": "thing", "r": 1}).response, {"error": 'Input for parameter "r" failed validation!'})
         self.assertEqual(run(node, {"action": "thing", "e": 1}).response, {"error": {"code": 7}})
 
     def test_required_and_missing_checks(self):

@@ -45,9 +45,18 @@ def test_param_add_forms():
 
 
 def test_param_add_keeps_only_known_params_file_allowed_message_id_never():
+    """A param no action takes is an error, not a silent OK (issue 12, item 8)."""
     (client,) = connect(factory_for())
     lines = client.ask(b"paramAdd novalue\nparamAdd unknown=1\nparamAdd messageId=7\nparamAdd file=simple.html\n")
-    assert_lines(lines, [OK % 1, OK % 2, OK % 3, OK % 4])
+    assert_lines(
+        lines,
+        [
+            error("param not allowed (novalue)", 1),
+            error("param not allowed (unknown)", 2),
+            error("param not allowed (messageId)", 3),
+            OK % 4,
+        ],
+    )
     assert_lines(client.ask(b"paramsView\n"), [ok_data('{"file":"simple.html"}', 5)])
 
 

@@ -23,11 +23,13 @@ def _call(fn: Any, value: Any, data: ActionData) -> Any:
     return fn(value, data) if wants_data(fn) else fn(value)
 
 
-def _error_value(exc: BaseException) -> Any:
-    """The reply ``error`` for an action error: text, or an object verbatim."""
+def _error_value(exc: BaseException, param: str) -> Any:
+    """The reply ``error`` when a default, formatter or validator raised: an
+    :class:`ActionError`'s text (or object) verbatim; anything else (``int("x")``)
+    names the parameter instead of leaking Python's message."""
     if isinstance(exc, ActionError):
         return exc.error
-    return str(exc)
+    return errors.VALIDATION_FAILED.format(param=param)
 
 
 class InputValidator:
@@ -65,7 +67,7 @@ class InputValidator:
                         if _maybe_await(default):
                             default = await default
                     except Exception as e:
-                        data.validator_errors.append(_error_value(e))
+                        data.validator_errors.append(_error_value(e, prefix + key))
                         continue
                 params[key] = default
             value = params.get(key)
@@ -77,7 +79,7 @@ class InputValidator:
                         if _maybe_await(value):
                             value = await value
                     except Exception as e:
-                        data.validator_errors.append(_error_value(e))
+                        data.validator_errors.append(_error_value(e, prefix + key))
                         ok = False
                         break
                     params[key] = value
@@ -91,7 +93,7 @@ class InputValidator:
                             if _maybe_await(verdict):
                                 verdict = await verdict
                         except Exception as e:
-                            data.validator_errors.append(_error_value(e))
+                            data.validator_errors.append(_error_value(e, prefix + key))
                             continue
                         if verdict is not True:
                             if verdict is False or verdict is None:

@@ -55,6 +55,9 @@ POST_PROCESSOR_ERROR = "post_processor_error"
 ACTION_ERROR = "action_error"
 SUCCESS = "success"
 
+#: characters of an action log line kept (the rest is cut, its length said)
+MAX_LOG_LINE = 2000
+
 
 def _log_json(value: Any) -> str:
     """JSON text for the log line; values JSON has no type for (a formatter
@@ -283,6 +286,9 @@ class ActionProcessor:
             f"params={_log_json(params)} duration={data.duration} "
             f"error={_log_json(error) if error is not None else ''}"
         )
+        if len(text) > MAX_LOG_LINE:  # a junk line must not become a huge log line
+            text = f"{text[:MAX_LOG_LINE]}... ({len(text)} characters)"
+            params = {"truncated": True}
         log.observer(
             {
                 "log_logger": log,

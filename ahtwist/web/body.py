@@ -17,6 +17,7 @@ closes); a malformed body raises :class:`FormError` from :meth:`finish` (400).
 Upload files are removed by :meth:`cleanup` unless an action moved them.
 """
 
+import logging
 import os
 import tempfile
 from typing import Any
@@ -27,6 +28,11 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from ahtwist.encoding import loads
 from ahtwist.web.query import add_value, parse_flat
+
+# python-multipart also reports a bad body through the logging module; with no
+# handler configured Python prints that to stderr (under twistd a stray
+# "[stderr#error]" line).  The request's own log line says what was wrong.
+logging.getLogger("python_multipart").addHandler(logging.NullHandler())
 
 
 class FormError(Exception):

@@ -3,7 +3,8 @@
 ``a=1&a=2`` -> ``["1", "2"]``; ``a[b]=c`` -> ``{"a": {"b": "c"}}``;
 ``a[]=1&a[]=2`` -> ``["1", "2"]``; ``+`` is a space; %-escapes are UTF-8.
 Limits follow ``servers.web.queryParseOptions`` (depth, parameterLimit,
-arrayLimit).  A malformed %-escape or invalid UTF-8 raises ``ValueError``.
+arrayLimit).  A malformed %-escape raises ``ValueError``; so does invalid
+UTF-8 in a body (in the query string it becomes U+FFFD).
 """
 
 import re
@@ -14,18 +15,20 @@ _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 _CHILD = re.compile(r"\[([^\[\]]*)\]")
 
 
-def decode_component(raw: bytes) -> str:
-    """``+`` -> space, then strict %-decoding as UTF-8."""
+def decode_component(raw: bytes, errors: str = "strict") -> str:
+    """``+`` -> space, then %-decoding as UTF-8: invalid UTF-8 raises
+    (``errors="strict"``, bodies) or becomes U+FFFD (``"replace"``, the
+    query string, as ActionHero and our socket do)."""
     if b"+" in raw:
         raw = raw.replace(b"+", b" ")
     if b"%" in raw:
         if _BAD_ESCAPE.search(raw):
             raise ValueError("malformed %-escape")
         raw = unquote_to_bytes(raw)
-    return raw.decode("utf-8")  # UnicodeDecodeError is a ValueError
+    return raw.decode("utf-8", errors)  # UnicodeDecodeError is a ValueError
 
 
-def _pairs(data: bytes, limit: int):
+def _pairs(data: bytes, limit: int, errors: str = "strict"):
     count = 0
     for chunk in data.split(b"&"):
         if not chunk:
@@ -34,10 +37,10 @@ def _pairs(data: bytes, limit: int):
             break
         count += 1
         key, sep, value = chunk.partition(b"=")
-        key_text = decode_component(key)
+        key_text = decode_component(key, errors)
         if not key_text:
             continue
-        yield key_text, decode_component(value) if sep else ""
+        yield key_text, decode_component(value, errors) if sep else ""
 
 
 def add_value(result: dict[str, Any], key: str, value: Any) -> None:
@@ -153,10 +156,11 @@ def _compact(value: Any) -> Any:
 def parse_query(
     data: bytes, depth: int = 5, parameter_limit: int = 1000, array_limit: int = 20
 ) -> dict[str, Any]:
-    """A query string with ``qs`` semantics (nested keys, arrays)."""
+    """A query string with ``qs`` semantics (nested keys, arrays); invalid
+    UTF-8 becomes U+FFFD, a malformed %-escape raises ValueError."""
     result: dict[str, Any] = {}
     nested = False
-    for key, value in _pairs(data, parameter_limit):
+    for key, value in _pairs(data, parameter_limit, "replace"):
         if "[" not in key or depth <= 0:
             result[key] = _merge(result[key], value) if key in result else value
             continue

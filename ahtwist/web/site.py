@@ -162,8 +162,14 @@ class WebChannel(http.HTTPChannel):
     def lineReceived(self, line: bytes) -> None:
         # The first line of a request: refuse a target over MAX_URL_LENGTH
         # here, before Twisted's header-size limit turns it into a bare 400.
-        if getattr(self, "_HTTPChannel__first_line", 0) and len(line) > MAX_URL_LENGTH + 64:
+        first_line = getattr(self, "_HTTPChannel__first_line", 0)
+        if first_line and len(line) > MAX_URL_LENGTH + 64:
             self._respond_raw_and_close(b"414 URI Too Long")
+            return
+        if not first_line and line[:1] in (b" ", b"\t"):
+            # obs-fold (a header continued on the next line, RFC 9112 5.2):
+            # refused, as every other way of reading a header two ways is
+            self._respondToBadRequestAndDisconnect()
             return
         super().lineReceived(line)
 

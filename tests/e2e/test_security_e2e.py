@@ -147,3 +147,28 @@ def test_sigterm_sends_in_flight_websocket_replies_before_closing():
         assert process.process.wait(15) == -signal.SIGTERM
     finally:
         process.cleanup()
+
+
+def test_a_bad_multipart_body_logs_one_line_and_nothing_on_stderr(tmp_path):
+    process = AhtwistProcess().start()
+    try:
+        body = b"this is not multipart"
+        with socket.create_connection(("127.0.0.1", process.port), timeout=5) as sock:
+            sock.sendall(
+                b"POST /api/randomNumber HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                b"Content-Type: multipart/form-data; boundary=XX\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body) + body
+            )
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+        process.stop()
+        log = process.log_text()
+    finally:
+        process.cleanup()
+    assert (
+        "bad request body from 127.0.0.1: malformed multipart body: "
+        "Expected boundary character 45, got 116 at index 2" in log
+    )
+    assert "[stderr#error]" not in log

@@ -13,4 +13,7 @@ class File(Action):
         # The transport answers: web like a static file (headers, 304, 404),
         # socket with the raw bytes, websocket with a file reply.
         data.to_render = False
-        return data.connection.send_file(str(data.params["fileName"]))
+        # A client's name is inside the public folders, never a path on disk
+        # (send_file takes absolute paths from server code only).
+        name = str(data.params["fileName"]).lstrip("/")
+        return data.connection.send_file(name)

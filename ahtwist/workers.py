@@ -347,7 +347,10 @@ class WorkerSupervisor(MultiService):
             log.error("cannot listen on {description}: {e}", description=description, e=e)
             raise SystemExit(f"ahtwist: cannot listen on {description}: {e}") from None
         address = port.getHost()
-        where = f"{address.host}:{address.port}" if hasattr(address, "port") else str(address)
+        if hasattr(address, "port"):
+            where = f"{address.host}:{address.port}"
+        else:
+            where = os.fsdecode(address.name) if getattr(address, "name", None) else str(address)
         log.info(
             "{kind} listener {where} ({description}) shared by {count} workers ({family})",
             kind=kind, where=where, description=description, count=self.count, family=family,

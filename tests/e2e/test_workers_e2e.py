@@ -291,3 +291,31 @@ def test_a_systemd_socket_is_shared_by_the_workers(redis):
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == -signal.SIGTERM
+
+
+def test_a_custom_servers_unix_socket_is_shared_by_the_workers(redis, tmp_path):
+    """A user's server (examples/jsonlines_server on a unix socket) listens
+    through the parent's socket in every worker too."""
+    from tests.e2e.test_custom_server_e2e import WELCOME, JsonLinesClient
+    from tests.helpers import REPO
+
+    path = tmp_path / "jl.sock"
+    config = (f'[general.paths]\nservers = ["{REPO / "examples" / "jsonlines_server"}"]\n'
+              f'[servers.jsonLines]\nendpoints = ["unix:{path}"]\n')
+    server = Workers(redis.url, config=config)
+    try:
+        assert f"jsonLines listener {path} (unix:{path}) shared by 2 workers (UNIX)" in server.log()
+        pids = set(server.ready().values())
+
+        def ask() -> int:
+            client = JsonLinesClient(str(path))
+            try:
+                assert client.recv() == WELCOME
+                reply = client.request({"event": "action", "params": {"action": "status"}, "messageId": 1})
+                return pid_of(reply["id"])
+            finally:
+                client.sock.close()
+
+        assert answering_pids(ask, pids) == pids
+    finally:
+        server.stop()

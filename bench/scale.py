@@ -436,8 +436,12 @@ def main() -> None:
     parser.add_argument("--says", type=int, default=10)
     parser.add_argument("--churn-seconds", type=float, default=30)
     parser.add_argument("--name", default="scale")
+    parser.add_argument("--churn-port", type=int, help="only run churn against this port; print JSON")
     args = parser.parse_args()
     limit = raise_fd_limit()
+    if args.churn_port:
+        print(json.dumps(churn(args.churn_port, args.churn_seconds, Sources(per_address=25_000))), flush=True)
+        return
     workdir = Path(tempfile.mkdtemp(prefix="ahtwist-scale-"))
     data = {"connections": args.connections, "fd_limit": limit,
             "scale": scale_section(workdir, args.connections, args.says)}

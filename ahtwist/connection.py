@@ -12,6 +12,8 @@ from typing import Any
 import attrs
 from zope.interface import Attribute, Interface, implementer
 
+from ahtwist.servers.peer import peer_certificate
+
 #: ActionHero's spellings of connection types, accepted wherever a type is named
 TYPE_ALIASES = {"webSocket": "websocket"}
 
@@ -36,15 +38,22 @@ class ConnectionRaw:
 
     ``headers`` (lower-case names) ``cookies`` and ``query`` come from the
     websocket upgrade request (empty on the socket); ``secure`` is True over
-    TLS; ``peer_certificate`` is the client's certificate (a ``cryptography``
-    ``x509.Certificate``) when it presented one.
+    TLS; :attr:`peer_certificate` is the client's certificate (a
+    ``cryptography`` ``x509.Certificate``) when it presented one.
     """
 
     headers: dict[str, str] = attrs.Factory(dict)
     cookies: dict[str, str] = attrs.Factory(dict)
     query: dict[str, Any] = attrs.Factory(dict)
     secure: bool = False
-    peer_certificate: Any = None
+    #: the connection's TCP/TLS transport (the certificate is read from it)
+    transport: Any = attrs.field(default=None, repr=False, eq=False)
+
+    @property
+    def peer_certificate(self) -> Any:
+        """Read when asked: a TLS handshake may finish after the connection
+        was made (the socket's connection exists from the first byte)."""
+        return peer_certificate(self.transport)
 
 
 class IConnectionTransport(Interface):

@@ -37,7 +37,7 @@ from ahtwist.limits import RATE_LIMITED, over_rate
 from ahtwist.line_output import CRLF, INPUT_PAUSE_BACKLOG, LineOutput
 from ahtwist.node import SOCKET_REQUESTS, Node
 from ahtwist.servers.base import Server
-from ahtwist.servers.peer import is_secure, peer_address, peer_certificate
+from ahtwist.servers.peer import is_secure, peer_address
 from ahtwist.verbs import NO_REPLY, SOCKET_VERBS, UnknownVerb, VerbError
 
 log = Logger(namespace="ahtwist.socket")
@@ -270,7 +270,7 @@ class SocketProtocol(LineOutput, Protocol):
         factory = self.factory
         transport = self.transport
         ip, port = peer_address(transport.getPeer())
-        raw = ConnectionRaw(secure=is_secure(transport), peer_certificate=peer_certificate(transport))
+        raw = ConnectionRaw(secure=is_secure(transport), transport=transport)
         server = self.server
         connection = server.new_connection(self, ip, port, raw)
         self.connection = connection

@@ -41,7 +41,7 @@ from ahtwist.limits import SLOW_CLIENTS_DROPPED, OutboundMeter
 from ahtwist.origins import OriginPolicy
 from ahtwist.proxies import TrustedProxies
 from ahtwist.servers.base import Server
-from ahtwist.servers.peer import is_secure, parse_cookies, peer_address, peer_certificate
+from ahtwist.servers.peer import is_secure, parse_cookies, peer_address
 from ahtwist.verbs import COMMON_VERBS
 from ahtwist.web.query import parse_query
 
@@ -164,7 +164,7 @@ class WebSocketServer(Server):
             cookies=cookies,
             query=query,
             secure=is_secure(transport),
-            peer_certificate=peer_certificate(transport),
+            transport=transport,
         )
         connection = self.new_connection(protocol, ip, port, raw, fingerprint)
         protocol.connection = connection

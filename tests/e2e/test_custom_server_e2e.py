@@ -85,6 +85,10 @@ def test_the_json_lines_example_serves_actions_and_chat_and_drains(tmp_path):
             "hi from a unix socket", "defaultRoom", me, "user"
         )
         assert client.request({"event": "paramAdd", "messageId": 5})["error"] == "verb not found or not allowed (paramAdd)"
+        status = client.request({"event": "action", "params": {"action": "status"}, "messageId": 6})
+        assert status["stats"]["customServers"] == {
+            "jsonLines": {"numberOfLocalActiveClients": 1, "numberOfLocalRequests": 6, "numberOfGlobalRequests": 6}
+        }
 
         process.process.send_signal(signal.SIGTERM)
         assert client.recv() == {"status": "Bye!", "context": "api"}

@@ -12,6 +12,10 @@ MAX_EVENT_LOOP_DELAY_MS = 10
 _process = psutil.Process()
 
 
+#: connection types with their own block in ``stats``
+_BUILTIN_TYPES = frozenset({"web", "socket", "websocket"})
+
+
 class Status(Action):
     name = "status"
     description = "I will return some basic information about the API"
@@ -37,6 +41,16 @@ class Status(Action):
 
         totals = await node.stats.global_counts()
         uptime = node.uptime_ms()
+        # users' servers (README "Writing a server"): one block per connection type seen
+        custom = {
+            kind: {
+                "numberOfLocalActiveClients": active,
+                "numberOfLocalRequests": node.stats.local(f"{kind}:requests"),
+                "numberOfGlobalRequests": totals.get(f"{kind}:requests", 0),
+            }
+            for kind, active in node.active_by_type.items()
+            if kind not in _BUILTIN_TYPES
+        }
         data.response.update(
             {
                 "nodeStatus": node_status,
@@ -71,3 +85,5 @@ class Status(Action):
                 },
             }
         )
+        if custom:
+            data.response["stats"]["customServers"] = custom

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.ahtwist-installed
 TWISTD_ARGS ?=
 
-.PHONY: install run test lint typecheck check bench clean minify-client docs
+.PHONY: install run test lint typecheck bench clean minify-client docs
 
 install: $(STAMP)
 
@@ -25,7 +25,8 @@ $(STAMP): setup.cfg pyproject.toml
 run: install
 	$(BIN)/twistd -n --pidfile= ahtwist $(TWISTD_ARGS)
 
-test: install
+# lint and typecheck first: a landing checked with `make test` is checked as CI checks it
+test: install lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
@@ -35,8 +36,6 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-# what CI runs: lint and type check, then the suite
-check: lint typecheck test
 
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'

@@ -325,6 +325,9 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
 
     _log = log
     factory: "WebSocketFactory"
+    #: a TCP, TLS or unix transport: an ITransport that is also an IConsumer
+    #: and IPushProducer (zope interfaces cannot state the three at once)
+    transport: Any
     connection: Connection | None = None
     #: messages pushed while connection middleware decides (sent after the 101)
     early: list[Any] | None = None

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.helpers import require
+from tests.helpers import free_port, require, wait_for
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -22,12 +22,6 @@ REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 def require_redis_server() -> None:
     """Fail (or, with AHTWIST_ALLOW_SKIP=1, skip) when redis-server is missing."""
     require(Path(REDIS_SERVER).is_file(), "redis-server (apt-get install redis-server)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RedisServer:
@@ -70,20 +64,19 @@ class RedisServer:
             self.command_line(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
             if self.process.poll() is not None:
                 raise RuntimeError(f"redis-server exited: {(self.dir / 'redis.log').read_text()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     pass
             except OSError:
-                time.sleep(0.02)
-                continue
-            if self.tls or self.ping():
-                return self
-            time.sleep(0.02)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
+                return False
+            return bool(self.tls or self.ping())
+
+        wait_for(ready, timeout, f"redis-server did not start on port {self.port}", step=0.02)
+        return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop it (by PID); SIGKILL is a crash."""

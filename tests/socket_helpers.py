@@ -22,11 +22,31 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 from ahtwist.socket import SocketFactory
+from tests.helpers import make_node
 
 UUID_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 WELCOME = b'{"welcome":"Hello! Welcome to the actionhero api","context":"api"}'
 GOODBYE = b'{"status":"Bye!","context":"api"}'
 NOT_FOUND = b'"That file is not found"'
+
+
+def ok_data(data: str, count: int) -> str:
+    """The template of a verb's OK reply with ``data``."""
+    return '{"status":"OK","context":"response","data":%s,"messageCount":%d,"messageId":"<uuid>"}' % (
+        data,
+        count,
+    )
+
+
+def error(text: str, count: int, data: str | None = None) -> str:
+    """The template of a verb's error reply (with ``data`` when given)."""
+    extra = f',"data":{data}' if data is not None else ""
+    return '{"status":"%s","error":"%s","context":"response"%s,"messageCount":%d,"messageId":"<uuid>"}' % (
+        text,
+        text,
+        extra,
+        count,
+    )
 
 
 def template_regex(template: bytes | str) -> re.Pattern[bytes]:
@@ -182,6 +202,11 @@ class FakeClient:
     @property
     def closed(self) -> bool:
         return self.transport.lost
+
+
+def factory_for(toml: str = "", plugins: Any = (), **kw: Any) -> SocketFactory:
+    """A socket factory on a fresh node (``make_node``) from TOML text and plugins."""
+    return SocketFactory(make_node(toml, plugins=plugins, **kw))
 
 
 def connect(factory: SocketFactory, n: int = 1, **kw: Any) -> list[FakeClient]:

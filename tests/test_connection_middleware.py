@@ -1,9 +1,7 @@
 """Connection middleware create/destroy (docs/python-api.md, 'Middleware') on socket clients."""
 
 from ahtwist import ChatMiddleware, ConnectionMiddleware
-from ahtwist.socket import SocketFactory
-from tests.helpers import make_node
-from tests.socket_helpers import GOODBYE, WELCOME, FakeClient, connect
+from tests.socket_helpers import GOODBYE, WELCOME, FakeClient, connect, factory_for
 
 events: list[tuple[str, ...]] = []
 
@@ -39,7 +37,7 @@ def setup_function():
 
 def test_create_and_destroy_run_in_priority_order_around_the_connections_life():
     plugins = [hooks("b", 100), hooks("c", 300), hooks("a", 10), hooks("b2", None), LeaveWatch]
-    factory = SocketFactory(make_node(plugins=plugins))
+    factory = factory_for(plugins=plugins)
     (client,) = connect(factory)
     # create ran for every hook, ascending priority (ties: registration order),
     # with the connection already registered, and before the welcome line
@@ -66,7 +64,7 @@ def test_a_failing_hook_is_logged_and_the_others_still_run():
         async def destroy(self, connection):
             raise RuntimeError("destroy failed")
 
-    factory = SocketFactory(make_node(plugins=[Broken, hooks("after", 2)]))
+    factory = factory_for(plugins=[Broken, hooks("after", 2)])
     (client,) = connect(factory)
     assert events == [("after", "create", "True")]
     assert client.ask(b"paramAdd key=x\n")  # the connection works
@@ -82,7 +80,7 @@ def test_create_hook_may_send_before_the_welcome_or_destroy_at_once():
         def create(self, connection):
             connection.send_message({"hello": "first"})
 
-    client = FakeClient(SocketFactory(make_node(plugins=[Greeter])))
+    client = FakeClient(factory_for(plugins=[Greeter]))
     assert client.lines() == [b'{"hello":"first"}', WELCOME]
 
     class Bouncer(ConnectionMiddleware):
@@ -91,7 +89,7 @@ def test_create_hook_may_send_before_the_welcome_or_destroy_at_once():
         def create(self, connection):
             connection.destroy()
 
-    factory = SocketFactory(make_node(plugins=[Bouncer, hooks("z", 500)]))
+    factory = factory_for(plugins=[Bouncer, hooks("z", 500)])
     client = FakeClient(factory)
     assert client.lines() == [GOODBYE]
     factory.clock.advance(0)
@@ -101,7 +99,7 @@ def test_create_hook_may_send_before_the_welcome_or_destroy_at_once():
 
 
 def test_server_side_destroy_says_goodbye_and_runs_destroy_once():
-    factory = SocketFactory(make_node(plugins=[hooks("m", 1)]))
+    factory = factory_for(plugins=[hooks("m", 1)])
     (client,) = connect(factory)
     client.connection.destroy()
     client.connection.destroy()

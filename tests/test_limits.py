@@ -12,19 +12,8 @@ from twisted.internet.task import Clock
 from ahtwist.limits import OutboundMeter, TokenBucket
 from ahtwist.socket import SocketFactory
 from tests.helpers import HTTPClient, make_node
-from tests.socket_helpers import assert_lines, connect
+from tests.socket_helpers import assert_lines, connect, error, factory_for
 from tests.wshelpers import WSHarness
-
-
-def error(text: str, count: int, data: str | None = None) -> str:
-    extra = f',"data":{data}' if data is not None else ""
-    return '{"status":"%s","error":"%s","context":"response"%s,"messageCount":%d,"messageId":"<uuid>"}' % (
-        text,
-        text,
-        extra,
-        count,
-    )
-
 
 # --- the rules ---------------------------------------------------------------
 
@@ -75,7 +64,7 @@ def test_create_chat_room_refuses_a_long_name_and_too_many_rooms():
 
 
 def test_room_names_are_bounded_in_every_verb_and_joins_per_connection():
-    factory = SocketFactory(make_node("[limits]\nmaxRoomNameLength = 12\nmaxRoomsPerConnection = 1\n"))
+    factory = factory_for("[limits]\nmaxRoomNameLength = 12\nmaxRoomsPerConnection = 1\n")
     (client,) = connect(factory)
     long = b"y" * 13
     too_long = "room name is too long (12 characters max)"

@@ -21,34 +21,24 @@ from zope.interface.verify import verifyObject
 from ahtwist.backends.interfaces import IBus, ICache, IPeers, IRoomBackend, IStats
 from ahtwist.backends.memory import CacheMiss
 from ahtwist.errors import RoomError
-from tests.helpers import config_from
-from tests.redis_server import RedisServer, free_port, require_redis_server
+from tests.helpers import config_from, free_port, wait_for_in_reactor
+from tests.redis_server import RedisServer
 
 SERVER: RedisServer | None = None
 
 
 @pytest.fixture(scope="module", autouse=True)
-def redis_server():
-    """One redis-server for this module (stopped by PID at the end)."""
+def module_server(redis_server):
+    """The module's redis-server (tests/conftest.py), for the trial-style
+    test cases below, which cannot take fixtures."""
     global SERVER
-    require_redis_server()
-    SERVER = RedisServer().start()
+    SERVER = redis_server
     yield SERVER
-    SERVER.stop()
     SERVER = None
 
 
 def sleep(seconds: float) -> Deferred:
     return deferLater(reactor, seconds, lambda: None)
-
-
-async def wait_until(predicate, timeout: float = 10.0, step: float = 0.02) -> None:
-    waited = 0.0
-    while not predicate():
-        if waited >= timeout:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await sleep(step)
-        waited += step
 
 
 class Node:
@@ -87,7 +77,7 @@ class Node:
 
     async def start(self) -> "Node":
         self.link.start()
-        await wait_until(lambda: self.link.up)
+        await wait_for_in_reactor(lambda: self.link.up)
         return self
 
 
@@ -193,7 +183,7 @@ class RedisProviderTests(TestCase):
         event = {"type": "say", "room": "r", "payload": {"message": "hi"}}
         await a.bus.publish(event)
         self.assertEqual(a.events, [])
-        await wait_until(lambda: a.events and b.events)
+        await wait_for_in_reactor(lambda: a.events and b.events)
         await sleep(0.05)
         self.assertEqual(a.events, [event])
         self.assertEqual(b.events, [event])
@@ -202,7 +192,7 @@ class RedisProviderTests(TestCase):
         a, other = await self.node("a"), await self.node("x", token="another")
         await other.bus.publish({"type": "say", "room": "r", "payload": {}})
         await a.bus.publish({"type": "say", "room": "mine", "payload": {}})
-        await wait_until(lambda: a.events)
+        await wait_for_in_reactor(lambda: a.events)
         await sleep(0.05)
         self.assertEqual(a.events, [{"type": "say", "room": "mine", "payload": {}}])
         self.assertEqual(other.events, [{"type": "say", "room": "r", "payload": {}}])
@@ -288,7 +278,7 @@ class RedisProviderTests(TestCase):
             return [line for line in lines if "cannot connect" in line]
 
         started = reactor.seconds()
-        await wait_until(lambda: len(failures()) >= 3)  # attempts at 0, 0.5 and 1.5 s
+        await wait_for_in_reactor(lambda: len(failures()) >= 3)  # attempts at 0, 0.5 and 1.5 s
         self.assertGreaterEqual(reactor.seconds() - started, 1.0)
         failures = failures()
         self.assertEqual(
@@ -302,7 +292,7 @@ class RedisProviderTests(TestCase):
 
         server = RedisServer(port=port, password="hunter2").start()
         self.addCleanup(server.stop)
-        await wait_until(lambda: a.link.up)
+        await wait_for_in_reactor(lambda: a.link.up)
         self.assertEqual([line for line in lines if "connected" in line and "cannot" not in line],
                          [f"Redis redis://:****@127.0.0.1:{port}/0: connected"])
         b = await self.node_on(server.url, "b")
@@ -333,14 +323,14 @@ class RedisProviderTests(TestCase):
         self.assertEqual(rpc.exception.message, "RPC Timeout")
         self.assertLess(reactor.seconds() - started, 1.0)
         self.assertEqual(a.bus.pending_rpcs, {})
-        await wait_until(lambda: not a.link.up and not b.link.up)
+        await wait_for_in_reactor(lambda: not a.link.up and not b.link.up)
         # a left, b joined during the outage; a created a room
         await a.rooms.remove_member("defaultRoom", "ca")
         await b.rooms.add_member("defaultRoom", {"id": "cb2", "joinedAt": 3, "host": "b"})
         await a.rooms.add_room("during-outage")
         self.assertEqual(list(await b.rooms.members("defaultRoom")), ["cb", "cb2"])
         server.start()
-        await wait_until(lambda: a.link.up and b.link.up)
+        await wait_for_in_reactor(lambda: a.link.up and b.link.up)
         await sleep(0.05)
         url = server.url
         lost = [line for line in lines if "connection lost" in line]
@@ -351,7 +341,7 @@ class RedisProviderTests(TestCase):
         self.assertEqual(await a.rooms.list_rooms(), ["defaultRoom", "during-outage"])
         self.assertEqual(list(await a.rooms.members("defaultRoom")), ["cb", "cb2"])
         await a.bus.publish({"type": "say", "room": "defaultRoom", "payload": {"n": 1}})
-        await wait_until(lambda: b.events)
+        await wait_for_in_reactor(lambda: b.events)
         self.assertEqual(b.events, [{"type": "say", "room": "defaultRoom", "payload": {"n": 1}}])
 
     async def test_a_command_lost_with_the_connection_is_answered_locally_and_logged_once(self):
@@ -367,7 +357,7 @@ class RedisProviderTests(TestCase):
             a.link._command.transport.abortConnection()
             self.assertIs(await exists, True)
             self.assertEqual(await listed, ["r"])
-            await wait_until(lambda: a.link.connections == connections + 1)  # reconnected
+            await wait_for_in_reactor(lambda: a.link.connections == connections + 1)  # reconnected
 
         await lose_the_connection_under_two_commands()
         await lose_the_connection_under_two_commands()
@@ -410,7 +400,7 @@ class RedisTLSTests(TestCase):
         await a.cache.save("k", "tls", 5000)
         self.assertEqual((await b.cache.load("k"))["value"], "tls")
         await b.bus.publish({"type": "say", "room": "r", "payload": {}})
-        await wait_until(lambda: a.events)
+        await wait_for_in_reactor(lambda: a.events)
 
     async def test_wrong_password_and_untrusted_certificate_are_logged_and_retried(self):
         lines = capture_log(self)
@@ -420,7 +410,7 @@ class RedisTLSTests(TestCase):
         for node in (bad_password, untrusted):
             self.addCleanup(node.link.stop)
             node.link.start()
-        await wait_until(lambda: len([line for line in lines if "cannot connect" in line]) >= 2)
+        await wait_for_in_reactor(lambda: len([line for line in lines if "cannot connect" in line]) >= 2)
         self.assertFalse(bad_password.link.up or untrusted.link.up)
         self.assertIn(
             f"Redis rediss://:****@127.0.0.1:{port}/0: cannot connect: could not auth: WRONGPASS "

@@ -6,18 +6,13 @@ import json
 
 from ahtwist import Action, ActionError, Input
 from ahtwist.node import SOCKET_REQUESTS
-from ahtwist.socket import SocketFactory
-from tests.helpers import REPO, make_node
-from tests.socket_helpers import assert_lines, connect
+from tests.helpers import REPO
+from tests.socket_helpers import assert_lines, connect, factory_for
 
 UNKNOWN = (
     '{"error":"unknown action or invalid apiVersion","context":"response",'
     '"messageCount":%d,"messageId":%s}'
 )
-
-
-def factory_for(toml: str = "", plugins=(), **kw) -> SocketFactory:
-    return SocketFactory(make_node(toml, plugins=plugins, **kw))
 
 
 class Echo(Action):

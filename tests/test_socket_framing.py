@@ -5,19 +5,13 @@ StringTransport on a ManualClock and asserts whole reply lines.
 """
 
 from ahtwist.node import SOCKET_REQUESTS
-from ahtwist.socket import SocketFactory
-from tests.helpers import make_node
-from tests.socket_helpers import GOODBYE, WELCOME, FakeClient, assert_lines, connect
+from tests.socket_helpers import GOODBYE, WELCOME, FakeClient, assert_lines, connect, factory_for
 
 OK = '{"status":"OK","context":"response","messageCount":%d,"messageId":"<uuid>"}'
 UNKNOWN = (
     '{"error":"unknown action or invalid apiVersion","context":"response",'
     '"messageCount":%d,"messageId":"<uuid>"}'
 )
-
-
-def factory_for(toml: str = "", **kw) -> SocketFactory:
-    return SocketFactory(make_node(toml, **kw))
 
 
 def test_welcome_is_the_first_line_without_counters():

@@ -3,32 +3,10 @@
 import json
 
 from ahtwist import ActionError, ChatMiddleware
-from ahtwist.socket import SocketFactory
-from tests.helpers import REPO, make_node
-from tests.socket_helpers import NOT_FOUND, assert_lines, connect
+from tests.helpers import REPO
+from tests.socket_helpers import NOT_FOUND, assert_lines, connect, error, factory_for, ok_data
 
 OK = '{"status":"OK","context":"response","messageCount":%d,"messageId":"<uuid>"}'
-
-
-def ok_data(data: str, count: int) -> str:
-    return '{"status":"OK","context":"response","data":%s,"messageCount":%d,"messageId":"<uuid>"}' % (
-        data,
-        count,
-    )
-
-
-def error(text: str, count: int, data: str | None = None) -> str:
-    extra = f',"data":{data}' if data is not None else ""
-    return '{"status":"%s","error":"%s","context":"response"%s,"messageCount":%d,"messageId":"<uuid>"}' % (
-        text,
-        text,
-        extra,
-        count,
-    )
-
-
-def factory_for(toml: str = "", plugins=(), **kw) -> SocketFactory:
-    return SocketFactory(make_node(toml, plugins=plugins, **kw))
 
 
 # --- sticky params ----------------------------------------------------------

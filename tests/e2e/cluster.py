@@ -7,22 +7,20 @@ crash).
 """
 
 import json
-import re
 import socket
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.servers import TWISTD, LineClient, LoggedProcess
+from tests.e2e.servers import LineClient, server_environment
+from tests.e2e.twistd import TwistdProcess
 from tests.e2e.ws_blocking import BlockingWebSocket
+from tests.helpers import wait_for
 
 ACTIONS = Path(__file__).resolve().parent / "cluster_actions"
 WEB = "tcp:0:interface=127.0.0.1"
 SOCKET = "tcp:0:interface=127.0.0.1:backlog=128"
-_WEB_PORT = re.compile(r"web server listening on 127\.0\.0\.1:(\d+) \(" + re.escape(WEB) + r"\)")
-_SOCKET_PORT = re.compile(r"socket server listening on 127\.0\.0\.1:(\d+) ")
 
 CONFIG = """
 [general]
@@ -33,33 +31,27 @@ actions = [{actions}]
 """
 
 
-class ClusterNode(LoggedProcess):
-    """One ``twistd -n ahtwist --redis URL`` process."""
+class ClusterNode(TwistdProcess):
+    """One ``twistd -n ahtwist --redis URL`` process (started at once)."""
 
     def __init__(self, redis_url: str, config: str = CONFIG) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="ahtwist-cluster-"))
         config_path = self.workdir / "ahtwist.toml"
         config_path.write_text(config.format(actions=json.dumps(str(ACTIONS))), "utf-8")
-        self.start_process(
-            [TWISTD, "-n", "--pidfile=", "ahtwist", "--config", str(config_path),
-             "--redis", redis_url, "--web", WEB, "--socket", SOCKET],
-            self.workdir,
-            "node.log",
+        super().__init__(
+            ["--config", str(config_path), "--redis", redis_url, "--web", WEB, "--socket", SOCKET],
+            cwd=self.workdir,
+            env=server_environment(),
+            log_path=self.workdir / "node.log",
         )
+        self.start()
         self.web_port = 0
         self.socket_port = 0
 
     def wait_started(self, timeout: float = 30) -> "ClusterNode":
-        deadline = time.monotonic() + timeout
-        while not (self.web_port and self.socket_port):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"twistd did not start:\n{self.log()}")
-            text = self.log()
-            web, sock = _WEB_PORT.search(text), _SOCKET_PORT.search(text)
-            self.web_port = int(web.group(1)) if web else 0
-            self.socket_port = int(sock.group(1)) if sock else 0
-            time.sleep(0.05)
+        listeners = self.wait_listening(2, timeout)
+        self.web_port = next(port for kind, port, _ in listeners if kind == "web")
+        self.socket_port = next(port for kind, port, _ in listeners if kind == "socket")
         return self
 
     @property
@@ -96,13 +88,3 @@ def start_nodes(redis_url: str, count: int) -> list[ClusterNode]:
     wait_for(lambda: all(len(n.status()["stats"]["peers"]) >= count for n in nodes), 15,
              "nodes did not see each other")
     return nodes
-
-
-def wait_for(predicate, timeout: float, what: str, step: float = 0.05) -> float:
-    """Poll until ``predicate()``; returns the seconds waited."""
-    started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"{what} (after {timeout} s)")
-        time.sleep(step)
-    return time.monotonic() - started

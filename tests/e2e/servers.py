@@ -10,56 +10,21 @@ import datetime
 import ipaddress
 import json
 import os
-import re
 import select
-import signal
 import socket
 import ssl
-import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.process import TWISTD
+from tests.e2e.twistd import TwistdProcess, environment
 from tests.helpers import REPO
 
-_LISTENING = re.compile(r"socket server listening on [^:]+:(\d+) \((.*)\)")
 
-
-class LoggedProcess:
-    """A server process whose output goes to ``log_path``; stopped by PID."""
-
-    process: subprocess.Popen
-    log_path: Path
-    _log: Any
-
-    def start_process(self, args: list[str], workdir: Path, log_name: str) -> None:
-        self.log_path = workdir / log_name
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 -- closed in stop()
-        self.process = subprocess.Popen(
-            args, cwd=workdir, stdout=self._log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, env=_env(),
-        )
-
-    def log(self) -> str:
-        return self.log_path.read_text("utf-8", "replace")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-        return self.process.returncode
-
-
-class TwistdServer(LoggedProcess):
-    """``twistd -n ahtwist --web none --socket ...`` in a subprocess."""
+class TwistdServer(TwistdProcess):
+    """``twistd -n ahtwist --web none --socket ...`` in a subprocess (started at once)."""
 
     def __init__(
         self,
@@ -71,20 +36,19 @@ class TwistdServer(LoggedProcess):
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="ahtwist-e2e-"))
         config_path = self.workdir / "ahtwist.toml"
         config_path.write_text(config, "utf-8")
-        args = [TWISTD, "-n", "--pidfile=", *twistd_options, "ahtwist", "--config", str(config_path)]
-        args += ["--web", "none"]
+        args = ["--config", str(config_path), "--web", "none"]
         for endpoint in socket_endpoints:
             args += ["--socket", endpoint]
-        self.start_process(args, self.workdir, "server.log")
-        self.ports: dict[str, int] = {}
-        deadline = time.monotonic() + 30
-        while len(self.ports) < len(socket_endpoints):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"twistd did not start:\n{self.log()}")
-            for match in _LISTENING.finditer(self.log()):
-                self.ports[match.group(2)] = int(match.group(1))
-            time.sleep(0.05)
+        super().__init__(
+            args,
+            cwd=self.workdir,
+            env=server_environment(),
+            log_path=self.workdir / "server.log",
+            twistd_options=twistd_options,
+        )
+        self.start()
+        listeners = self.wait_listening(len(socket_endpoints))
+        self.ports: dict[str, int] = {endpoint: port for kind, port, endpoint in listeners if kind == "socket"}
         self.port = self.ports[socket_endpoints[0]]
 
     def connect(self, endpoint: str | None = None, **kw: Any) -> "LineClient":
@@ -92,12 +56,10 @@ class TwistdServer(LoggedProcess):
         return LineClient(socket.create_connection(("127.0.0.1", port), timeout=10), **kw)
 
 
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("PORT", None)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
+def server_environment() -> dict[str, str]:
+    """The test's environment without ``PORT`` (it would move the web server)
+    and with this checkout first on ``PYTHONPATH``."""
+    return environment(PORT=None, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
 class LineClient:

@@ -10,57 +10,14 @@ tests drive their own ``ActionheroClient`` in it; ``/ws`` and ``/api`` are the
 same server.
 """
 
-import os
 from pathlib import Path
 
-import pytest
-
-from tests.e2e.ahtwist_process import AhtwistProcess
+from tests.e2e.twistd import AhtwistProcess
 from tests.e2e.ws_blocking import BlockingWebSocket
-from tests.helpers import require
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENT_JS = REPO / "public" / "javascript" / "actionheroClient.js"
 CHAT_HTML = REPO / "public" / "chat.html"
-CHROMIUM = os.environ.get("AHTWIST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require(False, "the playwright package (make install)")
-    require(os.path.exists(CHROMIUM), f"{CHROMIUM} (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
-def server():
-    process = AhtwistProcess().start()
-    yield process
-    process.cleanup()
-
-
-@pytest.fixture
-def own_server():
-    """A server this test may stop and restart."""
-    process = AhtwistProcess().start()
-    yield process
-    process.cleanup()
 
 
 def load_client(page, server: AhtwistProcess) -> None:
@@ -363,7 +320,7 @@ def test_a_browser_and_a_telnet_client_chat_in_one_room(browser):
     import json
     import socket
 
-    from tests.e2e.ahtwist_process import free_port
+    from tests.helpers import free_port
 
     socket_port = free_port()
     process = AhtwistProcess(extra=("--socket", f"tcp:{socket_port}:interface=127.0.0.1")).start()

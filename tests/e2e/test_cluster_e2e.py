@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from ahtwist.backends.redis import HEARTBEAT_INTERVAL
-from tests.e2e.cluster import CONFIG, ClusterNode, start_nodes, wait_for
-from tests.redis_server import RedisServer, free_port, require_redis_server
+from tests.e2e.cluster import CONFIG, ClusterNode, start_nodes
+from tests.helpers import free_port, wait_for
 from tests.socket_helpers import GOODBYE, UUID_RE
 
 CHAT = re.compile(
@@ -26,16 +26,8 @@ CHAT = re.compile(
 
 
 @pytest.fixture(scope="module")
-def redis():
-    require_redis_server()
-    server = RedisServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def cluster(redis):
-    nodes = start_nodes(redis.url, 2)
+def cluster(redis_server):
+    nodes = start_nodes(redis_server.url, 2)
     yield nodes
     for node in nodes:
         node.stop()
@@ -217,9 +209,9 @@ def test_operations_on_a_connection_held_by_another_node(cluster):
         telnet.sock.close()
 
 
-def test_a_crashed_node_members_are_removed_by_the_survivors(cluster, redis):
+def test_a_crashed_node_members_are_removed_by_the_survivors(cluster, redis_server):
     a, b = cluster
-    c = ClusterNode(redis.url).wait_started()
+    c = ClusterNode(redis_server.url).wait_started()
     try:
         wait_for(lambda: len(a.status()["stats"]["peers"]) == 3, 15, "C did not join")
         c_id = c.id
@@ -259,7 +251,7 @@ def test_a_crashed_node_members_are_removed_by_the_survivors(cluster, redis):
         c.stop()
 
 
-def test_redis_restart_in_the_middle_of_a_chat(cluster, redis):
+def test_redis_restart_in_the_middle_of_a_chat(cluster, redis_server):
     """Redis is killed while A's socket user chats with B's websocket user.
 
     Meanwhile both nodes keep serving locally (actions, local chat), report
@@ -285,7 +277,7 @@ def test_redis_restart_in_the_middle_of_a_chat(cluster, redis):
             return n
 
         before = [say() for _ in range(5)]
-        redis.stop(signal.SIGKILL)
+        redis_server.stop(signal.SIGKILL)
         wait_for(lambda: a.status()["problems"] == ["Redis unavailable"], 5, "A did not notice")
         wait_for(lambda: b.status()["problems"] == ["Redis unavailable"], 5, "B did not notice")
         status = b.status()
@@ -299,7 +291,7 @@ def test_redis_restart_in_the_middle_of_a_chat(cluster, redis):
             "error"
         ] == "RPC Timeout"
         assert time.monotonic() - started < 1.0  # at once, not after rpcTimeout (1 s)
-        redis.start()
+        redis_server.start()
         wait_for(lambda: a.status()["problems"] == [] and b.status()["problems"] == [], 15,
                  "nodes did not reconnect")
         after = [say() for _ in range(5)]
@@ -334,13 +326,13 @@ def browser_has_more(browser) -> bool:
     return True
 
 
-def test_chat_middleware_runs_on_the_senders_node_then_on_each_recipients(redis):
+def test_chat_middleware_runs_on_the_senders_node_then_on_each_recipients(redis_server):
     """on_say_receive once where the message was said; say per recipient on
     the recipient's node, able to change or veto that one delivery."""
     middleware = json.dumps(str(Path(__file__).parent / "cluster_chat_middleware"))
     config = CONFIG.replace("actions = [{actions}]", f"actions = [{{actions}}, {middleware}]")
     assert config != CONFIG
-    a, b = (ClusterNode(redis.url, config=config) for _ in range(2))
+    a, b = (ClusterNode(redis_server.url, config=config) for _ in range(2))
     telnet = browser = None
     try:
         a.wait_started()

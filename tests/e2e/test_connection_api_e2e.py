@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.ahtwist_process import AhtwistProcess, free_port, wait_for_port
+from tests.e2e.twistd import AhtwistProcess
 from tests.e2e.ws_blocking import BlockingWebSocket
+from tests.helpers import free_port
 
 ACTIONS = Path(__file__).resolve().parent / "connection_actions"
 WELCOME = {"welcome": "Hello! Welcome to the actionhero api", "context": "api"}
@@ -24,7 +25,7 @@ def server(tmp_path_factory):
     process = AhtwistProcess(
         config=str(config), extra=("--socket", f"tcp:{socket_port}:interface=127.0.0.1")
     ).start()
-    wait_for_port(socket_port, process=process.process)
+    process.wait_port(socket_port)
     process.socket_port = socket_port
     yield process
     process.cleanup()
@@ -56,7 +57,7 @@ def test_websocket_upgrade_without_a_good_token_is_refused_with_403(server):
         ]
         assert json.loads(body) == {"error": "bad token", "context": "api"}
     # (socket refusals are logged too: the start-up probe of the socket port is one)
-    lines = [line for line in server.log_text().splitlines() if "connection refused by tokenGate: websocket" in line]
+    lines = [line for line in server.log().splitlines() if "connection refused by tokenGate: websocket" in line]
     assert len(lines) == 3
     assert all(re.search(r"\[ahtwist\.node#info\] connection refused by tokenGate: websocket from 127\.0\.0\.1: bad token$", line) for line in lines), lines
 
@@ -91,7 +92,7 @@ def test_a_refused_socket_client_gets_one_error_line_then_the_close(server):
                 break
             data += chunk
     assert data == b'{"error":"socket clients need a token","context":"api"}\r\n'
-    assert "connection refused by tokenGate: socket from 127.0.0.1: socket clients need a token" in server.log_text()
+    assert "connection refused by tokenGate: socket from 127.0.0.1: socket clients need a token" in server.log()
 
 
 def test_web_requests_pass_the_gate_and_have_no_session_carry_over(server):

@@ -5,12 +5,11 @@ websocket client, drained with a goodbye on SIGTERM."""
 import json
 import signal
 import socket
-import time
 from pathlib import Path
 
-from tests.e2e.ahtwist_process import AhtwistProcess
+from tests.e2e.twistd import AhtwistProcess
 from tests.e2e.ws_blocking import BlockingWebSocket
-from tests.helpers import REPO
+from tests.helpers import REPO, wait_for
 
 WELCOME = {"welcome": "Hello! Welcome to the actionhero api", "context": "api"}
 
@@ -40,11 +39,11 @@ class JsonLinesClient:
 
 
 def wait_for_unix_socket(path: Path, process: AhtwistProcess) -> None:
-    deadline = time.monotonic() + 20
-    while "jsonLines server listening on" not in process.log_text():
-        assert process.process.poll() is None, process.log_text()
-        assert time.monotonic() < deadline, process.log_text()
-        time.sleep(0.05)
+    def listening() -> bool:
+        assert process.process.poll() is None, process.log()
+        return "jsonLines server listening on" in process.log()
+
+    wait_for(listening, 20, lambda: f"the jsonLines server did not start:\n{process.log()}")
     assert path.is_socket()
 
 
@@ -94,7 +93,7 @@ def test_the_json_lines_example_serves_actions_and_chat_and_drains(tmp_path):
         assert client.recv() == {"status": "Bye!", "context": "api"}
         assert client.at_eof()
         assert process.process.wait(15) in (0, -15)  # twistd re-raises the signal after a clean stop
-        log = process.log_text()  # complete once the process has exited
+        log = process.log()  # complete once the process has exited
         assert "[ahtwist.service#info] stopped" in log
         assert f"[ahtwist.server#info] jsonLines connection {me} from unix\n" in log
         assert f"[ahtwist.server#info] jsonLines connection {me} closed\n" in log

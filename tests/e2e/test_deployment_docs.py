@@ -15,16 +15,14 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ahtwist.config import load_config
-from tests.e2e.process import free_port, wait_port
 from tests.e2e.ws_blocking import BlockingWebSocket
-from tests.helpers import REPO, require
+from tests.helpers import REPO, free_port, require, wait_for, wait_port
 from tests.redis_server import RedisServer
 
 PAGE = REPO / "docs" / "deployment.md"
@@ -76,7 +74,7 @@ class Processes:
     def wait(self, port: int, process: subprocess.Popen | None = None) -> None:
         """Wait until something listens on ``port``; the logs in the failure if not."""
         try:
-            wait_port(port, proc=process)
+            wait_port(port, process)
         except RuntimeError as e:
             raise AssertionError(f"{e}\n{self.logs()}") from None
 
@@ -321,14 +319,14 @@ def test_cluster_snippet(processes, tmp_path):
             processes.wait(web, process)
             ports.append(web)
         command = status.replace("localhost:8081", f"127.0.0.1:{ports[0]}")
-        deadline = time.monotonic() + 30
-        while True:
-            result = run(command, tmp_path)
-            lines = result.stdout.splitlines()
-            if len(lines) == 4 and lines[0].strip() == '"peers": [' and lines[3].strip() == "],":
-                break
-            assert time.monotonic() < deadline, f"peers never listed both nodes: {result.stdout!r}"
-            time.sleep(0.2)
+        shown: list[str] = []
+
+        def both_listed() -> bool:
+            shown[:] = run(command, tmp_path).stdout.splitlines()
+            return len(shown) == 4 and shown[0].strip() == '"peers": [' and shown[3].strip() == "],"
+
+        wait_for(both_listed, 30, lambda: f"peers never listed both nodes: {shown!r}", step=0.2)
+        lines = shown
         peers = [json.loads(line.strip().rstrip(",")) for line in lines[1:3]]
         assert len(set(peers)) == 2
 

@@ -18,8 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from ahtwist.apidocs import ASSETS, swagger_ui_dir
-from tests.e2e.ahtwist_process import AhtwistProcess
-from tests.e2e.test_browser_client import browser  # noqa: F401 -- the shared fixture
+from tests.e2e.twistd import AhtwistProcess
 from tests.helpers import REPO
 from tests.test_openapi import ROUTES
 

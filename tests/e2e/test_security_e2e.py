@@ -6,23 +6,14 @@ import json
 import re
 import signal
 import socket
-import time
 import urllib.request
 
-import pytest
-
-from tests.e2e.ahtwist_process import AhtwistProcess
+from tests.e2e.twistd import AhtwistProcess
 from tests.e2e.ws_blocking import BlockingWebSocket
+from tests.helpers import wait_for
 from tests.wshelpers import OP_TEXT, encode_frame
 
 WELCOME = {"welcome": "Hello! Welcome to the actionhero api", "context": "api"}
-
-
-@pytest.fixture(scope="module")
-def server():
-    process = AhtwistProcess().start()
-    yield process
-    process.cleanup()
 
 
 def test_cross_site_page_cannot_open_a_websocket_with_the_victims_cookie(server):
@@ -49,7 +40,7 @@ def test_cross_site_page_cannot_open_a_websocket_with_the_victims_cookie(server)
         assert own.request({"event": "detailsView"})["data"]["fingerprint"] == session.split("=")[1]
     finally:
         own.close()
-    assert "refused websocket upgrade from 127.0.0.1: origin 'http://evil.example' not allowed" in server.log_text()
+    assert "refused websocket upgrade from 127.0.0.1: origin 'http://evil.example' not allowed" in server.log()
 
 
 def _raw_get(port: int, headers: str) -> dict:
@@ -71,7 +62,7 @@ def test_spoofed_forwarded_for_does_not_pick_the_remote_ip(tmp_path):
         info = _raw_get(process.port, "X-Forwarded-For: 1.2.3.4, 198.51.100.7\r\n")["requesterInformation"]
         assert info["remoteIP"] == "198.51.100.7"
         process.stop()
-        log = process.log_text()
+        log = process.log()
     finally:
         process.cleanup()
     assert "[ action @ web ] to=198.51.100.7 action=randomNumber" in log
@@ -92,14 +83,6 @@ def test_spoofed_forwarded_for_does_not_pick_the_remote_ip(tmp_path):
         direct.cleanup()
 
 
-def _wait_for(predicate, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.05)
-
-
 def test_websocket_client_that_does_not_read_is_dropped(server):
     """2,000 ``file`` requests (65 bytes each, ~19 KB replies) from a client
     that reads nothing: the server drops it once 4 MiB wait, logs it, and
@@ -108,8 +91,8 @@ def test_websocket_client_that_does_not_read_is_dropped(server):
     assert ws.recv() == WELCOME
     frame = json.dumps({"event": "file", "file": "javascript/actionheroClient.js"}).encode()
     ws.sock.sendall(encode_frame(OP_TEXT, frame) * 2000)
-    _wait_for(lambda: "bytes of output it does not read" in server.log_text(), "the drop")
-    [line] = [line for line in server.log_text().splitlines() if "dropping websocket client" in line]
+    wait_for(lambda: "bytes of output it does not read" in server.log(), 20, "gave up waiting for the drop")
+    [line] = [line for line in server.log().splitlines() if "dropping websocket client" in line]
     assert re.search(r"dropping websocket client [0-9a-f-]{36}: \d+ bytes of output it does not read$", line)
     ws.sock.settimeout(20)
     received = b""
@@ -164,7 +147,7 @@ def test_a_bad_multipart_body_logs_one_line_and_nothing_on_stderr(tmp_path):
                 data += chunk
         assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n")
         process.stop()
-        log = process.log_text()
+        log = process.log()
     finally:
         process.cleanup()
     assert (

@@ -11,7 +11,8 @@ import threading
 import time
 from pathlib import Path
 
-from tests.e2e.process import TWISTD, Twistd, free_port, run_twistd
+from tests.e2e.twistd import TWISTD, AhtwistProcess, run_twistd
+from tests.helpers import free_port, wait_for
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 
@@ -31,7 +32,7 @@ def test_twistd_help_lists_plugin():
 
 
 def test_default_run_serves_builtin_and_sample_actions():
-    with Twistd("--socket", "none") as server:
+    with AhtwistProcess() as server:
         response, body = get(server, "/api/randomNumber")
         assert response.status == 200
         assert response.getheader("Content-Type") == "application/json; charset=utf-8"
@@ -61,9 +62,9 @@ def test_default_run_serves_builtin_and_sample_actions():
         response, body = get(server, "/api/greet?name=world")
         assert json.loads(body)["greeting"] == "Hello, world!"
     # twistd re-raises the stopping signal after a clean shutdown (systemd sees SIGTERM)
-    assert server.proc.returncode == -signal.SIGTERM
-    assert "Server Shut Down." in server.output
-    assert "[ action @ web ] to=127.0.0.1 action=randomNumber" in server.output
+    assert server.process.returncode == -signal.SIGTERM
+    assert "Server Shut Down." in server.log()
+    assert "[ action @ web ] to=127.0.0.1 action=randomNumber" in server.log()
 
 
 def test_user_action_folder_dropin():
@@ -81,7 +82,7 @@ def test_user_action_folder_dropin():
             def run(self, data):
                 data.response["result"] = data.params["n"] * 2
     """))
-    with Twistd("--config", str(directory / "ahtwist.toml"), "--socket", "none") as server:
+    with AhtwistProcess(config=str(directory / "ahtwist.toml")) as server:
         response, body = get(server, "/api/double?n=21")
         assert json.loads(body)["result"] == 42
         assert response.getheader("X-Powered-By") == "mine"
@@ -114,7 +115,7 @@ def test_port_in_use_exits_with_the_cause():
 
 
 def test_sigterm_drains_in_flight_requests():
-    server = Twistd("--socket", "none").start()
+    server = AhtwistProcess().start()
     try:
         result = {}
 
@@ -125,9 +126,9 @@ def test_sigterm_drains_in_flight_requests():
         thread.start()
         time.sleep(0.5)
         started = time.time()
-        server.proc.send_signal(signal.SIGTERM)
+        server.process.send_signal(signal.SIGTERM)
         thread.join(10)
-        code = server.proc.wait(10)
+        code = server.process.wait(10)
         elapsed = time.time() - started
     finally:
         server.stop()
@@ -135,12 +136,12 @@ def test_sigterm_drains_in_flight_requests():
     assert response.status == 200 and json.loads(body)["sleepDuration"] == 1500
     assert code == -signal.SIGTERM
     assert elapsed < 7  # pendingShutdownWaitLimit (5 s) + 2 s
-    assert "stopping: draining connections" in server.output
-    assert "Server Shut Down." in server.output
+    assert "stopping: draining connections" in server.log()
+    assert "Server Shut Down." in server.log()
 
 
 def test_bad_input_over_real_socket_keeps_serving():
-    with Twistd("--socket", "none") as server:
+    with AhtwistProcess() as server:
         import socket
 
         sock = socket.create_connection(("127.0.0.1", server.port))
@@ -176,18 +177,20 @@ def test_systemd_socket_activation():
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
-        deadline = time.time() + 20
-        while True:
+        answer = {}
+
+        def answered() -> bool:
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
                 conn.request("GET", "/api/randomNumber")
                 response = conn.getresponse()
-                body = json.loads(response.read())
-                break
+                answer.update(response=response, body=json.loads(response.read()))
+                return True
             except (ConnectionError, http.client.HTTPException, OSError):
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.2)
+                return False
+
+        wait_for(answered, 20, "the socket-activated server did not answer", step=0.2)
+        response, body = answer["response"], answer["body"]
         assert response.status == 200 and "randomNumber" in body
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -11,19 +11,13 @@ import urllib.request
 
 import pytest
 
-from tests.e2e.ahtwist_process import AhtwistProcess, free_port
 from tests.e2e.servers import make_certificate
+from tests.e2e.twistd import AhtwistProcess
 from tests.e2e.ws_blocking import BlockingWebSocket
+from tests.helpers import free_port
 from tests.wshelpers import OP_CLOSE
 
 WELCOME = {"welcome": "Hello! Welcome to the actionhero api", "context": "api"}
-
-
-@pytest.fixture(scope="module")
-def server():
-    process = AhtwistProcess().start()
-    yield process
-    process.cleanup()
 
 
 def connect(url: str, **kw) -> BlockingWebSocket:
@@ -116,7 +110,7 @@ def assert_graceful_exit(process: AhtwistProcess) -> None:
     """twistd re-raises the stopping signal after a clean shutdown, so -15 is a
     clean exit here; the node's own "stopped" line proves the drain ran."""
     assert process.process.wait(15) in (0, -15)
-    assert "[ahtwist.service#info] stopped" in process.log_text()
+    assert "[ahtwist.service#info] stopped" in process.log()
 
 
 def test_sigterm_closes_websockets_with_1001():

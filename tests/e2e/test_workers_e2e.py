@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.cluster import wait_for
-from tests.e2e.process import run_twistd
-from tests.e2e.servers import TWISTD, LineClient, LoggedProcess, make_certificate
+from tests.e2e.servers import LineClient, make_certificate, server_environment
+from tests.e2e.twistd import TWISTD, TwistdProcess, run_twistd
 from tests.e2e.ws_blocking import BlockingWebSocket
+from tests.helpers import wait_for
 from tests.redis_server import RedisServer, require_redis_server
 from tests.socket_helpers import GOODBYE
 
@@ -36,19 +36,19 @@ _READY = re.compile(r"\[ahtwist\.workers#info\] worker (\d) ready \(pid (\d+)\)"
 TOO_MANY = 5000  # connections tried before concluding a worker never accepts
 
 
-class Workers(LoggedProcess):
+class Workers(TwistdProcess):
     """``twistd -n ahtwist --workers 2 --redis URL`` with web and socket listeners."""
 
     def __init__(self, redis_url: str, web: str = LOCAL, config: str = "") -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="ahtwist-workers-"))
         config_path = self.workdir / "ahtwist.toml"
         config_path.write_text(config, "utf-8")
-        self.start_process(
-            [TWISTD, "-n", "--pidfile=", "ahtwist", "--config", str(config_path), "--workers", "2",
-             "--redis", redis_url, "--web", web, "--socket", LOCAL],
-            self.workdir,
-            "parent.log",
+        super().__init__(
+            ["--config", str(config_path), "--workers", "2", "--redis", redis_url, "--web", web,
+             "--socket", LOCAL],
+            cwd=self.workdir, env=server_environment(), log_path=self.workdir / "parent.log",
         )
+        self.start()
         wait_for(lambda: len(self.ready()) == 2 or self.process.poll() is not None, 60, "workers not ready")
         assert self.process.poll() is None, self.log()
         ports = {kind: int(port) for kind, port, _ in _SHARED.findall(self.log())}

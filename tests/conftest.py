@@ -9,6 +9,7 @@ clients in :mod:`tests.socket_helpers` and :mod:`tests.wshelpers`; the real
 import os
 
 import pytest
+from twisted.logger import formatEvent, globalLogPublisher
 
 from tests.e2e.twistd import AhtwistProcess
 from tests.helpers import require
@@ -73,3 +74,12 @@ def browser():
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def log_lines():
+    """A function giving the text of every log event emitted so far in the test."""
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    yield lambda: [formatEvent(e) for e in events]
+    globalLogPublisher.removeObserver(events.append)

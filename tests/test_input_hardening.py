@@ -2,9 +2,6 @@
 
 import re
 
-import pytest
-from twisted.logger import formatEvent, globalLogPublisher
-
 from ahtwist import Action, Input
 from ahtwist.socket import SocketFactory
 from tests.helpers import REPO, HTTPClient, make_node
@@ -19,14 +16,6 @@ class Echo(Action):
 
     def run(self, data):
         data.response["params"] = {k: v for k, v in data.params.items() if k != "apiVersion"}
-
-
-@pytest.fixture
-def log_lines():
-    events: list[dict] = []
-    globalLogPublisher.addObserver(events.append)
-    yield lambda: [formatEvent(e) for e in events]
-    globalLogPublisher.removeObserver(events.append)
 
 
 def http() -> HTTPClient:

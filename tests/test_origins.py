@@ -9,22 +9,12 @@ the cookie itself is HttpOnly, SameSite=Lax and Secure on TLS; the
 import re
 
 import pytest
-from twisted.logger import formatEvent, globalLogPublisher
 
 from ahtwist.origins import OriginPolicy, normalize_origin
 from tests.helpers import HTTPClient, make_node
 from tests.wshelpers import WSHarness
 
 FORBIDDEN = b"HTTP/1.1 403 origin not allowed\r\n\r\n"
-
-
-@pytest.fixture
-def log_lines():
-    """The text of every log event emitted during the test."""
-    events: list[dict] = []
-    globalLogPublisher.addObserver(events.append)
-    yield lambda: [formatEvent(e) for e in events]
-    globalLogPublisher.removeObserver(events.append)
 
 
 @pytest.mark.parametrize(

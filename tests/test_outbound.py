@@ -6,21 +6,11 @@ registered producer is what Twisted calls once 64 KiB wait in a real
 transport's buffer, ``resumeProducing`` once it is flushed.
 """
 
-import pytest
-from twisted.logger import formatEvent, globalLogPublisher
 
 from tests.helpers import make_node
 from tests.wshelpers import WSHarness
 
 LIMIT = 20000
-
-
-@pytest.fixture
-def log_lines():
-    events: list[dict] = []
-    globalLogPublisher.addObserver(events.append)
-    yield lambda: [formatEvent(e) for e in events]
-    globalLogPublisher.removeObserver(events.append)
 
 
 def harness() -> WSHarness:

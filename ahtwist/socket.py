@@ -38,7 +38,7 @@ from ahtwist.line_output import CRLF, INPUT_PAUSE_BACKLOG, LineOutput
 from ahtwist.node import SOCKET_REQUESTS, Node
 from ahtwist.servers.base import Server
 from ahtwist.servers.peer import is_secure, peer_address
-from ahtwist.verbs import NO_REPLY, SOCKET_VERBS, UnknownVerb, VerbError
+from ahtwist.verbs import SOCKET_VERBS
 
 log = Logger(namespace="ahtwist.socket")
 
@@ -111,40 +111,18 @@ class SocketServer(Server):
         verb = words[0]
         if over_rate(connection):
             self.stats.increment(RATE_LIMITED)
-            self._socket_verb_failed(Failure(VerbError(errors.TOO_FAST)), connection, count, verb)
+            self.send_reply(connection, replies.verb_reply(errors.TOO_FAST, None, count, new_id()))
         elif verb == "file":
             if len(words) > 1:
                 connection.params["file"] = words[1]  # sticky, as in v17
             self.send_public_file(connection, connection.params.get("file"))
         elif verb in self.allowed_verbs:
-            self.run_verb(connection, verb, words[1:], count)
+            # a socket verb's reply has a fresh messageId (nothing to echo)
+            self.run_verb(connection, verb, words[1:], count, new_id())
         else:
             self.run_action_line(connection, line, verb, count)
 
     # --- verbs -----------------------------------------------------------------
-
-    def run_verb(self, connection: Connection, verb: str, args: list[Any], count: int, message_id: Any = None) -> None:
-        d = self.verbs.run(connection, verb, args, self.allowed_verbs)
-        d.addCallbacks(
-            self._verb_ok,
-            self._socket_verb_failed,
-            callbackArgs=(connection, count),
-            errbackArgs=(connection, count, verb),
-        )
-
-    def _verb_ok(self, data: Any, connection: Connection, count: int) -> None:
-        if data is not NO_REPLY:
-            connection.send_message(replies.verb_reply(None, data, count, new_id()))
-
-    def _socket_verb_failed(self, failure: Failure, connection: Connection, count: int, verb: str) -> None:
-        error = failure.value
-        if isinstance(error, VerbError):
-            text, data = error.message, error.data
-        else:
-            if failure.check(UnknownVerb) is None:
-                log.failure("socket verb {verb} failed", failure, verb=verb)
-            text, data = errors.INTERNAL_ERROR, None
-        connection.send_message(replies.verb_reply(text, data, count, new_id()))
 
     # --- actions ---------------------------------------------------------------
 
@@ -156,7 +134,7 @@ class SocketServer(Server):
             try:
                 request = loads(line)
             except NestedTooDeep:
-                self._socket_verb_failed(Failure(VerbError(errors.TOO_DEEP)), connection, count, verb)
+                self.send_reply(connection, replies.verb_reply(errors.TOO_DEEP, None, count, new_id()))
                 return
             except ValueError:
                 request = None

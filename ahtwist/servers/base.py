@@ -360,6 +360,7 @@ class Server(MultiService):
             self.send_reply(connection, replies.verb_reply(text, None, count, message_id))
         else:
             self._failed(failure, verb)
+            self.send_reply(connection, replies.verb_reply(errors.INTERNAL_ERROR, None, count, message_id))
 
     def _failed(self, failure: Failure, what: str) -> None:
         log.failure("{server} {what} failed", failure, server=self.type, what=what)

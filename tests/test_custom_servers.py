@@ -1,16 +1,19 @@
 """Users' servers: found in ``general.paths.servers``, started by a
 ``[servers.<name>]`` table, validated at start-up with one-line errors."""
 
+import json
 from pathlib import Path
 
 import pytest
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from ahtwist import Server
 from ahtwist.errors import ConfigError
 from ahtwist.servers.base import Listener
+from ahtwist.servers.loader import load_servers
 from ahtwist.tap import Options, build_service
-from tests.helpers import REPO, config_from
+from tests.helpers import REPO, config_from, make_node
 
 EXAMPLE = REPO / "examples" / "jsonlines_server"
 
@@ -75,3 +78,41 @@ def test_a_bad_table_is_one_line_naming_the_key(tmp_path, table, message):
     with pytest.raises(SystemExit) as e:
         Options().parseOptions(["--config", path])
     assert str(e.value) == f"ahtwist: {path}: {message}"
+
+
+def _example_server(node):
+    return load_servers([str(EXAMPLE)])["jsonLines"](node, node.reactor)
+
+
+def test_drain_waits_for_a_pending_action_then_says_goodbye_once():
+    """The base Server's stop: goodbye once the last pending action answered."""
+    node = make_node()
+    clock = node.reactor
+    server = _example_server(node)
+    protocol = server.build_factory().buildProtocol(None)
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 4000))
+    protocol.makeConnection(transport)
+    protocol.dataReceived(
+        b'{"event":"action","params":{"action":"sleepTest","sleepDuration":1000},"messageId":1}\n'
+    )
+    drained = server.drain(5)
+
+    def lines():
+        out = [json.loads(line) for line in transport.value().splitlines()]
+        transport.clear()
+        return out
+
+    assert lines() == [{"welcome": "Hello! Welcome to the actionhero api", "context": "api"}]
+    clock.advance(0.5)
+    assert lines() == [] and not transport.disconnecting  # still working on the action
+    clock.advance(0.6)
+    [reply] = lines()
+    assert (reply["messageId"], reply["sleepDuration"]) == (1, 1000)
+    clock.advance(0.05)  # the drain looks again
+    assert lines() == [{"status": "Bye!", "context": "api"}]
+    assert transport.disconnecting
+    clock.advance(0.2)
+    assert lines() == []  # one goodbye, however often the drain looks
+    protocol.connectionLost(None)
+    clock.advance(0.1)
+    assert drained.called and server.connections == set() and node.connections == {}

@@ -195,9 +195,12 @@ class Server(MultiService):
         """Say goodbye to every connection once its pending actions are done
         (at most ``limit`` seconds), then forget the rest."""
 
+        told: set[Connection] = set()
+
         def idle_ones_go() -> bool:
             for connection in list(self.connections):
-                if connection.pending_actions == 0 and not connection.destroyed:
+                if connection.pending_actions == 0 and connection not in told:
+                    told.add(connection)  # one goodbye each
                     connection.destroy()
             return not self.connections
 

@@ -74,6 +74,8 @@ class JsonLinesProtocol(LineOnlyReceiver):
         self.send_message(self.factory.server.file_message(path, self.connection.message_count, None))
 
     def close(self):
+        if self.transport.disconnecting:
+            return  # goodbye said already
         self.send_message(goodbye())
         self.transport.loseConnection()
 

@@ -5,7 +5,7 @@ TCP/TLS socket at once; connections from every transport meet in shared chat
 rooms; several nodes share state through Redis.  Run it with
 ``twistd -n ahtwist``.
 
-The public API for writing actions, middleware and servers is re-exported here.
+The public API for writing actions, middleware, initializers and servers is re-exported here.
 """
 
 from ahtwist._version import __version__
@@ -14,6 +14,7 @@ from ahtwist.actions.data import ActionData
 from ahtwist.actions.middleware import ActionMiddleware, ChatMiddleware, ConnectionMiddleware
 from ahtwist.connection import Connection, ConnectionRaw
 from ahtwist.errors import ActionError, RoomError
+from ahtwist.initializers import Initializer
 from ahtwist.servers.base import Server
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "Connection",
     "ConnectionMiddleware",
     "ConnectionRaw",
+    "Initializer",
     "Input",
     "RoomError",
     "Server",

@@ -48,6 +48,7 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 class Paths:
     public: tuple[str, ...] = _setting((), "pathlist")
     actions: tuple[str, ...] = _setting((), "pathlist")
+    initializers: tuple[str, ...] = _setting((), "pathlist")
     servers: tuple[str, ...] = _setting((), "pathlist")
 
 
@@ -130,6 +131,23 @@ _DEFAULT_HEADERS = MappingProxyType(
 
 
 @attrs.frozen
+class HealthConfig:
+    """The built-in liveness and readiness endpoints (Klein routes)."""
+
+    enabled: bool = _setting(True, "bool")
+    livenessPath: str = _setting("/healthz", "urlpath")
+    readinessPath: str = _setting("/readyz", "urlpath")
+
+
+@attrs.frozen
+class Mount:
+    """One ``[[servers.web.mounts]]`` entry: a Klein app at a path prefix."""
+
+    path: str
+    app: str
+
+
+@attrs.frozen
 class WebConfig:
     enabled: bool = _setting(True, "bool")
     port: int = _setting(8080, "port")
@@ -156,6 +174,9 @@ class WebConfig:
     formOptions: FormOptions = _table(FormOptions)
     metadataOptions: MetadataOptions = _table(MetadataOptions)
     queryParseOptions: QueryParseOptions = _table(QueryParseOptions)
+    saveRawBody: bool = _setting(False, "bool")
+    health: HealthConfig = _table(HealthConfig)
+    mounts: tuple[Mount, ...] = _setting((), "mounts")
     openapi: OpenAPIOptions = _table(OpenAPIOptions)
     docs: DocsOptions = _table(DocsOptions)
 
@@ -321,6 +342,10 @@ class Overrides:
     workers: int | None = None
 
 
+#: a path starting with this names a folder shipped with ahtwist ("ahtwist:public")
+BUNDLED_PREFIX = "ahtwist:"
+
+
 def bundled_path(*parts: str) -> Path:
     """A file shipped with ahtwist (``etc/ahtwist.toml``, ``public/``).
 
@@ -414,6 +439,13 @@ class _Loader:
         if kind == "path":
             expect(isinstance(raw, str), "a string")
             return self.path(raw)
+        if kind == "urlpath":
+            expect(isinstance(raw, str), "a string")
+            if raw and (not raw.startswith("/") or raw == "/" or "?" in raw or "#" in raw):
+                raise self.fail(key, f'must be "" or a URL path such as "/healthz", got {raw!r}')
+            return raw.rstrip("/")
+        if kind == "mounts":
+            return self.mounts(raw, key)
         if kind == "networks":
             expect(isinstance(raw, list) and all(isinstance(x, str) for x in raw), "a list of strings")
             from ahtwist.proxies import parse_network
@@ -462,9 +494,34 @@ class _Loader:
             return MappingProxyType(dict(raw))
         raise AssertionError(kind)  # pragma: no cover
 
+    def mounts(self, raw: Any, key: str) -> tuple[Mount, ...]:
+        """``[{path = "/hooks", app = "hooks.py:app"}, ...]``; a file path in
+        ``app`` resolves against the config file's directory."""
+        if not isinstance(raw, list) or not all(isinstance(m, Mapping) for m in raw):
+            raise self.fail(key, f"expected a list of tables, got {_describe(raw)}")
+        out = []
+        for i, table in enumerate(raw):
+            where = f"{key}[{i}]"
+            for name in table:
+                if name not in ("path", "app"):
+                    self.warnings.append(f"unknown config key {f'{where}.{name}'!r} ignored")
+            path, app = table.get("path"), table.get("app")
+            if not isinstance(path, str) or not path.startswith("/") or path.rstrip("/") == "":
+                raise self.fail(f"{where}.path", f'must be a URL path prefix such as "/hooks", got {_describe(path)}')
+            if not isinstance(app, str) or ":" not in app:
+                raise self.fail(f"{where}.app", f'must be "file.py:name" or "module:name", got {_describe(app)}')
+            target, _, attr = app.rpartition(":")
+            if target.endswith(".py"):
+                target = self.path(target)
+            out.append(Mount(path=path.rstrip("/"), app=f"{target}:{attr}"))
+        return tuple(out)
+
     def path(self, value: str) -> str:
         if not value:
             return value
+        if value.startswith(BUNDLED_PREFIX):
+            # "ahtwist:public": a folder shipped with ahtwist, wherever it is installed
+            return str(bundled_path(*value[len(BUNDLED_PREFIX) :].split("/")))
         return str((self.base_dir / os.path.expanduser(value)).resolve())
 
 

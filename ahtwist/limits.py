@@ -18,6 +18,8 @@ The global in-flight cap and ``sleepTest``'s cap read their numbers from the
 same table (the processor and the action apply them).
 """
 
+import ctypes
+import ctypes.util
 from collections.abc import Callable
 from typing import Any
 
@@ -123,12 +125,62 @@ class OutboundMeter:
         self.unsent = 0
 
 
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None on another C library."""
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        return trim
+    except (OSError, AttributeError):
+        return None
+
+
+class MemoryReturner:
+    """Gives memory freed in a burst back to the operating system.
+
+    Dropping a client that stopped reading frees megabytes of small buffers
+    at once; glibc keeps freed heap pages for reuse, so without this the
+    process's RSS stays at its high-water mark (the "ratchet" of issue 12:
+    Python objects are all freed, the allocator keeps the pages).
+    :meth:`soon` asks for one ``malloc_trim(0)`` ``delay`` seconds after the
+    latest request (a burst of drops costs one trim, once they are all gone).
+    """
+
+    def __init__(self, clock: Any, delay: float = 3.0, trim: Callable[[int], int] | None = None) -> None:
+        self.clock = clock
+        self.delay = delay
+        self.trim = trim if trim is not None else _malloc_trim()
+        self._call: Any = None
+        #: how many times memory was handed back (for tests and the bench)
+        self.trims = 0
+
+    def soon(self) -> None:
+        if self.trim is None:
+            return
+        if self._call is not None and self._call.active():
+            self._call.reset(self.delay)
+        else:
+            self._call = self.clock.callLater(self.delay, self._run)
+
+    def _run(self) -> None:
+        self._call = None
+        self.trims += 1
+        assert self.trim is not None
+        self.trim(0)
+
+    def cancel(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+
 class Limits:
     """The node's quotas (one per node; the config's ``[limits]``)."""
 
-    def __init__(self, config: LimitsConfig, seconds: Callable[[], float]) -> None:
+    def __init__(self, config: LimitsConfig, clock: Any) -> None:
         self.config = config
-        self.seconds = seconds
+        self.seconds = clock.seconds
+        #: hands memory back once a slow client was dropped
+        self.memory = MemoryReturner(clock)
         self.max_room_name = config.maxRoomNameLength
         self.max_rooms = config.maxRooms
         self.max_rooms_per_connection = config.maxRoomsPerConnection
@@ -158,6 +210,12 @@ class Limits:
             raise RoomError(errors.TOO_MANY_ROOMS_JOINED.format(max=self.max_rooms_per_connection))
 
     # --- message rate --------------------------------------------------------
+
+    def slow_client_dropped(self, stats: Any) -> None:
+        """A client was dropped for not reading its output: count it and give
+        the memory its buffers held back to the OS once it is gone."""
+        stats.increment(SLOW_CLIENTS_DROPPED)
+        self.memory.soon()
 
     def bucket(self) -> TokenBucket | None:
         """A new connection's rate limit, or None when it is off."""

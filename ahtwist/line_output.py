@@ -17,7 +17,6 @@ from twisted.logger import Logger
 import ahtwist.errors as errors
 from ahtwist.encoding import dumps
 from ahtwist.files import FileInfo
-from ahtwist.limits import SLOW_CLIENTS_DROPPED
 
 log = Logger(namespace="ahtwist.socket")
 
@@ -87,7 +86,7 @@ class LineOutput:
                 id=self.connection.id,
                 n=backlog,
             )
-            self.factory.node.stats.increment(SLOW_CLIENTS_DROPPED)
+            self.factory.node.limits.slow_client_dropped(self.factory.node.stats)
             self.abort()
         elif backlog > INPUT_PAUSE_BACKLOG:
             if not self._input_paused and not self._closing:

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from inspect import isawaitable
+from types import SimpleNamespace
 from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
@@ -82,7 +83,7 @@ class Node:
         self.bus: IBus = bus or MemoryBus(reactor)
         self.bus.on_rpc = self._on_rpc
         #: quotas every transport and the core apply (``[limits]``)
-        self.limits = Limits(config.limits, reactor.seconds)
+        self.limits = Limits(config.limits, reactor)
         self.rooms = RoomService(
             room_backend or MemoryRoomBackend(reactor),
             self.bus,
@@ -104,6 +105,12 @@ class Node:
         self.processor = ActionProcessor(
             self.registry, general, self, in_flight_cap=config.limits.maxActionsInFlight
         )
+        #: app objects initializers share with actions, middleware and servers
+        #: (``node.app.db``); ActionHero put them on ``api``
+        self.app = SimpleNamespace()
+        #: True once every initializer started and the listeners accept
+        #: (the readiness endpoint answers 503 before)
+        self.ready = False
 
     def now_ms(self) -> int:
         return int(self.reactor.seconds() * 1000)

@@ -8,12 +8,15 @@ import sys
 from typing import Any
 
 from twisted.internet.testing import MemoryReactor
+from twisted.logger import Logger
 from twisted.python import usage
 
 from ahtwist.config import Config, Overrides, load_config
 from ahtwist.errors import ConfigError
 from ahtwist.logs import observer_for_twistd
 from ahtwist.workers import WorkerInfo, WorkerSupervisor, worker_check
+
+log = Logger(namespace="ahtwist.tap")
 
 
 def _fail(message: str) -> SystemExit:
@@ -61,6 +64,15 @@ class Options(usage.Options):
     def parseOptions(self, options: list[str] | None = None) -> None:
         self.argv = list(sys.argv[1:] if options is None else options)
         super().parseOptions(options)
+
+    def opt_version(self) -> None:
+        """Print ahtwist's version and exit."""
+        import sys
+
+        from ahtwist._version import __version__
+
+        sys.stdout.write(f"ahtwist {__version__}\n")
+        raise SystemExit(0)
 
     def opt_web(self, endpoint: str) -> None:
         """Web (HTTP + WebSocket) listener ENDPOINT; repeatable; 'none' disables."""
@@ -119,6 +131,7 @@ def makeService(options: Options, reactor: Any = None) -> Any:
         service = build_service(config, reactor)  # in a parent: checks plugins too
     except ConfigError as e:
         raise _fail(str(e)) from None
+    service.on_startup_failure = lambda: exit_after_stop(reactor)
     if worker is None and config.general.workers > 1:
         service = WorkerSupervisor(config, options.argv, reactor)
     elif worker is not None:
@@ -131,6 +144,22 @@ def makeService(options: Options, reactor: Any = None) -> Any:
         worker=worker.number if worker is not None else None,
     )
     return service
+
+
+def exit_after_stop(reactor: Any, status: int = 1) -> None:
+    """Stop the reactor (services stop: what started is closed again) and
+    end the process with ``status`` once twistd has cleaned up."""
+    import atexit
+    import os
+    import sys
+
+    def leave() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+    atexit.register(leave)
+    reactor.callLater(0, reactor.stop)  # from a later turn: start-up may still be running
 
 
 def build_node(config: Config, reactor: Any, **backends: Any) -> Any:
@@ -148,6 +177,7 @@ def build_node(config: Config, reactor: Any, **backends: Any) -> Any:
 
 def build_service(config: Config, reactor: Any) -> Any:
     """The :class:`~ahtwist.service.AhtwistService` for ``config``."""
+    from ahtwist.initializers import Initializers, load_initializers
     from ahtwist.servers.loader import build_custom_servers, load_servers
     from ahtwist.service import AhtwistService, SocketService, WebService
 
@@ -171,7 +201,13 @@ def build_service(config: Config, reactor: Any) -> Any:
         node = build_node(config, reactor)
     node.load_plugins()
     custom = build_custom_servers(node, reactor, config, load_servers(config.general.paths.servers))
-    top = AhtwistService(node, reactor, cluster=cluster)
+    initializers = Initializers(node)
+    found = load_initializers(config.general.paths.initializers)
+    for folder in found.missing_folders:
+        log.warn("initializers folder {folder} does not exist; skipped", folder=folder)
+    for initializer in found.initializers:
+        initializers.add(initializer)
+    top = AhtwistService(node, reactor, cluster=cluster, initializers=initializers)
     if config.web_endpoints:
         WebService(node, reactor, config.web_endpoints).setServiceParent(top)
     if config.socket_endpoints:

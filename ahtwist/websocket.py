@@ -37,7 +37,7 @@ import ahtwist.replies as replies
 from ahtwist.connection import Connection, ConnectionRaw, IConnectionTransport, new_id
 from ahtwist.encoding import NestedTooDeep, dumps, loads
 from ahtwist.errors import ConnectionRefused
-from ahtwist.limits import SLOW_CLIENTS_DROPPED, OutboundMeter
+from ahtwist.limits import OutboundMeter
 from ahtwist.origins import OriginPolicy
 from ahtwist.proxies import TrustedProxies
 from ahtwist.servers.base import Server
@@ -202,7 +202,7 @@ class WebSocketServer(Server):
             id=connection.id if connection is not None else "?",
             n=unsent,
         )
-        self.stats.increment(SLOW_CLIENTS_DROPPED)
+        self.node.limits.slow_client_dropped(self.stats)
         # the close frame goes behind what is buffered; Autobahn aborts the
         # connection when the client has not answered it within its close
         # handshake timeout, and nothing more is sent meanwhile

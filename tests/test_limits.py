@@ -183,3 +183,31 @@ def test_actions_of_a_connection_that_went_away_are_cancelled():
     assert node.processor.in_flight == 0
     assert node.connections == {}
     assert [c for c in node.reactor.getDelayedCalls() if c.getTime() > node.reactor.seconds() + 40] == []
+
+
+def test_memory_is_handed_back_once_a_few_seconds_after_slow_clients_are_dropped():
+    """The trims coalesce: drops in a burst cost one malloc_trim(0), 3 s after
+    the latest (once the dropped connections are gone)."""
+    from ahtwist.limits import MemoryReturner
+
+    clock = Clock()
+    calls = []
+    returner = MemoryReturner(clock, delay=3.0, trim=lambda pad: calls.append(pad) or 1)
+    for _ in range(3):
+        returner.soon()
+        clock.advance(1)
+    assert calls == []  # 1 s after the latest drop
+    clock.advance(1.9)
+    assert calls == []
+    clock.advance(0.1)
+    assert calls == [0] and returner.trims == 1
+    returner.soon()
+    clock.advance(3)
+    assert calls == [0, 0]
+
+
+def test_a_dropped_slow_client_asks_for_the_memory_back():
+    node = make_node()
+    node.limits.slow_client_dropped(node.stats)
+    assert node.stats.local("limits:slowClientsDropped") == 1
+    assert [round(c.getTime() - node.reactor.seconds()) for c in node.reactor.getDelayedCalls()] == [3]

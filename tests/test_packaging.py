@@ -98,3 +98,15 @@ def test_the_package_ships_its_type_information():
     config.read(ROOT / "setup.cfg")
     assert config["options.package_data"]["ahtwist"].split() == ["py.typed"]
     assert (ROOT / "ahtwist" / "py.typed").is_file()
+
+
+def test_every_package_of_the_source_tree_is_packaged():
+    """A subpackage missing from ``packages`` imports from the checkout and
+    fails from a wheel."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    listed = {line.strip() for line in config["options"]["packages"].splitlines() if line.strip()}
+    found = {
+        ".".join(path.parent.relative_to(ROOT).parts) for path in (ROOT / "ahtwist").rglob("__init__.py")
+    }
+    assert found - listed == set()

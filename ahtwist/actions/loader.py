@@ -97,3 +97,7 @@ def _import(file: Path):
             f"{file}{line}: failed to load action file: {type(e).__name__}: {e}"
         ) from None
     return module
+
+
+#: import one user file by path (initializers and mounts load files the same way)
+import_file = _import

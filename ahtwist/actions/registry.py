@@ -41,6 +41,8 @@ class ActionRegistry:
         self.global_middleware: list[ActionMiddleware] = []
         self.post_variables: frozenset[str] = frozenset(SAFE_PARAMS)
         self.simple_routes: dict[str, str] = {}
+        #: names added by :meth:`add_post_variables` (initializers)
+        self.extra_post_variables: set[str] = set()
         self._chains: dict[int, list[ActionMiddleware]] = {}
 
     # --- actions -----------------------------------------------------------
@@ -60,6 +62,13 @@ class ActionRegistry:
         versions[key] = action
         self._reindex()
         return action
+
+    def add_post_variables(self, names: Iterable[str]) -> None:
+        """Whitelist params no action declares (ActionHero's
+        ``api.params.postVariables``): the socket's ``paramAdd`` accepts
+        them and replies echo them in ``receivedParams``."""
+        self.extra_post_variables.update(names)
+        self._reindex()
 
     def remove(self, name: str) -> None:
         self.versions.pop(name, None)
@@ -85,7 +94,7 @@ class ActionRegistry:
         self.latest = {
             name: versions[max(versions)] for name, versions in self.versions.items() if versions
         }
-        names = set(SAFE_PARAMS)
+        names = set(SAFE_PARAMS) | self.extra_post_variables
         for versions in self.versions.values():
             for action in versions.values():
                 names.update(action.inputs)

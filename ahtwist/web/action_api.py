@@ -76,6 +76,8 @@ class ActionAPI:
             self.writer.respond_error(request, connection, 400, errors.FORM_ERROR, query)
             return
         raw.query, raw.body, raw.files = query, fields, files
+        if request.body.exposes_raw:
+            raw.raw_body = request.body.raw_body
         params = dict(query)
         if files:
             params.update(files)

@@ -29,6 +29,7 @@ from ahtwist.servers.base import lookup_file
 from ahtwist.servers.peer import is_secure, parse_cookies, peer_address, peer_certificate
 from ahtwist.web.action_api import ActionAPI
 from ahtwist.web.body import FormLimits
+from ahtwist.web.mounts import mount_table
 from ahtwist.web.response import JSON_TYPE, ResponseWriter, header_bytes, lines
 from ahtwist.web.routes import split_path
 from ahtwist.web.site import MAX_URL_LENGTH, WebRequest
@@ -48,7 +49,8 @@ class WebRaw:
 
     Actions may append ``(name, value)`` to ``response_headers`` and set
     ``response_code``; ``query``, ``body`` and ``files`` are the unfiltered
-    parsed request data.  With ``data.to_render = False`` an action answers
+    parsed request data, ``raw_body`` the bytes as received.  With
+    ``data.to_render = False`` an action answers
     itself: ``connection.send_file(name)``, :meth:`send_bytes` or
     :meth:`send_stream`.
     """
@@ -60,6 +62,9 @@ class WebRaw:
     query: dict[str, Any] = attrs.Factory(dict)
     body: dict[str, Any] = attrs.Factory(dict)
     files: dict[str, Any] = attrs.Factory(dict)
+    #: the request body exactly as received: always for bodies that are not
+    #: JSON, urlencoded or multipart; for every body with ``saveRawBody``
+    raw_body: bytes = b""
     response_headers: list[tuple[str, str]] = attrs.Factory(list)
     response_code: int = 200
     set_cookie: str | None = None
@@ -182,6 +187,10 @@ class WebServer:
         #: the websocket resource mounted at servers.websocket.path, if any
         self.websocket_resource: Any = None
         self.websocket_path = config.servers.websocket.path.encode()
+        #: Klein apps (and other resources) at path prefixes (:mod:`ahtwist.web.mounts`)
+        self.mounts = mount_table(node)
+        self.mount_index = self.mounts.by_segment
+        self.save_raw_body = web.saveRawBody
         self._expires_cache: tuple[int, str] = (-1, "")
 
     # --- entry point ---------------------------------------------------------
@@ -194,6 +203,8 @@ class WebServer:
                 self.writer.respond_bare(request, 503)  # draining: no new websockets
             else:
                 self._serve_websocket(request)
+            return
+        if request.mount is not None and self.mounts.dispatch(request):
             return
         node = self.node
         node.stats.increment(WEB_REQUESTS)

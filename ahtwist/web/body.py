@@ -10,7 +10,12 @@ result once the body is complete:
 * ``multipart/form-data`` -- streamed: fields count against ``maxFieldsSize``,
   files are written to ``uploadDir`` with ``maxFileSize`` per file and
   ``maxTotalFileSize`` for all of them;
-* anything else (and GET/HEAD bodies) -- counted and dropped.
+* any other type (``text/plain``, ``application/octet-stream``, none...) --
+  buffered up to ``maxFieldsSize``: no params, the bytes are ``raw_body``;
+* GET/HEAD bodies -- counted and dropped (kept with ``saveRawBody``).
+
+With ``servers.web.saveRawBody`` every reader also keeps the exact bytes it
+was fed (``raw_body``), within the same limits.
 
 Going over a limit sets ``too_large`` at once (the HTTP layer answers 413 and
 closes); a malformed body raises :class:`FormError` from :meth:`finish` (400).
@@ -50,13 +55,22 @@ class FormLimits:
 
 
 class BodyReader:
-    """Counts and drops the body (no Content-Type, GET/HEAD, other types)."""
+    """Counts and drops the body (GET/HEAD), or with ``keep`` buffers it."""
 
     too_large = False
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, keep: bool = False) -> None:
         self.limit = limit
         self.received = 0
+        #: the exact bytes received (only when kept)
+        self.raw: bytearray | None = bytearray() if keep else None
+        #: whether actions see :attr:`raw_body` (``connection.raw.raw_body``)
+        self.exposes_raw = keep
+
+    @property
+    def raw_body(self) -> bytes:
+        """The request body as received (b"" when not kept)."""
+        return bytes(self.raw) if self.raw else b""
 
     def declared(self, length: int | None) -> None:
         """The Content-Length (None when chunked); may set ``too_large`` early."""
@@ -67,6 +81,9 @@ class BodyReader:
         self.received += len(data)
         if self.received > self.limit:
             self.too_large = True
+            self.raw = None
+        elif self.raw is not None:
+            self.raw += data
 
     def finish(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(fields, files)``; raises :class:`FormError` when malformed."""
@@ -77,16 +94,15 @@ class BodyReader:
 
 
 class _BufferedReader(BodyReader):
-    def __init__(self, limit: int) -> None:
-        super().__init__(limit)
-        self.buffer = bytearray()
+    """Holds the whole body (it is the raw body too)."""
 
-    def feed(self, data: bytes) -> None:
-        super().feed(data)
-        if not self.too_large:
-            self.buffer += data
-        else:
-            self.buffer = bytearray()
+    def __init__(self, limit: int, expose: bool = False) -> None:
+        super().__init__(limit, keep=True)
+        self.exposes_raw = expose
+
+    @property
+    def buffer(self) -> bytearray:
+        return self.raw if self.raw is not None else bytearray()
 
 
 class JSONReader(_BufferedReader):
@@ -105,8 +121,8 @@ class JSONReader(_BufferedReader):
 
 
 class UrlencodedReader(_BufferedReader):
-    def __init__(self, limit: int, parameter_limit: int) -> None:
-        super().__init__(limit)
+    def __init__(self, limit: int, parameter_limit: int, expose: bool = False) -> None:
+        super().__init__(limit, expose)
         self.parameter_limit = parameter_limit
 
     def finish(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -119,8 +135,8 @@ class UrlencodedReader(_BufferedReader):
 class MultipartReader(BodyReader):
     """Streams ``multipart/form-data``: fields in memory, files to disk."""
 
-    def __init__(self, boundary: bytes, limits: FormLimits) -> None:
-        super().__init__(limits.max_fields_size + limits.max_total_file_size)
+    def __init__(self, boundary: bytes, limits: FormLimits, keep: bool = False) -> None:
+        super().__init__(limits.max_fields_size + limits.max_total_file_size, keep)
         self.limits = limits
         self.fields: dict[str, Any] = {}
         self.files: dict[str, Any] = {}
@@ -282,16 +298,19 @@ class MultipartReader(BodyReader):
 
 
 def reader_for(
-    method: bytes, content_type: bytes | None, limits: FormLimits
+    method: bytes, content_type: bytes | None, limits: FormLimits, save_raw: bool = False
 ) -> BodyReader:
-    """The reader for a request, from its method and Content-Type."""
-    if method in (b"GET", b"HEAD") or not content_type:
-        return BodyReader(limits.max_fields_size)
+    """The reader for a request, from its method and Content-Type;
+    ``save_raw`` keeps the exact bytes of every body (``saveRawBody``)."""
+    if method in (b"GET", b"HEAD"):
+        return BodyReader(limits.max_fields_size, save_raw)
+    if not content_type:
+        return BodyReader(limits.max_fields_size, True)
     mime, options = parse_options_header(content_type)
     if mime == b"application/json":
-        return JSONReader(limits.max_fields_size)
+        return JSONReader(limits.max_fields_size, save_raw)
     if mime == b"application/x-www-form-urlencoded":
-        return UrlencodedReader(limits.max_fields_size, limits.parameter_limit)
+        return UrlencodedReader(limits.max_fields_size, limits.parameter_limit, save_raw)
     if mime == b"multipart/form-data":
-        return MultipartReader(options.get(b"boundary", b""), limits)
-    return BodyReader(limits.max_fields_size)
+        return MultipartReader(options.get(b"boundary", b""), limits, save_raw)
+    return BodyReader(limits.max_fields_size, True)

@@ -33,6 +33,7 @@ class WebRequest(server.Request):
     site: "WebSite"
     body: BodyReader
     query = b""
+    mount = None
     _rejected = False
 
     def gotLength(self, length: int | None) -> None:
@@ -40,11 +41,17 @@ class WebRequest(server.Request):
         channel = self.channel
         web = channel.site.server  # the ahtwist.web.api.WebServer
         content_type = self.requestHeaders.getRawHeaders(b"content-type")
-        self.body = reader_for(
-            getattr(channel, "_command", b"GET"),
-            content_type[0] if content_type else None,
-            web.form_limits,
-        )
+        #: the mounted app serving this request (:mod:`ahtwist.web.mounts`), if any
+        self.mount = web.mounts.match(channel._path.partition(b"?")[0]) if web.mount_index else None
+        if self.mount is not None:
+            self.body = BodyReader(web.form_limits.max_fields_size, keep=True)
+        else:
+            self.body = reader_for(
+                getattr(channel, "_command", b"GET"),
+                content_type[0] if content_type else None,
+                web.form_limits,
+                web.save_raw_body,
+            )
         self.body.declared(length)
         if self.body.too_large:
             self._reject_body()

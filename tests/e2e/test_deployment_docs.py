@@ -145,7 +145,7 @@ def test_systemd_units_verify_after_the_path_edit(tmp_path):
     sed = next(c for c in steps if c.startswith("sudo sed "))
     unit_dir = tmp_path / "system"
     unit_dir.mkdir()
-    for name in ("ahtwist.service", "ahtwist.socket"):
+    for name in ("ahtwist.service", "ahtwist-activated.service", "ahtwist.socket"):
         shutil.copy(REPO / "etc" / "systemd" / name, unit_dir / name)
     # the page's edit, with this checkout as "your installation"
     edit = sed.removeprefix("sudo ").replace("/srv/myapp", str(REPO)).replace(

@@ -1,18 +1,18 @@
 """Test helpers: configs from TOML text, nodes on a Clock, the in-memory HTTP
 client (:mod:`ahtwist.testing`'s -- the helpers users get for their apps --
 re-exported under the names the project's tests use), and for tests with real
-processes ``free_port`` and ``wait_for`` (the one polling loop).
+processes ``free_port``, ``wait_port`` and ``wait_for`` (the one polling loop), also
+:mod:`ahtwist.testing`'s.
 """
 
 import os
-import socket
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ahtwist.testing import ManualClock, config_from, make_node
 from ahtwist.testing.http_client import HTTPClient, Response, parse_response
+from ahtwist.testing.process import free_port, wait_for, wait_port
 
 __all__ = [
     "REPO",
@@ -44,54 +44,6 @@ def require(found: bool, what: str) -> None:
 
 
 # --- real sockets and processes ------------------------------------------------
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (for a server that must be told
-    its port in advance; prefer ``tcp:0`` and reading the port from the log)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(
-    predicate: Callable[[], Any],
-    timeout: float,
-    what: str | Callable[[], str] = "condition",
-    step: float = 0.05,
-) -> float:
-    """Poll ``predicate()`` (it may raise to give up) until it is true; the
-    seconds waited.  After ``timeout`` seconds: ``AssertionError(what)``
-    (``what`` may be a callable, for a message showing the last state).
-
-    For tests that wait on other processes (twistd, redis-server); a test
-    running inside the reactor uses :func:`wait_for_in_reactor` instead.
-    """
-    started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"{what() if callable(what) else what} (after {timeout} s)")
-        time.sleep(step)
-    return time.monotonic() - started
-
-
-def wait_port(port: int, process: Any = None, timeout: float = 20.0) -> None:
-    """Wait until something accepts on ``127.0.0.1:port``; RuntimeError when
-    ``process`` (a Popen) exits first or nothing listens in time."""
-
-    def accepting() -> bool:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"the process exited early with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            return False
-
-    try:
-        wait_for(accepting, timeout)
-    except AssertionError:
-        raise RuntimeError(f"nothing listens on 127.0.0.1:{port}") from None
 
 
 async def wait_for_in_reactor(

@@ -11,28 +11,61 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 TWISTD = str(Path(sys.executable).parent / "twistd")
 
 
 def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a server that must be told
+    its port in advance; prefer ``tcp:0`` and reading the port from the log)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
-def wait_port(port: int, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float,
+    what: str | Callable[[], str] = "condition",
+    step: float = 0.05,
+) -> float:
+    """Poll ``predicate()`` (it may raise to give up) until it is true; the
+    seconds waited.  After ``timeout`` seconds: ``AssertionError(what)``
+    (``what`` may be a callable, for a message showing the last state).
+
+    For tests that wait on other processes; a test running inside the
+    reactor must not block it (sleep with ``deferLater`` instead).
+    """
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"{what() if callable(what) else what} (after {timeout} s)")
+        time.sleep(step)
+    return time.monotonic() - started
+
+
+def wait_port(port: int, timeout: float = 20.0, proc: "subprocess.Popen[Any] | None" = None) -> None:
+    """Wait until something accepts on ``127.0.0.1:port``; RuntimeError when
+    ``proc`` exits first (with its output, if piped) or nothing listens in time."""
+
+    def accepting() -> bool:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"twistd exited early with {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}")
+            output = proc.stdout.read() if proc.stdout else ""
+            raise RuntimeError(f"twistd exited early with {proc.returncode}: {output}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
+                return True
         except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+            return False
+
+    try:
+        wait_for(accepting, timeout)
+    except AssertionError:
+        raise RuntimeError(f"nothing listens on 127.0.0.1:{port}") from None
 
 
 class Twistd:

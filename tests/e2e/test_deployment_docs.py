@@ -74,7 +74,7 @@ class Processes:
     def wait(self, port: int, process: subprocess.Popen | None = None) -> None:
         """Wait until something listens on ``port``; the logs in the failure if not."""
         try:
-            wait_port(port, process)
+            wait_port(port, proc=process)
         except RuntimeError as e:
             raise AssertionError(f"{e}\n{self.logs()}") from None
 

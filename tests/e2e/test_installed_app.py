@@ -113,7 +113,7 @@ def test_generated_app_runs_from_anywhere_and_drains_before_closing(installed, t
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        wait_port(port, proc)
+        wait_port(port, proc=proc)
         assert call(port, "GET", "/healthz")[::2] == (200, b'{"status":"ok"}')
         assert call(port, "GET", "/readyz")[::2] == (200, b'{"ready":true}')
 

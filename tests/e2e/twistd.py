@@ -12,13 +12,13 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+from ahtwist.testing import process as testing_process
 from tests.helpers import REPO, free_port, wait_for, wait_port
 
-TWISTD = str(Path(sys.executable).parent / "twistd")
+TWISTD = testing_process.TWISTD
 _LISTENING = re.compile(r"(\w+) server listening on \S+:(\d+) \((.*)\)")
 
 
@@ -83,7 +83,7 @@ class TwistdProcess:
         before the start)."""
 
         try:
-            wait_port(port, self.process, timeout)
+            wait_port(port, timeout, proc=self.process)
         except RuntimeError as e:
             self.stop()
             raise RuntimeError(f"{e}:\n{self.log()}") from None
@@ -165,11 +165,8 @@ class AhtwistProcess(TwistdProcess):
 
 
 def run_twistd(*args: str, timeout: float = 30, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    """Run ``twistd ahtwist ARGS`` to completion (start-up failures); output captured."""
-    return subprocess.run(
-        [TWISTD, "-n", "--pidfile=", "ahtwist", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout,
-    )
+    """:func:`ahtwist.testing.process.run_twistd` run from the checkout."""
+    return testing_process.run_twistd(*args, timeout=timeout, cwd=cwd)
 
 
 def environment(**changes: str | None) -> dict[str, str]:

@@ -72,6 +72,8 @@ class General:
     logFormat: str = _setting("text", "logFormat")
     paths: Paths = _table(Paths)
     startingChatRooms: tuple[str, ...] = _setting(("defaultRoom", "otherRoom"), "rooms")
+    #: processes sharing the listeners (ahtwist.workers); more than 1 needs Redis
+    workers: int = _setting(1, "posint")
 
 
 @attrs.frozen
@@ -339,6 +341,7 @@ class Overrides:
     socket: tuple[str, ...] = ()
     public: tuple[str, ...] = ()
     redis: str | None = None
+    workers: int | None = None
 
 
 #: a path starting with this names a folder shipped with ahtwist ("ahtwist:public")
@@ -605,6 +608,10 @@ def load_config(
         )
     if overrides.redis is not None:
         redis = attrs.evolve(redis, url=overrides.redis)
+    if overrides.workers is not None:
+        if overrides.workers < 1:
+            raise cli.fail("--workers", f"must be greater than 0, got {overrides.workers}")
+        general = attrs.evolve(general, workers=overrides.workers)
     if redis.url:
         from ahtwist.backends.redis_url import RedisURLError, parse_redis_url
 

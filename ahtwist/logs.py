@@ -19,6 +19,7 @@ import time
 from typing import IO, Any
 
 from twisted.logger import ILogObserver, LogLevel, formatEvent
+from twisted.python.components import Componentized
 from twisted.python.logfile import LogFile
 from zope.interface import implementer
 
@@ -47,8 +48,12 @@ class LineLogObserver:
         json: bool = False,
         clock: Any = None,
         flush_interval: float = 0.2,
+        worker: int | None = None,
     ) -> None:
         self.out = out
+        #: the worker number (``--workers``): shown on every line of a worker
+        self.worker = worker
+        self._tag = "" if worker is None else f"worker-{worker} "
         self.min_level = min_level
         # set lookups: comparing LogLevel constants is a Python-level call
         self._accepted = frozenset(level for level in LogLevel.iterconstants() if level >= min_level)
@@ -93,7 +98,9 @@ class LineLogObserver:
             key = (event.get("log_namespace", "-"), level)
             system = self._systems.get(key)
             if system is None:
-                system = self._systems[key] = f"{key[0]}#{level.name}"
+                system = self._systems[key] = f"{self._tag}{key[0]}#{level.name}"
+        elif self._tag:
+            system = f"{self._tag}{system}"
         text = text.replace("\n", "\n\t")
         return f"{self._time(event.get('log_time', time.time()))} [{system}] {text}\n"
 
@@ -108,6 +115,8 @@ class LineLogObserver:
             "namespace": event.get("log_namespace", "-"),
             "message": self._text_only(event),
         }
+        if self.worker is not None:
+            record["worker"] = self.worker
         for key, value in event.items():
             if not key.startswith("log_") and key not in record and key != "text":
                 record[key] = value
@@ -126,6 +135,14 @@ class LineLogObserver:
             except Exception:
                 pass
         return formatEvent(event)
+
+    def relay(self, text: str) -> None:
+        """Add lines formatted elsewhere (a worker's), in order with ours."""
+        self._buffer.append(text)
+        if self.clock is None:
+            self.flush()
+        elif self._pending is None:
+            self._pending = self.clock.callLater(self.flush_interval, self.flush)
 
     def flush(self) -> None:
         self._pending = None
@@ -151,8 +168,16 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def install_observer(application: Any, observer: Any) -> None:
+    """Make ``observer`` the application's ``ILogObserver`` component, how
+    twistd is told to log through it (unless one is set already)."""
+    if observer is not None and isinstance(application, Componentized):
+        if application.getComponent(ILogObserver, None) is None:
+            application.setComponent(ILogObserver, observer)
+
+
 def observer_for_twistd(
-    parent_options: Any, level: str, log_format: str, reactor: Any
+    parent_options: Any, level: str, log_format: str, reactor: Any, worker: int | None = None
 ) -> LineLogObserver | None:
     """The observer for a twistd run, or None to keep twistd's (``--syslog``,
     ``--logger``)."""
@@ -168,6 +193,8 @@ def observer_for_twistd(
         out = sys.__stdout__ or sys.stdout
     else:
         out = LogFile.fromFullPath(filename or "twistd.log")
-    observer = LineLogObserver(out, LEVELS[level], json=log_format == "json", clock=reactor)
+    observer = LineLogObserver(
+        out, LEVELS[level], json=log_format == "json", clock=reactor, worker=worker
+    )
     reactor.addSystemEventTrigger("after", "shutdown", observer.stop)
     return observer

@@ -13,11 +13,11 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.task import LoopingCall
-from twisted.logger import ILogObserver, Logger
-from twisted.python.components import Componentized
+from twisted.logger import Logger
 
 from ahtwist.initializers import InitializerFailed, Initializers
 from ahtwist.inventory import inventory, log_inventory
+from ahtwist.logs import install_observer
 from ahtwist.node import Node
 from ahtwist.servers.base import Listener, Server, listen_on, wait_until
 from ahtwist.socket import SocketServer
@@ -94,11 +94,6 @@ class WebService(Server):
                 from ahtwist.primus import primus_resource
 
                 self.server.primus_resource = primus_resource(self.websockets, reactor)
-        # Klein is imported here, once twistd has chosen the reactor; the
-        # document is built once, now that every action is registered.
-        from ahtwist.apidocs import for_node
-
-        self.server.apidocs = for_node(node)
         self._add_listeners()
 
     def build_factory(self) -> WebSite:
@@ -155,9 +150,7 @@ class AhtwistService(MultiService):
     def setServiceParent(self, parent: Any) -> None:
         # twistd logs through the application's ILogObserver component when
         # there is one (its documented hook for custom logging).
-        if self.log_observer is not None and isinstance(parent, Componentized):
-            if parent.getComponent(ILogObserver, None) is None:
-                parent.setComponent(ILogObserver, self.log_observer)
+        install_observer(parent, self.log_observer)
         super().setServiceParent(parent)
 
     def privilegedStartService(self) -> None:

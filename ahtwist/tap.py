@@ -4,6 +4,7 @@ Configuration problems end start-up with one line on stderr naming the file,
 the key and the reason, and a non-zero exit -- never a traceback.
 """
 
+import sys
 from typing import Any
 
 from twisted.internet.testing import MemoryReactor
@@ -13,6 +14,7 @@ from twisted.python import usage
 from ahtwist.config import Config, Overrides, load_config
 from ahtwist.errors import ConfigError
 from ahtwist.logs import observer_for_twistd
+from ahtwist.workers import WorkerInfo, WorkerSupervisor, worker_check
 
 log = Logger(namespace="ahtwist.tap")
 
@@ -24,6 +26,9 @@ def _fail(message: str) -> SystemExit:
 def check_endpoint(description: str, option: str) -> None:
     """Parse an endpoint string now, so a typo stops start-up clearly."""
     from twisted.internet.endpoints import serverFromString
+
+    if WorkerInfo.from_environment() is not None:
+        return  # a worker: its parent checked and bound every endpoint
 
     try:
         serverFromString(MemoryReactor(), description)
@@ -44,6 +49,7 @@ class Options(usage.Options):
     optParameters = [
         ["config", "c", None, "TOML config file (default: the bundled etc/ahtwist.toml)."],
         ["redis", None, None, "Redis URL for cluster mode, e.g. redis://127.0.0.1:6379/0."],
+        ["workers", None, None, "Processes sharing the listeners (general.workers); more than 1 needs --redis.", int],
     ]
 
     def __init__(self) -> None:
@@ -52,6 +58,12 @@ class Options(usage.Options):
         self["socket"] = []
         self["public"] = []
         self.config: Config | None = None
+        #: the arguments as given, for worker processes (ahtwist.workers)
+        self.argv: list[str] = []
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        self.argv = list(sys.argv[1:] if options is None else options)
+        super().parseOptions(options)
 
     def opt_version(self) -> None:
         """Print ahtwist's version and exit."""
@@ -87,6 +99,7 @@ class Options(usage.Options):
                     socket=tuple(self["socket"]),
                     public=tuple(self["public"]),
                     redis=self["redis"],
+                    workers=self["workers"],
                 ),
             )
         except ConfigError as e:
@@ -101,6 +114,9 @@ class Options(usage.Options):
         for name, server in self.config.custom_servers.items():
             for endpoint in server.endpoints:
                 check_endpoint(endpoint, f"servers.{name}.endpoints")
+        problem = worker_check(self.config)
+        if problem is not None:
+            raise _fail(problem)
 
 
 def makeService(options: Options, reactor: Any = None) -> Any:
@@ -108,16 +124,24 @@ def makeService(options: Options, reactor: Any = None) -> Any:
     if reactor is None:
         from twisted.internet import reactor  # noqa: PLC0415 -- chosen by twistd by now
     config = options.config if options.config is not None else load_config(options["config"])
+    worker = WorkerInfo.from_environment()
+    if worker is not None:
+        config = worker.configure(config)
     try:
-        service = build_service(config, reactor)
+        service = build_service(config, reactor)  # in a parent: checks plugins too
     except ConfigError as e:
         raise _fail(str(e)) from None
     service.on_startup_failure = lambda: exit_after_stop(reactor)
+    if worker is None and config.general.workers > 1:
+        service = WorkerSupervisor(config, options.argv, reactor)
+    elif worker is not None:
+        worker.attach(reactor)
     service.log_observer = observer_for_twistd(
         getattr(options, "parent", None),
         config.general.logLevel,
         config.general.logFormat,
         reactor,
+        worker=worker.number if worker is not None else None,
     )
     return service
 

@@ -5,6 +5,7 @@ stops, and prints the top functions by own time.  A tool for finding hot
 spots, not a benchmark.
 
     .venv/bin/python bench/profile_server.py [/api/randomNumber] [seconds]
+    .venv/bin/python bench/profile_server.py churn [seconds]   (websocket connect/close, bench/scale.py)
 """
 
 import cProfile
@@ -30,8 +31,12 @@ def main() -> None:
     profiler = cProfile.Profile()
 
     def load() -> None:
-        subprocess.run(pinned(["wrk", "-t2", "-c50", f"-d{seconds}s", f"http://127.0.0.1:{port}{path}"], 1),
-                       capture_output=True)
+        if path == "churn":
+            command = [sys.executable, "bench/scale.py", "--churn-port", str(port), "--churn-seconds", str(seconds)]
+            print(subprocess.run(pinned(command, 1), capture_output=True, text=True).stdout)
+        else:
+            subprocess.run(pinned(["wrk", "-t2", "-c50", f"-d{seconds}s", f"http://127.0.0.1:{port}{path}"], 1),
+                           capture_output=True)
         reactor.callFromThread(reactor.stop)
 
     reactor.callLater(0.5, lambda: (profiler.enable(), threading.Thread(target=load).start()))

@@ -28,7 +28,6 @@ from typing import Any, ClassVar
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -38,6 +37,7 @@ from ahtwist.connection import Connection, ConnectionRaw, canonical_type, new_id
 from ahtwist.files import FileInfo
 from ahtwist.limits import RATE_LIMITED, over_rate
 from ahtwist.verbs import COMMON_VERBS, NO_REPLY, UnknownVerb, VerbError, Verbs, say_text
+from ahtwist.workers import server_endpoint
 
 log = Logger(namespace="ahtwist.server")
 #: listener lines keep the service's namespace (operators filter on it)
@@ -82,7 +82,7 @@ class Listener(StreamServerEndpointService):
 
 def listen_on(parent: MultiService, reactor: Any, kind: str, description: str, factory: Any) -> None:
     """Add a ``kind`` ("web", "socket", ...) listener for a Twisted endpoint string."""
-    Listener(kind, description, serverFromString(reactor, description), factory).setServiceParent(parent)
+    Listener(kind, description, server_endpoint(reactor, kind, description), factory).setServiceParent(parent)
 
 
 def wait_until(reactor: Any, done: Callable[[], bool], timeout: float, step: float = 0.05) -> Deferred[bool]:

@@ -52,14 +52,12 @@ window.ui = SwaggerUIBundle({{
 """
 
 
-def for_node(node: Any) -> "APIDocs | None":
-    """The app for a node's configuration (None when the document is off),
-    with the document built now: call it once every action is registered."""
+def for_node(node: Any) -> "APIDocs":
+    """The app for a node's configuration, with the document built now:
+    call it once every action is registered."""
     from ahtwist.openapi import build_openapi
 
     web = node.config.servers.web
-    if not web.openapi.enabled:
-        return None
     return APIDocs(
         build_openapi(node.registry, node.config),
         web.openapi.path,
@@ -78,7 +76,9 @@ def swagger_ui_dir() -> Path:
 class APIDocs:
     """``GET <openapi path>`` (the document) and ``GET <docs path>`` (Swagger UI).
 
-    ``docs_path`` None leaves the page out.  ``app`` is the Klein app to mount.
+    ``docs_path`` None leaves the page out.  ``app`` is the Klein app; its
+    routes name full paths, so it is mounted without stripping the prefix
+    (:func:`ahtwist.web.mounts.install_mounts`).
     """
 
     def __init__(
@@ -89,8 +89,6 @@ class APIDocs:
         self.body = dumps(document)
         self.app = Klein()
         self.app.route(openapi_path, methods=["GET", "HEAD"])(self.openapi)
-        self._exact = {openapi_path.encode()}
-        self._prefix: bytes | None = None
         self.assets: dict[str, File] = {}
         if docs_path is not None:
             folder = swagger_ui_dir()
@@ -113,27 +111,6 @@ class APIDocs:
             self.app.route(docs_path.rstrip("/") + "/<string:name>", methods=["GET", "HEAD"])(
                 self.asset
             )
-            self._exact.add(docs_path.encode())
-            self._prefix = docs_path.rstrip("/").encode() + b"/"
-        self._resource = self.app.resource()
-
-    # --- the web server's hook ----------------------------------------------------
-
-    def claims(self, path: bytes) -> bool:
-        """True for the paths this app answers (checked before the action API)."""
-        return path in self._exact or (self._prefix is not None and path.startswith(self._prefix))
-
-    def serve(self, request: Any) -> None:
-        """Answer ``request`` with the Klein app (the web server skips resource
-        traversal, so the path is handed over here)."""
-        from twisted.web.server import NOT_DONE_YET
-
-        request.prepath = []
-        request.postpath = request.path[1:].split(b"/")
-        result = self._resource.render(request)
-        if result is not NOT_DONE_YET:
-            request.write(result)
-            request.finish()
 
     # --- routes -----------------------------------------------------------------------
 

@@ -90,11 +90,6 @@ class WebService(Server):
             from ahtwist.websocket import websocket_resource
 
             self.websockets, self.server.websocket_resource = websocket_resource(node, reactor)
-        # Klein is imported here, once twistd has chosen the reactor; the
-        # document is built once, now that every action is registered.
-        from ahtwist.apidocs import for_node
-
-        self.server.apidocs = for_node(node)
         self._add_listeners()
 
     def build_factory(self) -> WebSite:

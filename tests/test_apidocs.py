@@ -1,12 +1,15 @@
-"""The OpenAPI document and /docs over HTTP (the real site, in memory)."""
+"""The OpenAPI document and /docs over HTTP (the real site, in memory), served as
+Klein routes through the web server's mount table."""
 
 import json
+import tempfile
+from pathlib import Path
 
 from openapi_spec_validator import validate
 from twisted.trial.unittest import SynchronousTestCase
 
 from ahtwist import Action
-from ahtwist.apidocs import for_node
+from ahtwist.errors import ConfigError
 from ahtwist.openapi import build_openapi
 from ahtwist.web.api import WebServer
 from tests.helpers import HTTPClient, make_node
@@ -32,10 +35,8 @@ class Late(Action):
 
 
 def client_for(node) -> HTTPClient:
-    """An HTTP client of the node's web server, wired as the web service wires it."""
-    server = WebServer(node)
-    server.apidocs = for_node(node)
-    return HTTPClient(node, server)
+    """An HTTP client of the node's web server (its mount table holds the document)."""
+    return HTTPClient(node, WebServer(node))
 
 
 class ServedDocumentTests(SynchronousTestCase):
@@ -122,3 +123,36 @@ class SwitchedOffTests(SynchronousTestCase):
         self.assertEqual(client.get("/api/openapi.json").status, 200)
         response = client.get("/docs")
         self.assertEqual((response.status, response.body), (404, b"That file is not found"))
+
+
+class MountTests(SynchronousTestCase):
+    def test_mounted_as_klein_apps(self):
+        """Both are entries of the mount table (listed at start-up with the others);
+        the document's is the one mount allowed under the action prefix."""
+        server = WebServer(make_node())
+        mounts = {m.name: (m.path, m.strip) for m in server.mounts.mounts}
+        self.assertEqual(mounts["openapi"], ("/api/openapi.json", False))
+        self.assertEqual(mounts["docs"], ("/docs", False))
+
+    def test_a_user_mount_cannot_take_the_docs_path(self):
+        with self.assertRaises(ConfigError) as e:
+            WebServer(
+                make_node("[[servers.web.mounts]]\npath = '/docs'\napp = 'tests.test_apidocs:user_app'\n")
+            )
+        self.assertEqual(str(e.exception), "mount '/docs' is defined twice")
+
+    def test_a_static_file_of_the_same_path_wins(self):
+        """As for every mount: with rootEndpointType "file" the public folders come first."""
+        public = tempfile.mkdtemp(prefix="ahtwist-public-")
+        Path(public, "docs").write_text("my own docs")
+        client = client_for(make_node(public=(public,)))
+        response = client.get("/docs")
+        self.assertEqual((response.status, response.body), (200, b"my own docs"))
+        self.assertEqual(client.get("/api/openapi.json").status, 200)
+
+
+def user_app(node):
+    """A user's mount target (for the clash test; never served)."""
+    from klein import Klein
+
+    return Klein()

@@ -182,8 +182,6 @@ class WebServer:
         self._date = writer.date
         self._lower_static = {k.lower() for k, _ in writer.static_headers}
         self.static = FileResponder(self)
-        #: the OpenAPI document and /docs (ahtwist.apidocs.APIDocs), if enabled
-        self.apidocs: Any = None
         #: the websocket resource mounted at servers.websocket.path, if any
         self.websocket_resource: Any = None
         self.websocket_path = config.servers.websocket.path.encode()
@@ -214,9 +212,6 @@ class WebServer:
             return
         if self.allowed_hosts and not self._host_allowed(request):
             self._redirect(request)
-            return
-        if self.apidocs is not None and self.apidocs.claims(request.path):
-            self.apidocs.serve(request)  # before the action API: it may be under /api
             return
         try:
             path = request.path.decode("utf-8")

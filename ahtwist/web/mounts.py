@@ -74,16 +74,20 @@ class MountTable:
     def mounts(self) -> list[MountedApp]:
         return [m for group in self.by_segment.values() for m in group]
 
-    def add(self, path: str, app: Any, *, name: str = "", strip: bool = True) -> MountedApp:
+    def add(
+        self, path: str, app: Any, *, name: str = "", strip: bool = True, owned: bool = False
+    ) -> MountedApp:
         """Mount ``app`` (see the module docstring) at the URL prefix ``path``.
 
         ``strip=False`` leaves the prefix in the path the app routes on.
-        Raises :class:`ConfigError` for a prefix ahtwist owns or one already
-        mounted."""
+        ``owned=True`` is for ahtwist's own endpoints that live under a
+        prefix it owns (the OpenAPI document at ``/api/openapi.json``): the
+        mount is then matched before the action API.  Raises
+        :class:`ConfigError` for a prefix ahtwist owns or one already mounted."""
         parts = tuple(p for p in path.strip("/").split("/") if p)
         if not parts:
             raise ConfigError(f"mount {path!r}: the site root cannot be mounted")
-        if parts[0] in self.reserved:
+        if parts[0] in self.reserved and not owned:
             raise ConfigError(f"mount {path!r}: /{parts[0]} belongs to ahtwist")
         prefix = tuple(p.encode() for p in parts)
         group = self.by_segment.setdefault(prefix[0], [])
@@ -212,8 +216,9 @@ def mount_table(node: Any) -> MountTable:
 
 
 def install_mounts(table: MountTable, node: Any) -> None:
-    """Fill a node's mount table: the built-in health routes (unless
-    switched off) and every ``[[servers.web.mounts]]`` entry."""
+    """Fill a node's mount table: the built-in health routes, the OpenAPI
+    document and its /docs page (unless switched off) and every
+    ``[[servers.web.mounts]]`` entry."""
     web = node.config.servers.web
     if web.health.enabled and (web.health.livenessPath or web.health.readinessPath):
         from ahtwist.web.health import HealthApp  # noqa: PLC0415 -- imports Klein
@@ -222,5 +227,13 @@ def install_mounts(table: MountTable, node: Any) -> None:
         for path in (web.health.livenessPath, web.health.readinessPath):
             if path:
                 table.add(path, app.app, name=f"health {path}", strip=False)
+    if web.openapi.enabled:
+        from ahtwist.apidocs import for_node  # noqa: PLC0415 -- imports Klein
+
+        # built once, here: the web server is made after every action is registered
+        docs = for_node(node)
+        table.add(web.openapi.path, docs.app, name="openapi", strip=False, owned=True)
+        if web.docs.enabled:
+            table.add(web.docs.path, docs.app, name="docs", strip=False, owned=True)
     for mount in web.mounts:
         table.add(mount.path, load_target(mount.app), name=mount.app.rpartition("/")[2])

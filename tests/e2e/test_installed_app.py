@@ -175,7 +175,10 @@ def test_generated_app_runs_from_anywhere_and_drains_before_closing(installed, t
 
     assert at("loaded 1 initializers: notes") < at("notes: opened") < at("ready: initializers started")
     assert at("stopping: draining connections") < at("action=sleepTest") < at("notes: closed") < at("] stopped")
-    assert "loaded 3 mounts: /healthz (health /healthz), /readyz (health /readyz), /hooks (webhooks.py:app)" in log
+    assert (
+        "loaded 5 mounts: /healthz (health /healthz), /readyz (health /readyz), "
+        "/api/openapi.json (openapi), /docs (docs), /hooks (webhooks.py:app)"
+    ) in log
 
     # the app's own tests, written with ahtwist.testing, under plain pytest in that venv
     tests = subprocess.run(

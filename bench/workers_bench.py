@@ -17,6 +17,7 @@ Results: ``bench/results/workers.json``.
 
 import argparse
 import json
+import os
 import re
 import sys
 import tempfile
@@ -75,6 +76,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="ahtwist-workers-bench-"))
+    loadavg = os.getloadavg()
     rounds = []
     with RedisServer() as redis:
         for _ in range(args.rounds):
@@ -91,6 +93,7 @@ def main() -> None:
         "http_scaling_2_vs_1": round(http["2"] / http["1"], 3),
         "fan_out_deliveries_per_s_best": fan,
         "fan_out_scaling_2_vs_1": round(fan["2"] / fan["1"], 3),
+        "loadavg_at_start": loadavg,
         "rounds": rounds,
     }
     path = write_result("workers", summary)

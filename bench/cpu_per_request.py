@@ -1,0 +1,114 @@
+"""CPU per request, in process, for the HTTP, socket and websocket action paths.
+
+The wall-clock benchmarks (http_api.py, socket_bench.py) need a quiet
+machine; this one does not: it feeds complete requests to the real protocol
+objects of a service built from the checkout it runs in (real HTTP parsing,
+the real socket line framing, real websocket frames after a real upgrade, the real processor, a StringTransport
+underneath) and reports the best of several rounds in microseconds per
+request.  Run it in two checkouts, alternating, to compare them:
+
+    .venv/bin/python bench/cpu_per_request.py [--requests 20000] [--rounds 7]
+
+Writes bench/results/cpu_per_request.json.
+"""
+
+import argparse
+import gc
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ahtwist.config import Overrides, load_config  # noqa: E402
+from ahtwist.tap import build_service  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+HTTP_REQUEST = b"GET /api/randomNumber HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench\r\n\r\n"
+SOCKET_REQUEST = b"randomNumber\n"
+WS_UPGRADE = (
+    b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def masked_text_frame(payload: bytes, mask: bytes = b"\x01\x02\x03\x04") -> bytes:
+    """One client-to-server websocket text frame (clients must mask)."""
+    assert len(payload) < 126
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([0x81, 0x80 | len(payload)]) + mask + body
+
+
+WS_REQUEST = masked_text_frame(b'{"event":"action","params":{"action":"randomNumber"},"messageId":1}')
+
+
+def services(root: Any) -> list[Any]:
+    """Every service below ``root`` (the web and socket servers among them)."""
+    found = [root]
+    for child in getattr(root, "services", []):
+        found.extend(services(child))
+    return found
+
+
+def connect(factory: Any) -> tuple[Any, StringTransport]:
+    protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+    transport.protocol = protocol  # as a real transport has (Autobahn's upgrade replaces it)
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+def per_request(protocol: Any, transport: StringTransport, request: bytes, n: int, marker: bytes) -> float:
+    """Seconds per request for ``n`` requests, each answered before the next."""
+    transport.clear()
+    gc.collect()
+    started = time.perf_counter()
+    for _ in range(n):
+        protocol.dataReceived(request)
+    elapsed = time.perf_counter() - started
+    answered = transport.value().count(marker)
+    if answered != n:
+        raise SystemExit(f"expected {n} replies, saw {answered}")
+    return elapsed / n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=7)
+    options = parser.parse_args()
+    clock = Clock()
+    config = load_config(
+        None, overrides=Overrides(web=("tcp:0:interface=127.0.0.1",), socket=("tcp:0:interface=127.0.0.1",))
+    )
+    service = build_service(config, clock)
+    site = next(s.site for s in services(service) if hasattr(s, "site"))
+    socket_factory = next(s.factory for s in services(service) if getattr(s, "kind", None) == "socket")
+    http = connect(site)
+    sock = connect(socket_factory)
+    sock[1].clear()
+    upgrade_channel, ws_transport = connect(site)
+    upgrade_channel.dataReceived(WS_UPGRADE)
+    if b"101 Switching Protocols" not in ws_transport.value():
+        raise SystemExit(f"websocket upgrade failed: {ws_transport.value()[:200]!r}")
+    ws = (ws_transport.protocol, ws_transport)
+    results: dict[str, list[float]] = {"http_us": [], "socket_us": [], "websocket_us": []}
+    for _ in range(options.rounds):
+        results["http_us"].append(per_request(*http, HTTP_REQUEST, options.requests, b"HTTP/1.1 200") * 1e6)
+        results["socket_us"].append(per_request(*sock, SOCKET_REQUEST, options.requests, b'"randomNumber"') * 1e6)
+        results["websocket_us"].append(per_request(*ws, WS_REQUEST, options.requests, b'"randomNumber"') * 1e6)
+    best = {name: round(min(values), 2) for name, values in results.items()}
+    out = {"checkout": str(HERE.parent), "requests": options.requests, "best": best,
+           "rounds": {k: [round(v, 2) for v in vs] for k, vs in results.items()}}
+    (HERE / "results" / "cpu_per_request.json").write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps(best))
+
+
+if __name__ == "__main__":
+    main()

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.ahtwist-installed
 TWISTD_ARGS ?=
 
-.PHONY: install run test lint typecheck bench clean minify-client docs
+.PHONY: install run test lint typecheck bench clean minify-client bundle-client docs
 
 install: $(STAMP)
 
@@ -45,6 +45,11 @@ bench: install
 # (tests/test_reference_pages.py fails when they are stale).
 docs: install
 	$(BIN)/python docs/make_configuration.py
+
+# public/javascript/ActionheroWebsocketClient.js (ActionHero 18-19's file name and API)
+# carries a copy of actionheroClient.js made by this target; a test checks it is current.
+bundle-client: install
+	$(BIN)/python tests/client_bundle.py
 
 # The committed public/javascript/actionheroClient.min.js is made by this target
 # (terser from the npm registry through npx; needs node).  Its banner records the

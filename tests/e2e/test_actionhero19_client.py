@@ -7,7 +7,14 @@ never committed).  The page is the server's own ``/simple.html`` with that
 file added as a script; the ``/primus`` websocket and ``/api`` are the real
 server.  A plain websocket
 client on ``/ws`` shares the room, so both endpoints are one chat.
+
+The first scenario runs twice, with the same page code and assertions: once
+with ActionHero's generated file, once with ahtwist's
+``/public/javascript/ActionheroWebsocketClient.js`` (ActionHero 19's API over
+ahtwist's own client, speaking ``/ws``) as the only script the page loads.
 """
+
+import socket
 
 import pytest
 
@@ -20,22 +27,34 @@ def client_source():
     return actionhero19_client()
 
 
-def ah19_page(browser, server, client_source):
-    """A page of the server (``/simple.html``) running the generated client."""
+def ah19_page(browser, server, client_source, url=None):
+    """A page of the server (``/simple.html``, which loads no script) running
+    the generated client, or the server's file at ``url`` when given."""
     page = browser.new_page()
     errors = []
     sockets = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.on("websocket", lambda socket: sockets.append(socket.url))
     page.goto(f"{server.http_url}/simple.html")
-    page.add_script_tag(content=client_source)
+    if url is None:
+        page.add_script_tag(content=client_source)
+    else:
+        page.add_script_tag(url=url)
     page.errors = errors
     page.sockets = sockets
     return page
 
 
-def test_actionhero19_client_action_room_and_say(browser, server, client_source):
-    page = ah19_page(browser, server, client_source)
+@pytest.mark.parametrize("client_file", ["actionhero-19.2.2", "ahtwist"])
+def test_actionhero19_client_action_room_and_say(browser, server, client_source, client_file):
+    if client_file == "ahtwist":
+        page = ah19_page(browser, server, None, url="/public/javascript/ActionheroWebsocketClient.js")
+        # the one file brings ahtwist's client with it; the generated one brings Primus
+        assert page.evaluate("() => [typeof ActionheroClient, typeof Primus]") == ["function", "undefined"]
+        websocket_url = f"ws://127.0.0.1:{server.port}/ws"
+    else:
+        page = ah19_page(browser, server, client_source)
+        websocket_url = f"ws://127.0.0.1:{server.port}/primus?_primuscb="
     other = BlockingWebSocket(server.ws_url)
     try:
         assert other.recv()["context"] == "api"
@@ -56,9 +75,11 @@ def test_actionhero19_client_action_room_and_say(browser, server, client_source)
         assert page.evaluate("() => [client.state, client.id, client.welcomeMessage]") == [
             "connected", details["data"]["id"], "Hello! Welcome to the actionhero api"
         ]
-        # Primus opened one websocket, to /primus (with its cache buster)
+        # one websocket: Primus' to /primus (with its cache buster), ahtwist's to /ws
         assert len(page.sockets) == 1
-        assert page.sockets[0].startswith(f"ws://127.0.0.1:{server.port}/primus?_primuscb=")
+        assert page.sockets[0].startswith(websocket_url)
+        if client_file == "ahtwist":
+            assert page.sockets[0] == websocket_url
 
         reply = page.evaluate(
             "() => new Promise((resolve) => client.action('greet', {name: 'Ann'}, resolve))"
@@ -142,4 +163,35 @@ def test_primus_client_library_url_fails_clearly(browser, server, client_source)
         })""")
         assert outcome == "error"
     finally:
+        page.close()
+
+
+def test_ahtwist_file_before_connect_and_when_the_server_is_gone(browser, server):
+    """ahtwist's ActionHero 19 file: ``action`` before ``connect`` goes over
+    HTTP (``POST /api``), as ActionHero's does; a ``connect`` that cannot reach
+    the server calls back with an error instead of hanging."""
+    page = ah19_page(browser, server, None, url="/public/javascript/ActionheroWebsocketClient.js")
+    # a bound port nobody listens on: the connection is refused
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    try:
+        reply = page.evaluate("""() => new Promise((resolve) => {
+            window.client = new ActionheroWebsocketClient()
+            client.action('greet', {name: 'Ann'}, resolve)
+        })""")
+        assert reply["greeting"] == "Hello, Ann!" and "messageId" not in reply
+        assert page.sockets == [] and page.evaluate("() => client.state") == "disconnected"
+
+        closed = blocker.getsockname()[1]
+        outcome = page.evaluate("""(url) => new Promise((resolve) => {
+            window.events = []
+            const lost = new ActionheroWebsocketClient({url: url, reconnect: false})
+            for (const name of ['connected', 'disconnected', 'error']) lost.on(name, () => events.push(name))
+            lost.connect((error, details) => resolve([String(error && error.message), details, lost.state]))
+        })""", f"http://127.0.0.1:{closed}")
+        assert outcome == [f"could not connect to ws://127.0.0.1:{closed}/ws", None, "disconnected"]
+        assert page.evaluate("() => events") == ["error"]
+        assert page.errors == []
+    finally:
+        blocker.close()
         page.close()

@@ -123,6 +123,9 @@ def test_generated_app_runs_from_anywhere_and_drains_before_closing(installed, t
         status, headers, body = call(port, "GET", "/javascript/actionheroClient.js")
         assert status == 200 and headers["content-type"].startswith("application/javascript")
         assert body == (REPO / "public" / "javascript" / "actionheroClient.js").read_bytes()
+        status, headers, body = call(port, "GET", "/javascript/ActionheroWebsocketClient.js")
+        assert status == 200 and headers["content-type"].startswith("application/javascript")
+        assert body == (REPO / "public" / "javascript" / "ActionheroWebsocketClient.js").read_bytes()
         assert call(port, "GET", "/chat.html")[0] == 200
 
         # an action reading a text/plain raw body, its resource opened by the initializer

@@ -10,9 +10,11 @@ always learns which limit it hit:
   connection by :meth:`Limits.bucket` (off by default);
 * connections per client address -- :meth:`Limits.connection_opened` /
   :meth:`Limits.connection_closed` (off by default);
-* unsent output of one client -- :class:`OutboundMeter`, the one
-  implementation the socket and websocket servers use to pause reading a
-  client that is behind and to drop one past its limit.
+* unsent output of one client -- :class:`OutputPolicy`, the one rule every
+  transport applies to a client past its output limit (dropped, logged,
+  counted, memory handed back), and :class:`OutboundMeter`, which counts
+  that output for the websocket servers (the socket server counts its own
+  backlog, files queued included, and calls the same policy).
 
 The global in-flight cap and ``sleepTest``'s cap read their numbers from the
 same table (the processor and the action apply them).
@@ -29,6 +31,8 @@ from ahtwist.errors import RoomError
 
 #: stats counter: clients dropped because their unsent output passed the limit
 SLOW_CLIENTS_DROPPED = "limits:slowClientsDropped"
+#: the log line of every transport's drop of a slow client
+SLOW_CLIENT_LOG = "dropping {transport} client {id}: {n} bytes of output it does not read"
 #: stats counter: messages refused by the rate limit
 RATE_LIMITED = "limits:rateLimited"
 #: stats counter: actions refused because too many were in flight
@@ -125,6 +129,33 @@ class OutboundMeter:
         self.unsent = 0
 
 
+class OutputPolicy:
+    """What happens to a client whose unsent output passed ``limit``, on
+    every transport (issue 12: one policy): logged as
+    :data:`SLOW_CLIENT_LOG`, counted (``limits:slowClientsDropped``), closed
+    the transport's way, and the memory its buffers held handed back.
+
+    A transport counts its client's backlog and compares it with ``limit``
+    itself (a hot path: one add and one comparison per write), then calls
+    :meth:`drop` once.
+    """
+
+    __slots__ = ("transport", "limit", "limits", "stats", "log")
+
+    def __init__(self, transport: str, limit: int, limits: "Limits", stats: Any, log: Any) -> None:
+        self.transport = transport
+        self.limit = limit
+        self.limits = limits
+        self.stats = stats
+        self.log = log
+
+    def drop(self, client_id: Any, unsent: int, close: Callable[[], None]) -> None:
+        """``client_id`` left ``unsent`` bytes (more than ``limit``) unread."""
+        self.log.info(SLOW_CLIENT_LOG, transport=self.transport, id=client_id, n=unsent)
+        self.limits.slow_client_dropped(self.stats)
+        close()
+
+
 def _malloc_trim() -> Callable[[int], int] | None:
     """glibc's ``malloc_trim``, or None on another C library."""
     try:
@@ -209,7 +240,12 @@ class Limits:
         if joined >= self.max_rooms_per_connection:
             raise RoomError(errors.TOO_MANY_ROOMS_JOINED.format(max=self.max_rooms_per_connection))
 
-    # --- message rate --------------------------------------------------------
+    # --- output ----------------------------------------------------------------
+
+    def output_policy(self, transport: str, limit: int, stats: Any, log: Any) -> OutputPolicy:
+        """The output policy of one server: ``transport`` names it in the
+        log line, ``limit`` is its setting (bytes a client may leave unread)."""
+        return OutputPolicy(transport, limit, self, stats, log)
 
     def slow_client_dropped(self, stats: Any) -> None:
         """A client was dropped for not reading its output: count it and give

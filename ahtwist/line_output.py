@@ -33,7 +33,7 @@ PENDING_FILE_COST = 256
 class LineOutput:
     """Output, files and flow control of one socket client (a mixin; see the
     module docstring).  The protocol provides ``transport``, ``factory``
-    (``output_limit``, ``clock``), ``connection`` and the closing state."""
+    (``output_policy``, ``clock``), ``connection`` and the closing state."""
 
     transport: Any
     factory: Any
@@ -80,14 +80,9 @@ class LineOutput:
         """Pause reading a client that is behind, resume it once it caught
         up, drop it past the output limit."""
         backlog = self._unread + self._queued_bytes
-        if backlog > self.factory.output_limit:
-            log.info(
-                "dropping socket client {id}: {n} bytes of output it does not read",
-                id=self.connection.id,
-                n=backlog,
-            )
-            self.factory.node.limits.slow_client_dropped(self.factory.node.stats)
-            self.abort()
+        policy = self.factory.output_policy
+        if backlog > policy.limit:
+            policy.drop(self.connection.id, backlog, self.abort)
         elif backlog > INPUT_PAUSE_BACKLOG:
             if not self._input_paused and not self._closing:
                 self._input_paused = True

@@ -487,7 +487,10 @@ class SocketFactory(ServerFactory):
         self.delimiter = config.delimiter.replace("\r", "\n").encode("utf-8")
         self.buffer_cap = max(config.maxDataLength, config.maxBufferLength)
         self.line_limit = config.maxDataLength if config.maxDataLength > 0 else self.buffer_cap
-        self.output_limit = max(config.maxBufferLength, MIN_OUTPUT_LIMIT)
+        #: the output policy every transport shares; its limit is maxBufferLength
+        self.output_policy = node.limits.output_policy(
+            "socket", max(config.maxBufferLength, MIN_OUTPUT_LIMIT), node.stats, log
+        )
         self.idle_timeout = config.idleTimeout
         self.keep_alive = config.setKeepAlive
         self.protocols: set[SocketProtocol] = set()

@@ -114,6 +114,8 @@ class WebSocketServer(Server):
         self.origins = OriginPolicy(self.config.allowedOrigins, config.servers.web.allowedRequestHosts)
         self.fingerprint_from_query = self.config.fingerprintFromQuery
         self.max_file_size = self.config.maxFileSize
+        #: the output policy every transport shares; its limit is maxOutboundBytes
+        self.output_policy = node.limits.output_policy("websocket", self.config.maxOutboundBytes, self.stats, log)
         self.protocols: set[WebSocketConnectionProtocol] = set()
         #: set by :meth:`stop`: clients are closed once their replies are sent
         self.draining = False
@@ -187,7 +189,7 @@ class WebSocketServer(Server):
         # the HTTP channel that carried the upgrade may still be registered
         transport.unregisterProducer()
         meter = OutboundMeter(
-            self.config.maxOutboundBytes,
+            self.output_policy.limit,
             lambda unsent: self._too_slow(protocol, unsent),
             transport.pauseProducing,
             transport.resumeProducing,
@@ -197,16 +199,14 @@ class WebSocketServer(Server):
 
     def _too_slow(self, protocol: "WebSocketConnectionProtocol", unsent: int) -> None:
         connection = protocol.connection
-        log.info(
-            "dropping websocket client {id}: {n} bytes of output it does not read",
-            id=connection.id if connection is not None else "?",
-            n=unsent,
-        )
-        self.node.limits.slow_client_dropped(self.stats)
         # the close frame goes behind what is buffered; Autobahn aborts the
         # connection when the client has not answered it within its close
         # handshake timeout, and nothing more is sent meanwhile
-        protocol.close_with(CLOSE_POLICY_VIOLATION, OUTPUT_LIMIT_REASON)
+        self.output_policy.drop(
+            connection.id if connection is not None else "?",
+            unsent,
+            lambda: protocol.close_with(CLOSE_POLICY_VIOLATION, OUTPUT_LIMIT_REASON),
+        )
 
     def closed(self, protocol: "WebSocketConnectionProtocol") -> None:
         """The client went away (or we closed it): leave rooms, forget it."""

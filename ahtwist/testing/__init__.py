@@ -20,7 +20,7 @@ import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
@@ -33,6 +33,9 @@ from ahtwist.node import Node
 from ahtwist.testing.http_client import HTTPClient, Response, parse_response
 from ahtwist.testing.process import Twistd, free_port, run_twistd, wait_port
 from ahtwist.testing.socket_client import FakeClient, assert_lines, connect, match_line
+
+if TYPE_CHECKING:
+    from ahtwist.testing.websocket_client import WSClient
 
 #: an in-memory socket client (the line protocol)
 SocketClient = FakeClient
@@ -177,7 +180,7 @@ class AppTester:
         self._port += 1
         return connect(self._socket_factory, 1)[0]
 
-    def websocket(self, **handshake: Any) -> Any:
+    def websocket(self, **handshake: Any) -> "WSClient":
         """An open in-memory websocket client, past its welcome message."""
         from ahtwist.testing.websocket_client import WSHarness
 

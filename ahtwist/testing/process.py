@@ -110,7 +110,7 @@ class Twistd:
     def __enter__(self) -> "Twistd":
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def url(self, path: str) -> str:

@@ -46,14 +46,15 @@ def ah19_page(browser, server, client_source, url=None):
 
 
 @pytest.mark.parametrize("client_file", ["actionhero-19.2.2", "ahtwist"])
-def test_actionhero19_client_action_room_and_say(browser, server, client_source, client_file):
+def test_actionhero19_client_action_room_and_say(browser, server, client_file, request):
     if client_file == "ahtwist":
         page = ah19_page(browser, server, None, url="/public/javascript/ActionheroWebsocketClient.js")
         # the one file brings ahtwist's client with it; the generated one brings Primus
         assert page.evaluate("() => [typeof ActionheroClient, typeof Primus]") == ["function", "undefined"]
         websocket_url = f"ws://127.0.0.1:{server.port}/ws"
     else:
-        page = ah19_page(browser, server, client_source)
+        # only this variant needs npm and node (to build ActionHero's file)
+        page = ah19_page(browser, server, request.getfixturevalue("client_source"))
         websocket_url = f"ws://127.0.0.1:{server.port}/primus?_primuscb="
     other = BlockingWebSocket(server.ws_url)
     try:
@@ -194,4 +195,34 @@ def test_ahtwist_file_before_connect_and_when_the_server_is_gone(browser, server
         assert page.errors == []
     finally:
         blocker.close()
+        page.close()
+
+
+def test_ahtwist_file_reconnects_after_a_server_restart(browser, own_server):
+    """ahtwist's ActionHero 19 file after a dropped connection: 'disconnected',
+    'reconnecting', then 'reconnect' with ``state`` 'connected' again and its
+    rooms joined again."""
+    page = ah19_page(browser, own_server, None, url="/public/javascript/ActionheroWebsocketClient.js")
+    try:
+        page.evaluate("""() => new Promise((resolve) => {
+            window.events = []
+            window.client = new ActionheroWebsocketClient({reconnectDelay: 100, reconnectDelayMax: 400})
+            for (const name of ['connected', 'disconnected', 'reconnecting', 'reconnect']) {
+              client.on(name, () => window.events.push(name))
+            }
+            client.connect(() => client.roomAdd('otherRoom', resolve))
+        })""")
+        own_server.stop()  # graceful: close 1001, clients may reconnect
+        page.wait_for_function("() => client.state === 'reconnecting'")
+        assert page.evaluate("() => events.slice(0, 3)") == ["connected", "disconnected", "reconnecting"]
+        own_server.start()  # same port
+        page.wait_for_function("() => events.includes('reconnect')", timeout=15000)
+        assert page.evaluate("() => [client.state, client.rooms]") == ["connected", ["otherRoom"]]
+        details = page.evaluate("() => new Promise((resolve) => client.detailsView(resolve))")
+        assert details["data"]["rooms"] == ["otherRoom"]
+        events = page.evaluate("() => events")
+        assert events[:3] == ["connected", "disconnected", "reconnecting"]
+        assert set(events[3:-1]) == {"reconnecting"} and events[-1] == "reconnect"
+        assert page.errors == []
+    finally:
         page.close()

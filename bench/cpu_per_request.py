@@ -82,10 +82,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--config", default=None, help="a config file (default: the built-in defaults)")
     options = parser.parse_args()
     clock = Clock()
     config = load_config(
-        None, overrides=Overrides(web=("tcp:0:interface=127.0.0.1",), socket=("tcp:0:interface=127.0.0.1",))
+        options.config, overrides=Overrides(web=("tcp:0:interface=127.0.0.1",), socket=("tcp:0:interface=127.0.0.1",))
     )
     service = build_service(config, clock)
     site = next(s.site for s in services(service) if hasattr(s, "site"))

@@ -137,6 +137,47 @@ def _header_text(request: WebRequest, name: bytes) -> str | None:
 
 
 
+class FingerprintCookie:
+    """Writes the fingerprint cookie: ``HttpOnly`` and ``SameSite=Lax`` unless
+    the settings say otherwise, ``Secure`` when the client used TLS (directly
+    or through a trusted proxy) unless ``secure`` is set.  A new web client
+    gets one on every request, so everything but the fingerprint, the expiry
+    (once a second) and the TLS check is built once."""
+
+    def __init__(self, key: str, settings: dict[str, Any], proxies: TrustedProxies, clock: Any) -> None:
+        self.key = key
+        self.proxies = proxies
+        self.clock = clock
+        self.lifetime = settings.get("expires", 3600000) / 1000
+        self.path = settings.get("path", "/")
+        self.secure = settings.get("secure")
+        head = f"domain={settings['domain']};" if settings.get("domain") else ""
+        if settings.get("httpOnly", True):
+            head += "HttpOnly;"
+        same_site = settings.get("sameSite", "Lax")
+        tail = f"SameSite={same_site};" if same_site else ""
+        #: the attributes after the expiry, without and with ``Secure``
+        self.tails = (head + tail, head + "Secure;" + tail)
+        self._expires: tuple[int, str] = (-1, "")
+
+    def __call__(self, fingerprint: str, request: WebRequest) -> str:
+        now = int(self.clock.seconds())
+        when, middle = self._expires
+        if when != now:
+            middle = f";path={self.path};expires={formatdate(now + self.lifetime, usegmt=True)};"
+            self._expires = (now, middle)
+        secure = self.secure
+        if secure is None:
+            proto = request.getHeader(b"x-forwarded-proto")
+            tls = getattr(request.channel, "tls", None)  # WebChannel knows it once per connection
+            secure = (request.isSecure() if tls is None else tls) or (
+                proto is not None
+                and self.proxies.scheme(peer_address(request.getClientAddress())[0], proto.decode("latin-1"), False)
+                == "https"
+            )
+        return f"{self.key}={fingerprint}{middle}{self.tails[bool(secure)]}"
+
+
 class WebServer:
     """Serves HTTP for one node (all web listeners share it)."""
 
@@ -192,7 +233,7 @@ class WebServer:
         self.mounts = mount_table(node)
         self.mount_index = self.mounts.by_segment
         self.save_raw_body = web.saveRawBody
-        self._expires_cache: tuple[int, str] = (-1, "")
+        self._cookie = FingerprintCookie(fp.cookieKey, self.cookie_settings, self.proxies, node.reactor)
 
     # --- entry point ---------------------------------------------------------
 
@@ -326,36 +367,6 @@ class WebServer:
         for name in (b"user-agent", b"accept", b"accept-language", b"accept-encoding"):
             traits.append(b",".join(request.requestHeaders.getRawHeaders(name, [])))
         return hashlib.sha1(b"\0".join(traits)).hexdigest()
-
-    def _cookie(self, fingerprint: str, request: WebRequest) -> str:
-        """The fingerprint cookie: ``HttpOnly`` and ``SameSite=Lax`` unless
-        the settings say otherwise, ``Secure`` when the client used TLS
-        (directly or through a trusted proxy) unless ``secure`` is set."""
-        settings = self.cookie_settings
-        expires_ms = settings.get("expires", 3600000)
-        now = int(self.node.reactor.seconds())
-        when, text = self._expires_cache
-        if when != now:
-            text = formatdate(now + expires_ms / 1000, usegmt=True)
-            self._expires_cache = (now, text)
-        cookie = f"{self.cookie_key}={fingerprint};path={settings.get('path', '/')};expires={text};"
-        if settings.get("domain"):
-            cookie += f"domain={settings['domain']};"
-        if settings.get("httpOnly", True):
-            cookie += "HttpOnly;"
-        secure = settings.get("secure")
-        if secure is None:
-            proto = request.getHeader(b"x-forwarded-proto")
-            secure = request.isSecure() or (
-                proto is not None
-                and self.proxies.scheme(peer_address(request.getClientAddress())[0], proto.decode("latin-1"), False) == "https"
-            )
-        if secure:
-            cookie += "Secure;"
-        same_site = settings.get("sameSite", "Lax")
-        if same_site:
-            cookie += f"SameSite={same_site};"
-        return cookie
 
     def respond_too_large(self, request: WebRequest) -> None:
         """413 for a body over the form limits (called before it is complete)."""

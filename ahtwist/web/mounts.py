@@ -50,10 +50,15 @@ class MountedApp:
     resource: Any
     name: str
     strip: bool = True
+    #: the prefix as a URL path (``b"/api/openapi.json"``), for :meth:`MountTable.match`
+    path_bytes: bytes = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.path_bytes = b"/" + b"/".join(self.prefix)
 
     @property
     def path(self) -> str:
-        return "/" + "/".join(p.decode() for p in self.prefix)
+        return self.path_bytes.decode()
 
 
 class MountTable:
@@ -105,11 +110,13 @@ class MountTable:
         group = self.by_segment.get(path[1:end] if end > 0 else path[1:])
         if group is None:
             return None
-        segments = path[1:].split(b"/")
         for mounted in group:
-            n = len(mounted.prefix)
-            if tuple(segments[:n]) == mounted.prefix:
-                return mounted, segments
+            # the prefix, then the end of the path or a "/" (b"/" is 47); a
+            # path under the same first segment but another mount (every
+            # /api/<action> beside /api/openapi.json) costs no split
+            prefix = mounted.path_bytes
+            if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == 47):
+                return mounted, path[1:].split(b"/")
         return None
 
     def dispatch(self, request: Any) -> bool:

@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.http import NO_BODY_CODES
 
+from ahtwist.servers.peer import is_secure
 from ahtwist.web.body import BodyReader, reader_for
 
 #: longest request target (path + query) accepted, in bytes
@@ -153,6 +154,8 @@ class WebChannel(http.HTTPChannel):
     the rest of a body already answered with 413."""
 
     body_rejected = False
+    #: the connection is TLS (known once connected; asked per request by the cookie)
+    tls = False
     #: set by the site's buildProtocol
     site: "WebSite"
     #: a TCP, TLS or unix transport (all have abortConnection)
@@ -160,6 +163,7 @@ class WebChannel(http.HTTPChannel):
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        self.tls = is_secure(self.transport)
         self.site.channels.add(self)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:

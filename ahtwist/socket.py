@@ -161,7 +161,7 @@ class SocketServer(Server):
         if message_id is None:
             message_id = new_id()
         result = self.processor.start(connection, params, message_id, count)
-        if isinstance(result, Deferred):
+        if not isinstance(result, ActionData):  # a Deferred (an ABC: a slower isinstance)
             result.addCallbacks(
                 self._render_action,
                 self._render_failed,

@@ -116,7 +116,8 @@ class ActionProcessor:
         fails: errors are in the returned data.
         """
         result = self.start(connection, params, message_id, message_count)
-        return result if isinstance(result, Deferred) else succeed(result)
+        # ActionData is a plain class: a cheaper check than against Deferred (an ABC)
+        return succeed(result) if isinstance(result, ActionData) else result
 
     def start(
         self,
@@ -136,8 +137,8 @@ class ActionProcessor:
             connection.message_count if message_count is None else message_count,
         )
         result = run_now(self._process(data))
-        if isinstance(result, Deferred):
-            # still running: a connection that goes away cancels it
+        if not isinstance(result, ActionData):  # a Deferred: still running
+            # a connection that goes away cancels it
             waiting = connection.waiting
             if waiting is None:
                 waiting = connection.waiting = set()

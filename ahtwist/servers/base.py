@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 
 import ahtwist.errors as errors
 import ahtwist.replies as replies
+from ahtwist.actions.data import ActionData
 from ahtwist.connection import Connection, ConnectionRaw, canonical_type, new_id
 from ahtwist.files import FileInfo
 from ahtwist.limits import RATE_LIMITED, over_rate
@@ -323,7 +324,7 @@ class Server(MultiService):
     def run_action(self, connection: Connection, params: dict[str, Any], message_id: Any, count: int) -> None:
         """Run an action; its response (counters last) goes to :meth:`send_reply`."""
         result = self.processor.start(connection, params, message_id, count)
-        if isinstance(result, Deferred):
+        if not isinstance(result, ActionData):  # a Deferred (an ABC: a slower isinstance)
             result.addCallbacks(
                 self._action_done,
                 self._failed,

@@ -21,14 +21,13 @@ is ActionHero's ``api.params.postVariables``.
 
 from collections.abc import Iterable
 from inspect import isawaitable
-from pathlib import Path
 from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 
-from ahtwist.actions.loader import import_file
+from ahtwist.actions.loader import defined_in, user_modules
 from ahtwist.errors import ConfigError
 
 log = Logger(namespace="ahtwist.initializers")
@@ -74,25 +73,11 @@ def load_initializers(folders: Iterable[str]) -> FoundInitializers:
     names) and instantiate the Initializer subclasses each one defines."""
     found = FoundInitializers()
     names: set[str] = set()
-    for folder in folders:
-        path = Path(folder)
-        if not path.is_dir():
-            found.missing_folders.append(folder)
-            continue
-        for file in sorted(path.glob("*.py")):
-            if file.name.startswith(("_", ".")):
-                continue
-            module = import_file(file)
-            for obj in module.__dict__.values():
-                if (
-                    isinstance(obj, type)
-                    and issubclass(obj, Initializer)
-                    and obj is not Initializer
-                    and obj.__module__ == module.__name__
-                ):
-                    initializer = obj()
-                    check_initializer(initializer, names, file)
-                    found.initializers.append(initializer)
+    for file, module in user_modules(folders, found.missing_folders):
+        for cls in defined_in(module, Initializer):
+            initializer = cls()
+            check_initializer(initializer, names, file)
+            found.initializers.append(initializer)
     return found
 
 

@@ -10,8 +10,9 @@ message naming it.
 import importlib.util
 import sys
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -52,22 +53,34 @@ class Plugins:
             raise TypeError(f"{obj!r} is not an action or middleware")
 
 
-def load_plugins(folders: Iterable[str]) -> Plugins:
-    found = Plugins()
+def user_modules(folders: Iterable[str], missing: list[str]) -> Iterator[tuple[Path, Any]]:
+    """``(file, module)`` for every ``*.py`` of ``folders`` (sorted, ``_``/``.``
+    names skipped), imported the same way; folders that do not exist
+    are appended to ``missing``.  Actions, initializers and servers are all
+    found this way."""
     for folder in folders:
         path = Path(folder)
         if not path.is_dir():
-            found.missing_folders.append(folder)
+            missing.append(folder)
             continue
         for file in sorted(path.glob("*.py")):
-            if file.name.startswith(("_", ".")):
-                continue
-            for obj in _import(file).__dict__.values():
-                if not isinstance(obj, type) or obj in _KINDS or not issubclass(obj, _KINDS):
-                    continue
-                if obj.__module__ != _module_name(file):
-                    continue  # imported from elsewhere, not defined here
-                found.add(obj)
+            if not file.name.startswith(("_", ".")):
+                yield file, _import(file)
+
+
+def defined_in(module: Any, base: type | tuple[type, ...]) -> Iterator[Any]:
+    """Subclasses of ``base`` that ``module`` defines (not imports), ``base`` itself excluded."""
+    bases = base if isinstance(base, tuple) else (base,)
+    for obj in list(vars(module).values()):
+        if isinstance(obj, type) and obj not in bases and issubclass(obj, bases) and obj.__module__ == module.__name__:
+            yield obj
+
+
+def load_plugins(folders: Iterable[str]) -> Plugins:
+    found = Plugins()
+    for _file, module in user_modules(folders, found.missing_folders):
+        for obj in defined_in(module, _KINDS):
+            found.add(obj)
     return found
 
 
@@ -98,6 +111,3 @@ def _import(file: Path):
         ) from None
     return module
 
-
-#: import one user file by path (initializers and mounts load files the same way)
-import_file = _import

@@ -7,12 +7,11 @@ config table starts one; a table naming no known server stops start-up.
 """
 
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from twisted.logger import Logger
 
-from ahtwist.actions.loader import _import
+from ahtwist.actions.loader import defined_in, user_modules
 from ahtwist.errors import ConfigError
 from ahtwist.servers.base import Server
 
@@ -27,21 +26,15 @@ def server_name(cls: type[Server]) -> str:
 def load_servers(folders: Iterable[str]) -> dict[str, type[Server]]:
     """Server classes defined in the folders' files, by name."""
     found: dict[str, type[Server]] = {}
-    for folder in folders:
-        path = Path(folder)
-        if not path.is_dir():
-            log.warn("servers folder {folder} does not exist; skipped", folder=folder)
-            continue
-        for file in sorted(path.glob("*.py")):
-            if file.name.startswith(("_", ".")):
-                continue
-            module = _import(file)
-            for obj in vars(module).values():
-                if isinstance(obj, type) and issubclass(obj, Server) and obj.__module__ == module.__name__:
-                    name = server_name(obj)
-                    if name in found:
-                        raise ConfigError(f"{file}: server {name!r} is defined twice")
-                    found[name] = obj
+    missing: list[str] = []
+    for file, module in user_modules(folders, missing):
+        for cls in defined_in(module, Server):
+            name = server_name(cls)
+            if name in found:
+                raise ConfigError(f"{file}: server {name!r} is defined twice")
+            found[name] = cls
+    for folder in missing:
+        log.warn("servers folder {folder} does not exist; skipped", folder=folder)
     return found
 
 

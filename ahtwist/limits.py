@@ -90,7 +90,7 @@ class OutboundMeter:
     def __init__(
         self,
         limit: int,
-        on_over: Callable[[int], None],
+        on_over: Callable[[int], None] | None,
         on_pause: Callable[[], None] | None = None,
         on_resume: Callable[[], None] | None = None,
     ) -> None:
@@ -108,25 +108,36 @@ class OutboundMeter:
             self.unsent += n
             if self.unsent > self.limit and not self.over:
                 self.over = True
-                self.on_over(self.unsent)
+                self.went_over(self.unsent)
 
     # IPushProducer, driven by the transport's write buffer
     def pauseProducing(self) -> None:
         if not self.paused:
             self.paused = True
-            if self.on_pause is not None:
-                self.on_pause()
+            self.paused_now()
 
     def resumeProducing(self) -> None:
         if self.paused:
             self.paused = False
             self.unsent = 0
-            if self.on_resume is not None:
-                self.on_resume()
+            self.resumed_now()
 
     def stopProducing(self) -> None:
         self.paused = False
         self.unsent = 0
+
+    # what happens: the callbacks given, or a subclass's methods
+    def went_over(self, unsent: int) -> None:
+        if self.on_over is not None:
+            self.on_over(unsent)
+
+    def paused_now(self) -> None:
+        if self.on_pause is not None:
+            self.on_pause()
+
+    def resumed_now(self) -> None:
+        if self.on_resume is not None:
+            self.on_resume()
 
 
 class OutputPolicy:
@@ -159,7 +170,9 @@ class OutputPolicy:
 def _malloc_trim() -> Callable[[int], int] | None:
     """glibc's ``malloc_trim``, or None on another C library."""
     try:
-        trim: Callable[[int], int] = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        trim: Callable[[int], int] = ctypes.CDLL(
+            ctypes.util.find_library("c") or "libc.so.6"
+        ).malloc_trim
         return trim
     except (OSError, AttributeError):
         return None
@@ -176,7 +189,9 @@ class MemoryReturner:
     latest request (a burst of drops costs one trim, once they are all gone).
     """
 
-    def __init__(self, clock: Any, delay: float = 3.0, trim: Callable[[int], int] | None = None) -> None:
+    def __init__(
+        self, clock: Any, delay: float = 3.0, trim: Callable[[int], int] | None = None
+    ) -> None:
         self.clock = clock
         self.delay = delay
         self.trim = trim if trim is not None else _malloc_trim()

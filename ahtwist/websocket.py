@@ -19,17 +19,23 @@ Autobahn is imported here at module level, so this module must only be
 imported once twistd has chosen the reactor (the service wiring does it).
 """
 
-from typing import TYPE_CHECKING, Any
+import struct
+from collections import deque
+from sys import intern
+from typing import TYPE_CHECKING, Any, cast
 
 from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.util import create_transport_details
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
+from autobahn.wamp.types import TransportDetails
+from autobahn.websocket.protocol import PreparedMessage, Timings, TrafficStats, WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny
+from autobahn.websocket.utf8validator import Utf8Validator
 from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.tcp import Server as TCPServer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET
-from txaio._common import _BatchedTimer
 from zope.interface import implementer
 
 import ahtwist.errors as errors
@@ -42,6 +48,7 @@ from ahtwist.origins import OriginPolicy
 from ahtwist.proxies import TrustedProxies
 from ahtwist.servers.base import Server
 from ahtwist.servers.peer import is_secure, parse_cookies, peer_address
+from ahtwist.timers import TimerWheel
 from ahtwist.verbs import COMMON_VERBS
 from ahtwist.web.query import parse_query
 
@@ -67,27 +74,56 @@ _REFUSED_HEAD = (
 )
 
 
-def send_prepared(protocol: Any, prepared: PreparedMessage) -> None:
-    """Write a message framed by Autobahn.
+_HEADER_16 = struct.Struct("!BBH").pack
+_HEADER_64 = struct.Struct("!BBQ").pack
+
+
+def text_frame(payload: bytes) -> bytes:
+    """``payload`` as one unmasked, final RFC 6455 text frame: the bytes
+    Autobahn's ``sendMessage`` writes for it (server frames are not masked
+    and, with ``autoFragmentSize`` 0, never fragmented)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 0x10000:
+        return _HEADER_16(0x81, 126, n) + payload
+    return _HEADER_64(0x81, 127, n) + payload
+
+
+def send_frame(protocol: Any, frame: bytes) -> None:
+    """Write one framed text message (:func:`text_frame`) to an open protocol.
 
     ``sendMessage``/``sendData`` format debug log arguments on every call
-    even with debug logging off, which costs more than the framing; when
-    nothing is queued on the protocol and no compression was negotiated (we
-    accept none), the frame goes straight to the transport, exactly as
-    ``sendData`` would write it.
+    even with debug logging off and build the frame through several
+    objects, which costs more than the write; when nothing is queued on the
+    protocol and no compression was negotiated (we accept none), the frame
+    goes straight to the transport in one ``write``, exactly as ``sendData``
+    would write it.  Otherwise Autobahn sends it (queue order, compression).
     """
     if protocol.send_queue or protocol._perMessageCompress is not None:
-        protocol.sendPreparedMessage(prepared)
+        payload = frame[2 + (frame[1] == 126) * 2 + (frame[1] == 127) * 8 :]
+        protocol.sendPreparedMessage(PreparedMessage(payload, False, False, True))
     else:
-        protocol.transport.write(prepared.payloadHybi)
+        protocol.transport.write(frame)
     meter = protocol.meter
     if meter is not None and meter.paused:
-        meter.wrote(len(prepared.payloadHybi))
+        meter.wrote(len(frame))
+
+
+def _shared_headers(headers: dict[str, str]) -> dict[str, str]:
+    """The upgrade request's headers for ``connection.raw``, with names
+    and the values clients repeat (``upgrade: websocket``, the host, the
+    user agent...) shared between connections rather than a copy each;
+    the per-connection key is kept as it is."""
+    return {
+        intern(name): value if name == "sec-websocket-key" or len(value) > 256 else intern(value)
+        for name, value in headers.items()
+    }
 
 
 def send_text(protocol: Any, payload: bytes) -> None:
     """One text message (UTF-8 JSON) to an open protocol."""
-    send_prepared(protocol, PreparedMessage(payload, False, False, True))
+    send_frame(protocol, text_frame(payload))
 
 
 class WebSocketServer(Server):
@@ -111,17 +147,21 @@ class WebSocketServer(Server):
         self.cookie_key = config.servers.web.fingerprintOptions.cookieKey
         self.query_options = config.servers.web.queryParseOptions
         self.proxies = TrustedProxies.from_strings(config.servers.web.trustedProxies)
-        self.origins = OriginPolicy(self.config.allowedOrigins, config.servers.web.allowedRequestHosts)
+        self.origins = OriginPolicy(
+            self.config.allowedOrigins, config.servers.web.allowedRequestHosts
+        )
         self.fingerprint_from_query = self.config.fingerprintFromQuery
         self.max_file_size = self.config.maxFileSize
         #: the output policy every transport shares; its limit is maxOutboundBytes
-        self.output_policy = node.limits.output_policy("websocket", self.config.maxOutboundBytes, self.stats, log)
+        self.output_policy = node.limits.output_policy(
+            "websocket", self.config.maxOutboundBytes, self.stats, log
+        )
         self.protocols: set[WebSocketConnectionProtocol] = set()
         #: set by :meth:`stop`: clients are closed once their replies are sent
         self.draining = False
         self.destroy_on_stop = False
         #: (payload, its values, its frame) of the latest chat delivery
-        self._shared: tuple[dict[str, Any], tuple[Any, ...], Any] | None = None
+        self._shared: tuple[dict[str, Any], tuple[Any, ...], bytes] | None = None
 
     def build_factory(self) -> None:
         return None  # mounted on the web listeners
@@ -141,9 +181,15 @@ class WebSocketServer(Server):
             ip, port = self.proxies.client(ip, port, forwarded, headers.get("x-forwarded-port"))
         origin = headers.get("origin")
         if origin is not None:
-            scheme = self.proxies.scheme(peer_ip, headers.get("x-forwarded-proto"), is_secure(transport))
+            scheme = self.proxies.scheme(
+                peer_ip, headers.get("x-forwarded-proto"), is_secure(transport)
+            )
             if not self.origins.allows(origin, scheme, headers.get("host")):
-                log.info("refused websocket upgrade from {ip}: origin {origin!r} not allowed", ip=ip, origin=origin)
+                log.info(
+                    "refused websocket upgrade from {ip}: origin {origin!r} not allowed",
+                    ip=ip,
+                    origin=origin,
+                )
                 raise ConnectionDeny(403, "origin not allowed")
         cookies = parse_cookies(headers.get("cookie"))
         fingerprint = cookies.get(self.cookie_key) or None
@@ -155,14 +201,19 @@ class WebSocketServer(Server):
         options = self.query_options
         try:
             query = (
-                parse_query(query_string.encode("latin-1", "replace"), options.depth, options.parameterLimit, options.arrayLimit)
+                parse_query(
+                    query_string.encode("latin-1", "replace"),
+                    options.depth,
+                    options.parameterLimit,
+                    options.arrayLimit,
+                )
                 if query_string
                 else {}
             )
         except ValueError:
             query = {}
         raw = ConnectionRaw(
-            headers=dict(headers),
+            headers=_shared_headers(headers),
             cookies=cookies,
             query=query,
             secure=is_secure(transport),
@@ -188,14 +239,19 @@ class WebSocketServer(Server):
         transport: Any = protocol.transport  # TCP/TLS: also a producer and consumer
         # the HTTP channel that carried the upgrade may still be registered
         transport.unregisterProducer()
-        meter = OutboundMeter(
-            self.output_policy.limit,
-            lambda unsent: self._too_slow(protocol, unsent),
-            transport.pauseProducing,
-            transport.resumeProducing,
-        )
+        meter = ProtocolMeter(self.output_policy.limit, protocol)
         transport.registerProducer(meter, True)
         protocol.meter = meter
+        # The upgrade sets the TCP transport's attributes in another order
+        # than a fresh connection does, so the first write would give it a
+        # full-size dict of its own (Python's shared-key instance dicts need
+        # one order); a copy with every attribute a write sets is sized for
+        # what it holds (~0.35 KiB less). ``offset`` is 0 unless a write is
+        # under way (it is the class default of Twisted's FileDescriptor).
+        if type(transport) is TCPServer:
+            values = {name: value for name, value in transport.__dict__.items()}
+            values.setdefault("offset", 0)
+            transport.__dict__ = values
 
     def _too_slow(self, protocol: "WebSocketConnectionProtocol", unsent: int) -> None:
         connection = protocol.connection
@@ -266,7 +322,10 @@ class WebSocketServer(Server):
             message = loads(payload)
         except NestedTooDeep:
             connection.message_count += 1
-            self.send_reply(connection, replies.verb_reply(errors.TOO_DEEP, None, connection.message_count, new_id()))
+            self.send_reply(
+                connection,
+                replies.verb_reply(errors.TOO_DEEP, None, connection.message_count, new_id()),
+            )
             return
         except ValueError:
             return  # not JSON: no reply, not counted, connection stays open
@@ -287,13 +346,15 @@ class WebSocketServer(Server):
 
     # --- what the core pushes ------------------------------------------------------
 
-    def send_message(self, protocol: "WebSocketConnectionProtocol", message: dict[str, Any]) -> None:
+    def send_message(
+        self, protocol: "WebSocketConnectionProtocol", message: dict[str, Any]
+    ) -> None:
         """A message from the core: ``context: "response"`` added when absent.
 
         A chat delivery hands the *same* payload dict to every member of the
         room one after the other; it is encoded and framed once
-        (``PreparedMessage``) and the frame reused while the next recipient
-        gets that same, unchanged dict.
+        (:func:`text_frame`) and the same bytes written to every member while
+        the next recipient gets that same, unchanged dict.
         """
         if protocol.state != _OPEN:
             if protocol.state == _CONNECTING and protocol.early is not None:
@@ -308,8 +369,8 @@ class WebSocketServer(Server):
         values = tuple(message.values())
         shared = self._shared
         if shared is None or shared[0] is not message or shared[1] != values:
-            shared = self._shared = (message, values, PreparedMessage(dumps(message), False, False, True))
-        send_prepared(protocol, shared[2])
+            shared = self._shared = (message, values, text_frame(dumps(message)))
+        send_frame(protocol, shared[2])
 
     def send_file(self, protocol: "WebSocketConnectionProtocol", path: str) -> None:
         """A file pushed by server code (the ``file`` action, ``sendFile``):
@@ -319,9 +380,62 @@ class WebSocketServer(Server):
             send_text(protocol, dumps(self.file_message(path, count, message_id)))
 
 
+#: ``send_queue`` of a protocol that never queued a write (Autobahn only
+#: queues for ``sync``/``chopsize`` writes, which make it a real deque)
+_NO_QUEUE: Any = ()
+#: what the handshake leaves on an Autobahn protocol that nothing reads once
+#: the connection is open (``connection.raw`` keeps the request headers)
+_HANDSHAKE_ONLY = (
+    "http_request_data",
+    "http_response_data",
+    "http_status_line",
+    "http_headers",
+    "http_request_params",
+    "http_request_host",
+    "http_request_path",
+    "http_request_uri",
+    "websocket_origin",
+    "websocket_protocols",
+    "websocket_extensions",
+    "_wskey",
+    "early",
+)
+
+
+class ProtocolMeter(OutboundMeter):
+    """The :class:`~ahtwist.limits.OutboundMeter` of one websocket: its
+    callbacks are methods reaching the protocol (three closures and bound
+    methods less per connection)."""
+
+    __slots__ = ("protocol",)
+
+    def __init__(self, limit: int, protocol: "WebSocketConnectionProtocol") -> None:
+        super().__init__(limit, None)
+        self.protocol = protocol
+
+    def went_over(self, unsent: int) -> None:
+        self.protocol.factory.ws_server._too_slow(self.protocol, unsent)
+
+    def paused_now(self) -> None:
+        self.protocol.transport.pauseProducing()
+
+    def resumed_now(self) -> None:
+        self.protocol.transport.resumeProducing()
+
+
 @implementer(IConnectionTransport)
 class WebSocketConnectionProtocol(WebSocketServerProtocol):
-    """One websocket client: Autobahn protocol + the connection's transport."""
+    """One websocket client: Autobahn protocol + the connection's transport.
+
+    An idle websocket is mostly this object, so it keeps as little per
+    instance as Autobahn allows (docs/architecture.md, "Autobahn"): the
+    protocol options are class attributes of the factory's protocol class
+    instead of a copy on every instance; the state Autobahn's
+    ``_connectionMade`` sets to constants is class-level defaults here
+    (Autobahn writes an instance value only when one changes); the
+    handshake's request and response are dropped once open; and the
+    instance dictionary is compacted after the handshake.
+    """
 
     _log = log
     factory: "WebSocketFactory"
@@ -337,6 +451,128 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
     last_message: tuple[int, Any] = (0, None)
     #: the client's unsent output (set once open)
     meter: OutboundMeter | None = None
+    # protocol options read here: class attributes of the factory's
+    # protocol class (WebSocketFactory._protocol_class)
+    openHandshakeTimeout: float
+    trackTimings: bool
+    tcpNoDelay: bool
+    logOctets: bool
+
+    # Autobahn's per-connection state with the value its _connectionMade
+    # (WebSocketProtocol._connectionMade) gives every new connection
+    _perMessageCompress: Any = None
+    trackedTimings: Any = None
+    send_state = WebSocketProtocol.SEND_STATE_GROUND
+    data = b""
+    send_queue: Any = _NO_QUEUE
+    triggered = False
+    wasMaxFramePayloadSizeExceeded = False
+    wasMaxMessagePayloadSizeExceeded = False
+    closedByMe = False
+    failedByMe = False
+    droppedByMe = False
+    wasClean = False
+    wasNotCleanReason: Any = None
+    wasServerConnectionDropTimeout = False
+    wasOpenHandshakeTimeout = False
+    wasCloseHandshakeTimeout = False
+    wasServingFlashSocketPolicyFile = False
+    localCloseCode: Any = None
+    localCloseReason: Any = None
+    remoteCloseCode: Any = None
+    remoteCloseReason: Any = None
+    openHandshakeTimeoutCall: Any = None
+    closeHandshakeTimeoutCall: Any = None
+    autoPingTimeoutCall: Any = None
+    autoPingPending: Any = None
+    autoPingPendingCall: Any = None
+    autoPingPendingSeq = 0
+    autoPingPendingSent: Any = None
+    websocket_protocol_in_use: Any = None
+    websocket_extensions_in_use: Any = ()
+    inside_message = False
+    current_frame: Any = None
+    # handshake data (dropped from the instance once open)
+    http_request_data: Any = None
+    http_response_data: Any = None
+    http_status_line: Any = None
+    http_headers: Any = None
+    http_request_params: Any = None
+    http_request_host: Any = None
+    http_request_path: Any = None
+    http_request_uri: Any = None
+    websocket_origin: Any = None
+    websocket_protocols: Any = ()
+    websocket_extensions: Any = ()
+
+    def __init__(self) -> None:
+        # Autobahn's WebSocketProtocol.__init__ without the per-instance
+        # observer tables (made by on(), below, if anyone ever observes) and
+        # without the TransportDetails connectionMade replaces anyway
+        self.is_closed: Deferred[Any] = Deferred()
+        self.is_open: Deferred[Any] = Deferred()
+
+    def on(self, event: str, handler: Any) -> None:
+        if self._valid_events is None:
+            self.set_valid_events(["message"])
+        super().on(event, handler)
+
+    def connectionMade(self) -> None:
+        # Autobahn's WebSocketAdapterProtocol.connectionMade without its
+        # debug line (whose arguments are formatted on every connection)
+        details: TransportDetails = create_transport_details(self.transport, True)
+        details.channel_framing = TransportDetails.CHANNEL_FRAMING_WEBSOCKET
+        self._transport_details = details
+        self.peer = details.peer
+        try:
+            self.transport.setTcpNoDelay(self.tcpNoDelay)
+        except Exception:  # unix sockets and the like have no Nagle to turn off
+            pass
+        self._connectionMade()
+
+    def _connectionMade(self) -> None:
+        # Autobahn's WebSocketServerProtocol._connectionMade (with
+        # WebSocketProtocol._connectionMade): the options are class
+        # attributes already (WebSocketFactory.protocol_options), constants
+        # are class-level defaults above, and there is no debug line -- the
+        # original formats pformat() of every option on every connection,
+        # debug logging on or off, which was 42% of a connection's cost
+        if self.trackTimings:
+            self.trackedTimings = Timings()
+        self.trafficStats = TrafficStats()
+        self.state = _CONNECTING
+        self.utf8validator = Utf8Validator()
+        if self.openHandshakeTimeout > 0:
+            self.openHandshakeTimeoutCall = self.factory._batched_timer.call_later(
+                self.openHandshakeTimeout, self.onOpenHandshakeTimeout
+            )
+        self.factory.countConnections += 1
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        # Autobahn's sendData without the debug line it formats on every
+        # write; queued writes (sync, chopsize, or behind queued ones) are
+        # Autobahn's, on a real queue
+        if sync or chopsize or self.send_queue:
+            if self.send_queue is _NO_QUEUE:
+                self.send_queue = deque()
+            super().sendData(data, sync, chopsize)
+            return
+        self.transport.write(data)
+        if self.state == _OPEN:
+            self.trafficStats.outgoingOctetsWireLevel += len(data)
+        elif self.state == _CONNECTING:
+            self.trafficStats.preopenOutgoingOctetsWireLevel += len(data)
+        if self.logOctets:
+            self.logTxOctets(data, False)
+
+    def _compact(self) -> None:
+        """Once open: drop what only the handshake needed and give the
+        instance a dictionary sized for what is left (the handshake grew it
+        past 128 slots; a dict never shrinks by itself)."""
+        values = self.__dict__
+        for name in _HANDSHAKE_ONLY:
+            values.pop(name, None)
+        self.__dict__ = {name: value for name, value in values.items()}
 
     def onConnect(self, request: Any) -> Any:
         """Make the connection from the upgrade request and let connection
@@ -384,7 +620,8 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
         self._onMessage(payload, self.message_is_binary)
 
     def onOpen(self) -> None:
-        early, self.early = self.early, None
+        early = self.early
+        self._compact()
         for message in early or ():
             self.send_message(message)
         self.factory.ws_server.opened(self)
@@ -430,7 +667,13 @@ class WebSocketFactory(WebSocketServerFactory):
     No status page and no redirect (``webStatus=False``), no Server header,
     any Origin, close frames with a code on bad input (1007 invalid UTF-8,
     1009 too big) instead of a silent drop, keep-alive pings, timers on the
-    injected reactor.
+    injected reactor (one :class:`~ahtwist.timers.TimerWheel` for every
+    connection's handshake, ping and close timeouts).
+
+    Its ``protocol`` is a subclass of the class's ``protocol`` made for this
+    factory, holding the protocol options as class attributes (Autobahn
+    copies each option onto every protocol instance; see
+    :meth:`WebSocketConnectionProtocol._connectionMade`).
     """
 
     # Twisted's generic Factory[P] wants P.factory typed as Factory[P];
@@ -443,10 +686,9 @@ class WebSocketFactory(WebSocketServerFactory):
         self.ws_server = server
         config = server.config
         # Autobahn's timers (handshake timeouts, pings) on the injected
-        # reactor, batched as txaio.make_batched_timer does for the global one.
-        self._batched_timer = _BatchedTimer(
-            200, 1000, seconds_provider=reactor.seconds, delayed_call_creator=reactor.callLater
-        )
+        # reactor, in 200 ms buckets as txaio.make_batched_timer does for
+        # the global one
+        self._batched_timer = TimerWheel(200, 1000, reactor.seconds, reactor.callLater)
         self.setProtocolOptions(
             webStatus=False,
             failByDrop=False,
@@ -456,6 +698,23 @@ class WebSocketFactory(WebSocketServerFactory):
             autoPingTimeout=max(config.pingTimeout, 0) if config.pingInterval > 0 else 0,
             allowedOrigins=["*"],
             allowNullOrigin=True,
+        )
+
+    def resetProtocolOptions(self) -> None:
+        super().resetProtocolOptions()
+        self._protocol_class()
+
+    def setProtocolOptions(self, *args: Any, **kwargs: Any) -> None:
+        super().setProtocolOptions(*args, **kwargs)
+        self._protocol_class()
+
+    def _protocol_class(self) -> None:
+        base = type(self).protocol
+        options = {name: getattr(self, name) for name in base.CONFIG_ATTRS}
+        options["__module__"] = base.__module__
+        options["__qualname__"] = base.__qualname__
+        self.protocol = cast(
+            type[WebSocketConnectionProtocol], type(base.__name__, (base,), options)
         )
 
 
@@ -477,14 +736,22 @@ class WebSocketUpgradeResource(WebSocketResource):
         # there it would stay alive for the whole websocket (~3 KiB each) and
         # receive the transport's pause/resume calls.
         if result is NOT_DONE_YET and transport is not None:
-            if getattr(transport, "producer", None) is channel or getattr(
-                getattr(transport, "_producer", None), "_producer", None
-            ) is channel:
+            if (
+                getattr(transport, "producer", None) is channel
+                or getattr(getattr(transport, "_producer", None), "_producer", None) is channel
+            ):
                 transport.unregisterProducer()
+            # The channel and this request refer to each other: a cycle only
+            # the garbage collector would free, keeping the channel's buffers
+            # (~1 KiB a websocket) until it runs. The channel is done.
+            if isinstance(getattr(channel, "requests", None), list):
+                channel.requests.clear()
         return result
 
 
-def websocket_resource(node: "Node", reactor: Any) -> tuple[WebSocketServer, WebSocketUpgradeResource]:
+def websocket_resource(
+    node: "Node", reactor: Any
+) -> tuple[WebSocketServer, WebSocketUpgradeResource]:
     """The node's websocket server and the resource the web server mounts."""
     server = WebSocketServer(node)
     return server, WebSocketUpgradeResource(WebSocketFactory(server, reactor))

@@ -1,0 +1,123 @@
+"""One timer wheel for many per-connection timeouts.
+
+Autobahn asks its factory's ``_batched_timer`` for every per-connection
+timer (opening-handshake timeout, the next auto-ping, the pong timeout,
+the closing-handshake timeout).  txaio's batched timer already groups them
+into 200 ms buckets with one reactor call per bucket, but each timer costs a
+``_BatchedCall`` plus a closure over the callback's arguments (~0.5 KiB per
+idle websocket) and cancelling one is a scan of its bucket's list (with
+10,000 websockets opened in the same second, every close scanned thousands
+of entries).
+
+:class:`TimerWheel` is the same schedule with less per timer: a slotted
+:class:`WheelCall` holding the callback, kept in an insertion-ordered dict
+per bucket, so a cancel is one dict removal.  Buckets fire exactly as
+txaio's do: at the bucket's time, in chunks of ``chunk_size`` calls spread
+over one bucket's width (the ``txaio.IBatchedTimer`` contract:
+``call_later(delay, func, *args, **kwargs)`` returns an object with
+``cancel()``).
+"""
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from twisted.logger import Logger
+
+log = Logger(namespace="ahtwist.timers")
+
+
+class WheelCall:
+    """One pending call of a :class:`TimerWheel` (``cancel()`` to drop it)."""
+
+    __slots__ = ("wheel", "bucket", "func", "args", "kwargs")
+
+    def __init__(
+        self,
+        wheel: "TimerWheel | None",
+        bucket: int,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+    ) -> None:
+        self.wheel = wheel
+        self.bucket = bucket
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+
+    def cancel(self) -> None:
+        wheel = self.wheel
+        if wheel is not None:
+            self.wheel = None
+            wheel._remove(self)
+
+    def __call__(self) -> Any:
+        self.wheel = None
+        if self.kwargs:
+            return self.func(*self.args, **self.kwargs)
+        return self.func(*self.args)
+
+
+class TimerWheel:
+    """``call_later`` quantized to ``bucket_ms`` buckets, one reactor call per bucket."""
+
+    def __init__(
+        self,
+        bucket_ms: int,
+        chunk_size: int,
+        seconds: Callable[[], float],
+        call_later: Callable[..., Any],
+    ) -> None:
+        if bucket_ms <= 0:
+            raise ValueError("bucket_ms must be > 0")
+        self.bucket_ms = bucket_ms
+        self.chunk_size = chunk_size
+        self.seconds = seconds
+        self.reactor_call_later = call_later
+        #: bucket time (ms) -> (the reactor's delayed call, {WheelCall: None})
+        self.buckets: dict[int, tuple[Any, dict[WheelCall, None]]] = {}
+
+    def call_later(
+        self, delay: float, func: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> WheelCall:
+        now = self.seconds()
+        # the same quantization as txaio's _BatchedTimer
+        bucket = int(now + delay) * 1000
+        bucket -= bucket % self.bucket_ms
+        call = WheelCall(self, bucket, func, args, kwargs or None)
+        entry = self.buckets.get(bucket)
+        if entry is None:
+            delayed = self.reactor_call_later(max(0.0, bucket / 1000.0 - now), self._fire, bucket)
+            self.buckets[bucket] = (delayed, {call: None})
+        else:
+            entry[1][call] = None
+        return call
+
+    def _remove(self, call: WheelCall) -> None:
+        entry = self.buckets.get(call.bucket)
+        if entry is None:
+            return
+        calls = entry[1]
+        calls.pop(call, None)
+        if not calls:
+            del self.buckets[call.bucket]
+            entry[0].cancel()
+
+    def _fire(self, bucket: int) -> None:
+        _, calls = self.buckets.pop(bucket)
+        pending = list(calls)
+        delay_ms = self.bucket_ms / math.ceil(len(pending) / self.chunk_size)
+        self._run_chunk(pending, max(0.0, delay_ms))
+
+    def _run_chunk(self, pending: list[WheelCall], delay_ms: float) -> None:
+        for call in pending[: self.chunk_size]:
+            if call.wheel is None:
+                continue  # cancelled after its bucket fired
+            try:
+                call()
+            except Exception:
+                log.failure("a timer call failed")
+        rest = pending[self.chunk_size :]
+        if rest:
+            self.reactor_call_later(delay_ms / 1000.0, self._run_chunk, rest, delay_ms)

@@ -45,3 +45,49 @@ def test_disabled_websocket_leaves_the_path_to_the_web_server():
         "/ws", headers={"Upgrade": "websocket", "Connection": "Upgrade"}
     )
     assert (response.status, response.body) == (404, b"That file is not found")
+
+
+# --- what one connection keeps (issue 14: memory per idle websocket) ----------------
+
+
+def test_text_frame_writes_the_bytes_autobahn_frames():
+    from autobahn.websocket.protocol import PreparedMessage
+
+    from ahtwist.websocket import text_frame
+
+    for size in (0, 1, 125, 126, 127, 65535, 65536, 70000):
+        payload = b"x" * size
+        assert text_frame(payload) == PreparedMessage(payload, False, False, True).payloadHybi
+
+
+def test_options_are_class_attributes_of_the_factory_protocol_class():
+    from ahtwist.websocket import WebSocketConnectionProtocol
+
+    node = make_node("[servers.websocket]\nmaxMessageSize = 4096\n")
+    factory = WSHarness(node).web_server.websocket_resource._factory
+    protocol_class = factory.protocol
+    assert issubclass(protocol_class, WebSocketConnectionProtocol)
+    assert protocol_class is not WebSocketConnectionProtocol
+    assert protocol_class.maxMessagePayloadSize == 4096
+    factory.setProtocolOptions(maxMessagePayloadSize=2048)
+    assert factory.protocol.maxMessagePayloadSize == 2048
+    assert factory.protocol is not protocol_class
+
+
+def test_an_open_websocket_keeps_no_handshake_data_and_no_copied_options():
+    from ahtwist.websocket import WebSocketConnectionProtocol
+
+    node = make_node()
+    harness = WSHarness(node)
+    client = harness.client()
+    [connection] = node.connections.values()
+    protocol = connection.transport
+    assert isinstance(protocol, WebSocketConnectionProtocol)
+    kept = set(vars(protocol))
+    assert not kept & {"http_request_data", "http_response_data", "http_headers", "_wskey", "early"}
+    assert not kept & set(WebSocketConnectionProtocol.CONFIG_ATTRS)
+    assert protocol.send_queue == ()
+    # connection.raw still has the request headers (names lower-cased)
+    assert connection.raw.headers["upgrade"] == "websocket"
+    [reply] = client.request({"event": "detailsView"})
+    assert reply["data"]["id"] == connection.id

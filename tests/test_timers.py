@@ -1,0 +1,68 @@
+"""The timer wheel Autobahn's per-connection timers run on (ahtwist/timers.py)."""
+
+from twisted.internet.task import Clock
+
+from ahtwist.timers import TimerWheel
+
+
+def wheel(chunk_size: int = 1000) -> tuple[Clock, TimerWheel]:
+    clock = Clock()
+    return clock, TimerWheel(200, chunk_size, clock.seconds, clock.callLater)
+
+
+def test_calls_in_one_bucket_share_one_reactor_call_and_fire_in_order():
+    clock, timers = wheel()
+    clock.advance(10.3)
+    fired: list[object] = []
+    timers.call_later(5, fired.append, "a")
+    timers.call_later(5.5, fired.append, "b")
+    timers.call_later(5, lambda **kw: fired.append(kw), x=1)
+    # txaio's quantization: whole seconds of now + delay, then 200 ms buckets
+    assert [call.getTime() for call in clock.getDelayedCalls()] == [15.0]
+    clock.advance(4.6)
+    assert fired == []
+    clock.advance(0.1)
+    assert fired == ["a", "b", {"x": 1}]
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_cancelled_call_never_fires_and_an_empty_bucket_cancels_its_reactor_call():
+    clock, timers = wheel()
+    fired: list[str] = []
+    first = timers.call_later(3, fired.append, "first")
+    second = timers.call_later(3, fired.append, "second")
+    first.cancel()
+    first.cancel()  # twice is harmless
+    clock.advance(3)
+    assert fired == ["second"]
+    second.cancel()  # after it fired: nothing happens
+    lone = timers.call_later(7, fired.append, "lone")
+    lone.cancel()
+    assert clock.getDelayedCalls() == []
+    assert timers.buckets == {}
+
+
+def test_a_big_bucket_runs_in_chunks_spread_over_one_bucket():
+    clock, timers = wheel(chunk_size=2)
+    fired: list[int] = []
+    calls = [timers.call_later(1, fired.append, n) for n in range(5)]
+    clock.advance(1)
+    assert fired == [0, 1]
+    calls[3].cancel()  # cancelled after its bucket fired, before its chunk ran
+    clock.advance(0.2 / 3)
+    assert fired == [0, 1, 2]
+    clock.advance(0.2 / 3)
+    assert fired == [0, 1, 2, 4]
+
+
+def test_a_failing_call_is_logged_and_the_others_still_run():
+    clock, timers = wheel()
+    fired: list[str] = []
+
+    def boom() -> None:
+        raise ValueError("boom")
+
+    timers.call_later(1, boom)
+    timers.call_later(1, fired.append, "after")
+    clock.advance(1)
+    assert fired == ["after"]

@@ -104,15 +104,17 @@ class Resumes:
         self.tracked.setdefault(room, {})[connection.id] = track
         try:
             recovered, missed, position, epoch = await self.history.since(room, since.offset, since.epoch)
+            base = since.offset
+            if base is not None and since.epoch != epoch:
+                # its history was lost (room re-created, restart, Redis data
+                # gone): all of the current epoch is new to this member
+                _, missed, position, epoch = await self.history.since(room, 0, epoch)
+                base = 0
         except Exception:
             log.failure("reading the history of {room}", room=room)
-            recovered, missed, position, epoch = False, [], 0, ""
+            recovered, missed, position, epoch, base = False, [], 0, "", None
         track.epoch = epoch
-        if since.offset is not None and since.epoch == epoch:
-            track.last = min(since.offset, position)
-        else:
-            track.last = position
-            missed = []
+        track.last = position if base is None else min(base, position)
         if since.offset is not None:
             if recovered:
                 self.resume_hits += 1

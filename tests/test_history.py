@@ -259,16 +259,18 @@ def test_live_says_during_a_slow_history_read_are_held_and_deduplicated():
     assert got == [(2, "m2"), (3, "m3"), (4, "m4"), (5, "m5")]
 
 
-def test_resume_of_another_epoch_is_not_recovered_and_gets_only_live():
+def test_resume_of_a_lost_epoch_is_not_recovered_and_gets_all_of_the_new_one():
+    """The room's history was lost (re-created, a restart): recovered false,
+    and everything of the current epoch is new to the member."""
     node, (speaker, listener) = node_and_members()
     rooms = node.rooms
     result(rooms.add_member(speaker.id, "defaultRoom"))
     result(rooms.broadcast(speaker, "defaultRoom", "before"))
-    joined = resume(node, listener, "defaultRoom", Since(0, "gone"))
+    joined = resume(node, listener, "defaultRoom", Since(7, "gone"))
     assert joined["recovered"] is False and joined["offset"] == 1
     result(rooms.broadcast(speaker, "defaultRoom", "after"))
     node.reactor.advance(0)
-    assert [(m["offset"], m["message"]) for m in msgs(listener)] == [(2, "after")]
+    assert [(m["offset"], m["message"]) for m in msgs(listener)] == [(1, "before"), (2, "after")]
     assert (rooms.resumes.resume_hits, rooms.resumes.resume_misses) == (0, 1)
 
 

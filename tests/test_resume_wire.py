@@ -73,7 +73,12 @@ def test_websocket_resume_gets_exactly_the_missed_messages_then_live():
     ]
 
 
+def replies_from(client) -> str:
+    return client.request({"event": "detailsView"})[0]["data"]["id"]
+
+
 def test_websocket_resume_of_a_lost_epoch_answers_recovered_false_and_joins():
+    """recovered false; what the room holds now is all new to the client."""
     h = WSHarness(make_node())
     epoch = epoch_of(h.node)
     speaker, listener = h.client(), h.client()
@@ -89,7 +94,8 @@ def test_websocket_resume_of_a_lost_epoch_answers_recovered_false_and_joins():
             "data": {"recovered": False, "offset": 1, "epoch": epoch},
             "messageCount": 1,
             "messageId": 1,
-        }
+        },
+        {"message": "m1", "room": "defaultRoom", "from": replies_from(speaker), "context": "user", "sentAt": T0, "offset": 1, "epoch": epoch},
     ]
     assert h.node.rooms.resumes.resume_misses == 1
 

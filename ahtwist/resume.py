@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 
 log = Logger(namespace="ahtwist.rooms")
 
+#: missed messages sent per reactor turn (the transport writes in between)
+CATCH_UP_BATCH = 200
 #: (offset, epoch) added to a say delivered to a resuming member
 Mark = tuple[int, str]
 #: RoomService's delivery: (recipients, room, payload, mark or None)
@@ -132,12 +135,14 @@ class Resumes:
         self, connection: "Connection", room: str, track: _Track, missed: list[tuple[int, dict[str, Any]]]
     ) -> None:
         try:
-            for offset, payload in missed:
+            for count, (offset, payload) in enumerate(missed, 1):
                 if not self._current(connection, room, track):
                     return
                 if offset > track.last:
                     track.last = offset
                     await self.send((connection,), room, payload, (offset, track.epoch or ""))
+                if count % CATCH_UP_BATCH == 0:
+                    await self._next_turn()  # let the transport write what it has
             while track.held:
                 held, track.held = track.held, []
                 for offset, epoch, payload in held:
@@ -149,6 +154,11 @@ class Resumes:
         except Exception:
             log.failure("resuming {id} in {room}", id=connection.id, room=room)
             track.held = None
+
+    def _next_turn(self) -> Deferred[None]:
+        turn: Deferred[None] = Deferred()
+        self.clock.callLater(0, turn.callback, None)
+        return turn
 
     def _current(self, connection: "Connection", room: str, track: _Track) -> bool:
         return not connection.destroyed and self.tracked.get(room, {}).get(connection.id) is track

@@ -7,12 +7,30 @@ core pushes through.  Rooms, actions and middleware only ever see the
 """
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 from zope.interface import Attribute, Interface, implementer
 
 from ahtwist.servers.peer import peer_certificate
+
+
+class _Empty(dict[str, Any]):
+    """An empty dict that stays empty (it is shared)."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("this mapping is shared and read-only")
+
+    __setitem__ = __delitem__ = _refuse
+    setdefault = update = pop = popitem = clear = __ior__ = _refuse  # type: ignore[assignment]
+
+
+#: the headers, cookies and query of a connection that had no handshake
+#: (socket clients): one empty, read-only dict shared by all of them
+EMPTY: Mapping[str, Any] = _Empty()
 
 #: ActionHero's spellings of connection types, accepted wherever a type is named
 TYPE_ALIASES = {"webSocket": "websocket"}
@@ -37,14 +55,15 @@ class ConnectionRaw:
     """``connection.raw`` of a long-lived connection: what its handshake said.
 
     ``headers`` (lower-case names) ``cookies`` and ``query`` come from the
-    websocket upgrade request (empty on the socket); ``secure`` is True over
+    websocket upgrade request (on the socket: :data:`EMPTY`, one shared,
+    read-only empty dict); ``secure`` is True over
     TLS; :attr:`peer_certificate` is the client's certificate (a
     ``cryptography`` ``x509.Certificate``) when it presented one.
     """
 
-    headers: dict[str, str] = attrs.Factory(dict)
-    cookies: dict[str, str] = attrs.Factory(dict)
-    query: dict[str, Any] = attrs.Factory(dict)
+    headers: Mapping[str, str] = attrs.Factory(dict)
+    cookies: Mapping[str, str] = attrs.Factory(dict)
+    query: Mapping[str, Any] = attrs.Factory(dict)
     secure: bool = False
     #: the connection's TCP/TLS transport (the certificate is read from it)
     transport: Any = attrs.field(default=None, repr=False, eq=False)

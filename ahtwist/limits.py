@@ -170,9 +170,7 @@ class OutputPolicy:
 def _malloc_trim() -> Callable[[int], int] | None:
     """glibc's ``malloc_trim``, or None on another C library."""
     try:
-        trim: Callable[[int], int] = ctypes.CDLL(
-            ctypes.util.find_library("c") or "libc.so.6"
-        ).malloc_trim
+        trim: Callable[[int], int] = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
         return trim
     except (OSError, AttributeError):
         return None
@@ -189,9 +187,7 @@ class MemoryReturner:
     latest request (a burst of drops costs one trim, once they are all gone).
     """
 
-    def __init__(
-        self, clock: Any, delay: float = 3.0, trim: Callable[[int], int] | None = None
-    ) -> None:
+    def __init__(self, clock: Any, delay: float = 3.0, trim: Callable[[int], int] | None = None) -> None:
         self.clock = clock
         self.delay = delay
         self.trim = trim if trim is not None else _malloc_trim()

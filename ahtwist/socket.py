@@ -30,7 +30,7 @@ from zope.interface import implementer
 import ahtwist.errors as errors
 import ahtwist.replies as replies
 from ahtwist.actions.processor import ActionData
-from ahtwist.connection import Connection, ConnectionRaw, IConnectionTransport, new_id
+from ahtwist.connection import EMPTY, Connection, ConnectionRaw, IConnectionTransport, new_id
 from ahtwist.encoding import NestedTooDeep, dumps, loads
 from ahtwist.errors import ConnectionRefused
 from ahtwist.limits import RATE_LIMITED, over_rate
@@ -38,6 +38,7 @@ from ahtwist.line_output import CRLF, INPUT_PAUSE_BACKLOG, LineOutput
 from ahtwist.node import SOCKET_REQUESTS, Node
 from ahtwist.servers.base import Server
 from ahtwist.servers.peer import is_secure, peer_address
+from ahtwist.timers import Deadlines
 from ahtwist.verbs import SOCKET_VERBS
 
 log = Logger(namespace="ahtwist.socket")
@@ -251,7 +252,6 @@ class SocketProtocol(LineOutput, Protocol):
     _release_call: Any = None
     _discarding = False
     _discard_tail = b""
-    _idle_call: Any = None
     _close_call: Any = None
     _last_seen = 0.0
     #: connection middleware is still deciding (input is not read meanwhile)
@@ -267,7 +267,7 @@ class SocketProtocol(LineOutput, Protocol):
         factory = self.factory
         transport = self.transport
         ip, port = peer_address(transport.getPeer())
-        raw = ConnectionRaw(secure=is_secure(transport), transport=transport)
+        raw = ConnectionRaw(EMPTY, EMPTY, EMPTY, is_secure(transport), transport)
         server = self.server
         connection = server.new_connection(self, ip, port, raw)
         self.connection = connection
@@ -291,8 +291,8 @@ class SocketProtocol(LineOutput, Protocol):
         self.transport.write(WELCOME_LINE)
         factory = self.factory
         if factory.idle_timeout > 0:
-            self._last_seen = factory.clock.seconds()
-            self._idle_call = factory.clock.callLater(factory.idle_timeout, self._check_idle)
+            self._last_seen = now = factory.clock.seconds()
+            factory.idle.watch(self, now + factory.idle_timeout)
         if self._waiting:
             self._waiting = False
             held, self._held = self._held, None
@@ -316,10 +316,11 @@ class SocketProtocol(LineOutput, Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._closing = self._gone = True
-        for call in (self._idle_call, self._close_call, self._release_call):
+        for call in (self._close_call, self._release_call):
             if call is not None and call.active():
                 call.cancel()
-        self._idle_call = self._close_call = self._release_call = None
+        self._close_call = self._release_call = None
+        self.factory.idle.forget(self)
         self._held = None
         self._stop_file()
         self._partial = None
@@ -336,7 +337,7 @@ class SocketProtocol(LineOutput, Protocol):
         if self._closing:
             return
         factory = self.factory
-        if self._idle_call is not None:
+        if factory.idle_timeout > 0:
             self._last_seen = factory.clock.seconds()
         if len(data) <= 5 and data in TELNET_GOODBYE:
             self.connection.destroy()
@@ -436,19 +437,19 @@ class SocketProtocol(LineOutput, Protocol):
 
     def _check_idle(self) -> None:
         """Close a client silent for ``idleTimeout`` seconds (a half line
-        followed by silence included).  One timer per connection, re-armed
-        when it fires rather than on every read."""
-        self._idle_call = None
+        followed by silence included).  Checked when the factory's
+        :class:`~ahtwist.timers.Deadlines` says the deadline set at the
+        previous check came (no timer of its own, and nothing done per
+        read but noting the time), then filed again for the new deadline."""
         if self._closing:
             return
         factory = self.factory
         due = self._last_seen + factory.idle_timeout
-        now = factory.clock.seconds()
-        if now >= due:
+        if factory.clock.seconds() >= due:
             log.info("closing idle socket client {id}", id=self.connection.id)
             self.close()
         else:
-            self._idle_call = factory.clock.callLater(due - now, self._check_idle)
+            factory.idle.watch(self, due)
 
     # --- closing ---------------------------------------------------------------
 
@@ -511,6 +512,8 @@ class SocketFactory(ServerFactory):
             "socket", max(config.maxBufferLength, MIN_OUTPUT_LIMIT), node.stats, log
         )
         self.idle_timeout = config.idleTimeout
+        #: the idle deadlines of every connection (one reactor call per second with any due)
+        self.idle = Deadlines(self.clock, SocketProtocol._check_idle)
         self.keep_alive = config.setKeepAlive
         self.protocols: set[SocketProtocol] = set()
         self._drained: Deferred[None] | None = None

@@ -147,15 +147,11 @@ class WebSocketServer(Server):
         self.cookie_key = config.servers.web.fingerprintOptions.cookieKey
         self.query_options = config.servers.web.queryParseOptions
         self.proxies = TrustedProxies.from_strings(config.servers.web.trustedProxies)
-        self.origins = OriginPolicy(
-            self.config.allowedOrigins, config.servers.web.allowedRequestHosts
-        )
+        self.origins = OriginPolicy(self.config.allowedOrigins, config.servers.web.allowedRequestHosts)
         self.fingerprint_from_query = self.config.fingerprintFromQuery
         self.max_file_size = self.config.maxFileSize
         #: the output policy every transport shares; its limit is maxOutboundBytes
-        self.output_policy = node.limits.output_policy(
-            "websocket", self.config.maxOutboundBytes, self.stats, log
-        )
+        self.output_policy = node.limits.output_policy("websocket", self.config.maxOutboundBytes, self.stats, log)
         self.protocols: set[WebSocketConnectionProtocol] = set()
         #: set by :meth:`stop`: clients are closed once their replies are sent
         self.draining = False
@@ -181,15 +177,9 @@ class WebSocketServer(Server):
             ip, port = self.proxies.client(ip, port, forwarded, headers.get("x-forwarded-port"))
         origin = headers.get("origin")
         if origin is not None:
-            scheme = self.proxies.scheme(
-                peer_ip, headers.get("x-forwarded-proto"), is_secure(transport)
-            )
+            scheme = self.proxies.scheme(peer_ip, headers.get("x-forwarded-proto"), is_secure(transport))
             if not self.origins.allows(origin, scheme, headers.get("host")):
-                log.info(
-                    "refused websocket upgrade from {ip}: origin {origin!r} not allowed",
-                    ip=ip,
-                    origin=origin,
-                )
+                log.info("refused websocket upgrade from {ip}: origin {origin!r} not allowed", ip=ip, origin=origin)
                 raise ConnectionDeny(403, "origin not allowed")
         cookies = parse_cookies(headers.get("cookie"))
         fingerprint = cookies.get(self.cookie_key) or None
@@ -201,12 +191,7 @@ class WebSocketServer(Server):
         options = self.query_options
         try:
             query = (
-                parse_query(
-                    query_string.encode("latin-1", "replace"),
-                    options.depth,
-                    options.parameterLimit,
-                    options.arrayLimit,
-                )
+                parse_query(query_string.encode("latin-1", "replace"), options.depth, options.parameterLimit, options.arrayLimit)
                 if query_string
                 else {}
             )
@@ -322,10 +307,7 @@ class WebSocketServer(Server):
             message = loads(payload)
         except NestedTooDeep:
             connection.message_count += 1
-            self.send_reply(
-                connection,
-                replies.verb_reply(errors.TOO_DEEP, None, connection.message_count, new_id()),
-            )
+            self.send_reply(connection, replies.verb_reply(errors.TOO_DEEP, None, connection.message_count, new_id()))
             return
         except ValueError:
             return  # not JSON: no reply, not counted, connection stays open
@@ -346,9 +328,7 @@ class WebSocketServer(Server):
 
     # --- what the core pushes ------------------------------------------------------
 
-    def send_message(
-        self, protocol: "WebSocketConnectionProtocol", message: dict[str, Any]
-    ) -> None:
+    def send_message(self, protocol: "WebSocketConnectionProtocol", message: dict[str, Any]) -> None:
         """A message from the core: ``context: "response"`` added when absent.
 
         A chat delivery hands the *same* payload dict to every member of the
@@ -749,9 +729,7 @@ class WebSocketUpgradeResource(WebSocketResource):
         return result
 
 
-def websocket_resource(
-    node: "Node", reactor: Any
-) -> tuple[WebSocketServer, WebSocketUpgradeResource]:
+def websocket_resource(node: "Node", reactor: Any) -> tuple[WebSocketServer, WebSocketUpgradeResource]:
     """The node's websocket server and the resource the web server mounts."""
     server = WebSocketServer(node)
     return server, WebSocketUpgradeResource(WebSocketFactory(server, reactor))

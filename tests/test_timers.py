@@ -66,3 +66,29 @@ def test_a_failing_call_is_logged_and_the_others_still_run():
     timers.call_later(1, fired.append, "after")
     clock.advance(1)
     assert fired == ["after"]
+
+
+def test_deadlines_are_met_on_the_next_whole_second_and_share_a_reactor_call():
+    from ahtwist.timers import Deadlines
+
+    clock = Clock()
+    due: list[str] = []
+    deadlines = Deadlines(clock, due.append)
+    clock.advance(0.25)
+    deadlines.watch("a", 3.1)
+    deadlines.watch("b", 3.9)
+    deadlines.watch("c", 5.0)
+    assert sorted(call.getTime() for call in clock.getDelayedCalls()) == [4.0, 5.0]
+    assert "a" in deadlines
+    clock.advance(3.74)  # 3.99
+    assert due == []
+    clock.advance(0.01)
+    assert due == ["a", "b"]
+    assert "a" not in deadlines
+    deadlines.watch("c", 7)  # a new deadline replaces the old one
+    clock.advance(1)
+    assert due == ["a", "b"]
+    deadlines.forget("c")
+    deadlines.forget("c")  # forgetting twice is harmless
+    assert clock.getDelayedCalls() == []
+    assert deadlines.buckets == {} and deadlines.filed == {}

@@ -690,7 +690,11 @@ class WebSocketFactory(WebSocketServerFactory):
 
     def _protocol_class(self) -> None:
         base = type(self).protocol
-        options = {name: getattr(self, name) for name in base.CONFIG_ATTRS}
+        options: dict[str, Any] = {}
+        for name in base.CONFIG_ATTRS:
+            value = getattr(self, name)
+            # a function option (perMessageCompressionAccept) must not become a method
+            options[name] = staticmethod(value) if callable(value) else value
         options["__module__"] = base.__module__
         options["__qualname__"] = base.__qualname__
         self.protocol = cast(

@@ -91,3 +91,12 @@ def test_an_open_websocket_keeps_no_handshake_data_and_no_copied_options():
     assert connection.raw.headers["upgrade"] == "websocket"
     [reply] = client.request({"event": "detailsView"})
     assert reply["data"]["id"] == connection.id
+
+
+def test_a_browser_offering_permessage_deflate_is_answered_without_extensions():
+    # the accept function is an option too: it must not become a method of the protocol class
+    harness = WSHarness(make_node())
+    client = harness.client(handshake=False)
+    head = client.handshake(headers={"Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits"})
+    assert head.startswith(b"HTTP/1.1 101")
+    assert b"sec-websocket-extensions" not in head.lower()

@@ -368,6 +368,54 @@ class RedisProviderTests(TestCase):
         )
         self.assertEqual(len([line for line in lines if "connection lost" in line]), 2, lines)
 
+    async def test_a_stalled_subscription_is_detected_logged_and_resubscribed(self):
+        """A subscriber connection that stays open but delivers nothing (here:
+        the node stops reading it) is found out by the link's self-pings, logged
+        with the channel, dropped and subscribed again; events flow again and
+        the counters say what happened."""
+        lines = capture_log(self)
+        a, b = await self.node("a"), await self.node("b")
+        a.link.subscription_timeout = 1.0
+        a.link._start_pinging()  # at the new period
+        self.assertEqual((a.link.stalls, a.link.gaps, a.link.reconnects), (0, 0, 0))
+        stalled = a.link._subscriber
+        stalled.transport.stopReading()
+        await b.bus.publish({"type": "say", "room": "r", "payload": {"n": 1}})  # lost for a
+        await wait_for_in_reactor(lambda: a.link.reconnects == 1, timeout=30)
+        self.assertIsNot(a.link._subscriber, stalled)
+        self.assertEqual((a.link.stalls, a.link.gaps, a.link.connections), (1, 1, 2))
+        self.assertGreater(a.link.gap_seconds, 1.0)
+        start, end = a.link.last_gap
+        self.assertAlmostEqual(end - start, a.link.gap_seconds)
+        stall_lines = [line for line in lines if "stalled" in line]
+        self.assertEqual(len(stall_lines), 1, lines)
+        self.assertRegex(
+            stall_lines[0],
+            rf"^Redis {SERVER.url}: connection lost: subscription to test stalled "
+            r"\(nothing received for \d+\.\d s\); reconnecting in 0\.5 s$",
+        )
+        back = [line for line in lines if "reconnected after" in line]
+        self.assertEqual(len(back), 1, lines)
+        self.assertRegex(
+            back[0],
+            rf"^Redis {SERVER.url}: reconnected after \d+\.\d s; resubscribed to test "
+            r"\(its messages of the last \d+\.\d s were not received\)$",
+        )
+        self.assertEqual(a.events, [])
+        await b.bus.publish({"type": "say", "room": "r", "payload": {"n": 2}})
+        await wait_for_in_reactor(lambda: a.events)
+        self.assertEqual(a.events, [{"type": "say", "room": "r", "payload": {"n": 2}}])
+        self.assertEqual((b.bus.published, b.bus.local_only), (2, 0))
+        self.assertEqual((a.bus.received, b.bus.received), (1, 2))
+
+    async def test_an_idle_subscription_is_not_taken_for_stalled(self):
+        """With no traffic at all the self-pings keep the subscription alive."""
+        a = await self.node("a")
+        a.link.subscription_timeout = 0.6
+        a.link._start_pinging()
+        await sleep(2.5)
+        self.assertEqual((a.link.stalls, a.link.gaps, a.link.connections), (0, 0, 1))
+
     async def node_on(self, url: str, node_id: str, **kw) -> Node:
         node = Node(url, node_id, **kw)
         self.addCleanup(node.link.stop)

@@ -42,6 +42,10 @@ class RedisBus:
         self._handlers: list[Callable[[dict[str, Any]], Any]] = []
         #: request id -> (Deferred, timeout call) of RPCs waiting for an answer
         self.pending_rpcs: dict[str, tuple[Deferred[Any], Any]] = {}
+        self.published = 0
+        self.local_only = 0
+        self.received = 0
+        self.rpc_timeouts = 0
         link.on_down.append(self._fail_pending_rpcs)
 
     def subscribe(self, handler: Callable[[dict[str, Any]], Any]) -> None:
@@ -54,13 +58,16 @@ class RedisBus:
 
     def publish(self, event: dict[str, Any]) -> Deferred[None]:
         if self.link.up:
+            self.published += 1
             d = self.link.execute("PUBLISH", self.link.channel, self._message("event", event=event))
             return d.addCallbacks(lambda _: None, self._publish_failed, errbackArgs=(event,))
+        self.local_only += 1
         self.reactor.callLater(0, self._event_received, event)
         return succeed(None)
 
     def _publish_failed(self, failure: Failure, event: dict[str, Any]) -> None:
         log.warn("publishing a room event failed ({reason}); delivered locally", reason=failure.getErrorMessage())
+        self.local_only += 1
         self.reactor.callLater(0, self._event_received, event)
 
     def _event_received(self, event: dict[str, Any]) -> None:
@@ -71,6 +78,7 @@ class RedisBus:
         """A cluster message of ours (token already checked)."""
         kind = message.get("kind")
         if kind == "event":
+            self.received += 1
             self._event_received(message["event"])
         elif kind == "rpc":
             if message.get("serverId") != self.node_id:
@@ -107,6 +115,7 @@ class RedisBus:
     def _rpc_timed_out(self, request_id: str) -> None:
         pending = self._forget_rpc(request_id)
         if pending is not None:
+            self.rpc_timeouts += 1
             pending[0].errback(RoomError(RPC_TIMEOUT))
 
     def _fail_pending_rpcs(self) -> None:

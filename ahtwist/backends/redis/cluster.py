@@ -43,7 +43,11 @@ class ClusterService(Service):
         self.reactor = reactor
         self.target = parse_redis_url(config.redis.url)
         self.link = link or RedisLink(
-            reactor, self.target, general.channel, config.redis.reconnectMaxDelay
+            reactor,
+            self.target,
+            general.channel,
+            config.redis.reconnectMaxDelay,
+            subscription_timeout=config.redis.subscriptionTimeout,
         )
         prefix = general.channel
         self.server_token = general.serverToken

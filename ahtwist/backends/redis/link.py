@@ -8,6 +8,7 @@ reactor.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from inspect import isawaitable
 from typing import Any, TypeVar
@@ -18,6 +19,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.protocol import Factory
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -36,6 +38,10 @@ COMMAND_TIMEOUT = 5.0
 FIRST_RETRY_DELAY = 0.5
 #: seconds a stop waits for the connections to close before aborting them
 STOP_TIMEOUT = 1.0
+#: seconds without any message on the subscriber connection after which the
+#: subscription counts as stalled (redis.subscriptionTimeout); the link pings
+#: itself three times as often
+SUBSCRIPTION_TIMEOUT = 3.0
 
 
 class RedisUnavailable(Exception):
@@ -128,7 +134,7 @@ class _SubscriberProtocol(txredisapi.SubscriberProtocol, _LinkProtocolMixin):
         self._init_link()
 
     def messageReceived(self, pattern: Any, channel: Any, message: Any) -> None:
-        self.factory.link._message_received(message)
+        self.factory.link._message_received(channel, message)
 
     def connectionLost(self, why: Failure) -> None:
         super().connectionLost(why)
@@ -227,6 +233,28 @@ class RedisLink:
     drops both and starts over, so there is one state, one log line per
     attempt, and one reconnection to announce.  Attempts are retried forever
     with back-off (0.5 s doubling to ``reconnect_max_delay``).
+
+    A subscription can also die silently (a connection that stays open but
+    delivers nothing: a stalled proxy, a half-open TCP connection).  While up,
+    the link publishes a ping on a channel of its own (``ping_channel``,
+    subscribed on the same connection) every third of
+    ``subscription_timeout``; when nothing at all arrived on the subscriber
+    connection for ``subscription_timeout`` seconds the subscription counts
+    as stalled: it is logged, both connections are dropped and the link
+    reconnects and resubscribes at once.
+
+    Counters (plain attributes, read by metrics; never reset):
+
+    * ``connections`` -- times the link came up (1 after the first connect);
+    * ``reconnects`` -- times it came back up after having been up;
+    * ``stalls`` -- stalled subscriptions detected (each also ends in a gap);
+    * ``gaps`` -- subscription gaps closed: times the node was subscribed,
+      lost the subscription (connection lost, stall, Redis restart) and
+      subscribed again;
+    * ``gap_seconds`` -- their total length: from the last message received
+      before each gap to the new subscription (messages published on the
+      channel in between were not received);
+    * ``last_gap`` -- ``(start, end)`` reactor times of the last gap, or None.
     """
 
     def __init__(
@@ -236,10 +264,14 @@ class RedisLink:
         channel: str,
         reconnect_max_delay: float = 5.0,
         endpoint: Any = None,
+        subscription_timeout: float = SUBSCRIPTION_TIMEOUT,
     ) -> None:
         self.reactor = reactor
         self.target = target
         self.channel = channel
+        #: this link's own channel for its pings (nobody else subscribes to it)
+        self.ping_channel = f"{channel}:ping:{uuid.uuid4().hex}"
+        self.subscription_timeout = subscription_timeout
         self.reconnect_max_delay = reconnect_max_delay
         self.endpoint = endpoint or _client_endpoint(reactor, target)
         #: called (no arguments) each time the link comes up / goes down
@@ -251,7 +283,17 @@ class RedisLink:
         self.running = False
         #: times the link came up (1 after the first connection)
         self.connections = 0
+        self.reconnects = 0
+        self.stalls = 0
+        self.gaps = 0
+        self.gap_seconds = 0.0
+        self.last_gap: tuple[float, float] | None = None
         self.down_since: float | None = None
+        #: reactor time of the last message received on the subscriber connection
+        self.last_message_at: float | None = None
+        #: start of the current subscription gap (the last message before it)
+        self._gap_start: float | None = None
+        self._pinger: Any = None
         self._command: Any = None
         self._subscriber: Any = None
         self._failures = 0
@@ -311,11 +353,12 @@ class RedisLink:
         self._attempt_protocols = []
         command = await self._open_one(_CommandProtocol)
         subscriber = await self._open_one(_SubscriberProtocol)
-        d = subscriber.subscribe(self.channel)
-        d.addTimeout(COMMAND_TIMEOUT, self.reactor)
-        reply = await d
-        if isinstance(reply, Exception):
-            raise _ConnectFailed(f"cannot subscribe: {reply}")
+        for channel in (self.channel, self.ping_channel):
+            d = subscriber.subscribe(channel)
+            d.addTimeout(COMMAND_TIMEOUT, self.reactor)
+            reply = await d
+            if isinstance(reply, Exception):
+                raise _ConnectFailed(f"cannot subscribe: {reply}")
         return command, subscriber
 
     async def _open_one(self, protocol_class: type) -> Any:
@@ -330,19 +373,32 @@ class RedisLink:
         self._attempt = None
         self._attempt_protocols = []
         self._command, self._subscriber = protocols
-        outage = self.reactor.seconds() - (self.down_since or self.reactor.seconds())
+        now = self.reactor.seconds()
+        outage = now - (self.down_since or now)
         self.up = True
         self.down_since = None
         self._failures = 0
         self.connections += 1
+        self.last_message_at = now
         if self.connections == 1:
             log.info("Redis {url}: connected", url=self.target.masked)
         else:
+            self.reconnects += 1
+            gap_start = self._gap_start if self._gap_start is not None else now - outage
+            gap = now - gap_start
+            self.gaps += 1
+            self.gap_seconds += gap
+            self.last_gap = (gap_start, now)
             log.info(
-                "Redis {url}: reconnected after {outage:.1f} s",
+                "Redis {url}: reconnected after {outage:.1f} s; resubscribed to {channel} "
+                "(its messages of the last {gap:.1f} s were not received)",
                 url=self.target.masked,
                 outage=outage,
+                channel=self.channel,
+                gap=gap,
             )
+        self._gap_start = None
+        self._start_pinging()
         for listener in list(self.on_up):
             try:
                 listener()
@@ -397,11 +453,49 @@ class RedisLink:
             return
         self.up = False
         self.down_since = self.reactor.seconds()
+        self._gap_start = self.last_message_at if self.last_message_at is not None else self.down_since
+        self._stop_pinging()
         for listener in list(self.on_down):
             try:
                 listener()
             except Exception:
                 log.failure("Redis link: an on_down listener failed")
+
+    # --- watching the subscription ------------------------------------------------------
+
+    def _start_pinging(self) -> None:
+        self._stop_pinging()
+        self._pinger = LoopingCall(self._check_subscription)
+        self._pinger.clock = self.reactor
+        self._pinger.start(self.subscription_timeout / 3, now=False)
+
+    def _stop_pinging(self) -> None:
+        if self._pinger is not None and self._pinger.running:
+            self._pinger.stop()
+        self._pinger = None
+
+    def _silence(self) -> float:
+        return self.reactor.seconds() - (self.last_message_at or self.reactor.seconds())
+
+    def _check_subscription(self) -> None:
+        if not self.up:
+            return
+        if self._silence() > self.subscription_timeout:
+            # A reactor busy for a while runs timers before reading what
+            # arrived meanwhile: judge again after one pass over the sockets.
+            self.reactor.callLater(0, self._confirm_stall, self._subscriber)
+            return
+        self.execute("PUBLISH", self.ping_channel, "ping").addErrback(lambda _: None)
+
+    def _confirm_stall(self, subscriber: Any) -> None:
+        silence = self._silence()
+        if not self.up or subscriber is not self._subscriber or silence <= self.subscription_timeout:
+            return
+        self.stalls += 1
+        reason = f"subscription to {self.channel} stalled (nothing received for {silence:.1f} s)"
+        self._connection_lost(subscriber, reason)
+        if subscriber.transport is not None:
+            subscriber.transport.abortConnection()
 
     # --- using it --------------------------------------------------------------------
 
@@ -415,7 +509,10 @@ class RedisLink:
         except Exception:
             return fail()
 
-    def _message_received(self, message: Any) -> None:
+    def _message_received(self, channel: Any, message: Any) -> None:
+        self.last_message_at = self.reactor.seconds()
+        if channel == self.ping_channel:
+            return
         try:
             self.on_message(message)
         except Exception:

@@ -9,6 +9,7 @@ how these tests catch leaks across outages.
 
 import signal
 import tempfile
+import unittest.mock
 
 import pytest
 from twisted.internet import reactor
@@ -416,6 +417,70 @@ class RedisProviderTests(TestCase):
         await sleep(2.5)
         self.assertEqual((a.link.stalls, a.link.gaps, a.link.connections), (0, 0, 1))
 
+    async def test_a_room_deleted_during_a_redis_restart_stays_deleted(self):
+        """a deletes a room while Redis is down and restarts empty; b, which
+        held a member of it, must not bring it back when it re-asserts, and
+        its member gets the deletion notice exactly once -- whichever node
+        reconnects first."""
+        server = RedisServer().start()
+        self.addCleanup(server.stop)
+        a = await self.node_on(server.url, "a")
+        b = await self.node_on(server.url, "b")
+        await a.rooms.add_room("r")
+        await b.rooms.add_member("r", {"id": "cb", "joinedAt": a.rooms._now(), "host": "b"})
+        server.stop(signal.SIGKILL)
+        await wait_for_in_reactor(lambda: not a.link.up and not b.link.up)
+        await sleep(0.01)  # the deletion comes after b's join (the nodes' clocks, in ms)
+        self.assertIs(await a.rooms.remove_room("r"), True)
+        self.assertEqual(a.rooms.offline_deleted, {"r": unittest.mock.ANY})
+        server.start()
+        await wait_for_in_reactor(lambda: a.link.up and b.link.up)
+        await wait_for_in_reactor(lambda: destroys(b.events, "r"))
+        await sleep(0.2)  # a second notice would be there by now
+        self.assertEqual(destroys(b.events, "r"), [
+            {"type": "destroy", "room": "r", "payload": {
+                "message": "this room has been deleted", "room": "r", "from": 0, "context": "user",
+                "sentAt": unittest.mock.ANY}},
+        ])
+        self.assertEqual(await b.rooms.list_rooms(), ["defaultRoom"])
+        self.assertEqual(await b.rooms.members("r"), {})
+        self.assertIs(await b.rooms.room_exists("r"), False)
+        self.assertEqual(a.rooms.offline_deleted, {})
+        self.assertEqual(a.rooms.replayed_deletions + b.rooms.refused_rooms, 1)
+        # the room may be created again, and then it stays
+        self.assertIs(await b.rooms.add_room("r"), True)
+        await b.link.stop()
+        b.link.start()
+        await wait_for_in_reactor(lambda: b.link.up)
+        await b.rooms.add_member("r", {"id": "cb2", "joinedAt": b.rooms._now(), "host": "b"})
+        self.assertEqual(list(await a.rooms.members("r")), ["cb2"])
+
+    async def test_a_room_deleted_while_a_node_was_cut_off_is_dropped_by_it(self):
+        """b is cut off from Redis (Redis itself stays up) while a deletes a
+        room b had members in: when b comes back it does not re-assert it and
+        tells its members, and its starting room deleted meanwhile stays gone."""
+        lines = capture_log(self)
+        a = await self.node("a")
+        b = await self.node("b", starting_rooms=("defaultRoom", "lobby"))
+        await b.rooms.add_member("r", {"id": "cb", "joinedAt": b.rooms._now(), "host": "b"})
+        await b.link.stop()
+        await sleep(0.01)
+        self.assertIs(await a.rooms.remove_room("r"), True)
+        self.assertIs(await a.rooms.remove_room("lobby"), True)
+        self.assertEqual(await a.rooms.list_rooms(), ["defaultRoom"])
+        b.link.start()
+        await wait_for_in_reactor(lambda: len(destroys(b.events, "r") + destroys(b.events, "lobby")) == 2)
+        self.assertEqual(await a.rooms.list_rooms(), ["defaultRoom"])
+        self.assertEqual(await a.rooms.members("r"), {})
+        self.assertEqual(b.rooms.refused_rooms, 2)
+        self.assertIn("room r was deleted while this node was cut off from Redis: dropped here", lines)
+        await b.link.stop()
+        b.link.start()
+        await wait_for_in_reactor(lambda: b.link.connections == 3)
+        await b.rooms.list_rooms()
+        self.assertEqual(await a.rooms.list_rooms(), ["defaultRoom"])
+        self.assertEqual(b.rooms.refused_rooms, 2)
+
     async def node_on(self, url: str, node_id: str, **kw) -> Node:
         node = Node(url, node_id, **kw)
         self.addCleanup(node.link.stop)
@@ -466,6 +531,10 @@ class RedisTLSTests(TestCase):
             lines,
         )
         self.assertTrue(any("certificate verify failed" in line for line in lines), lines)
+
+
+def destroys(events: list[dict], room: str) -> list[dict]:
+    return [e for e in events if e["type"] == "destroy" and e["room"] == room]
 
 
 def capture_log(test: TestCase) -> list[str]:

@@ -34,10 +34,14 @@ database by using different channels)::
     <p>:chatRoom:members:<room>   hash  connection id -> "<join seq> <member record JSON>"
     <p>:chatRoom:joins            int   join counter (orders members cluster-wide)
     <p>:chatRoom:host:<node id>   set   '["<room>","<id>"]' memberships held by that node
+    <p>:chatRoom:deleted:<room>   str   tombstone: when the room was last deleted (ms; 24 h)
     <p>:cache:<key>               hash  value (JSON), createdAt, expireTimestamp, readAt
     <p>:cache:index               zset  cache key -> expireTimestamp (+inf: none)
     <p>:stats                     hash  counter -> cluster-wide total
     <p>:peers                     zset  node id -> last heartbeat (Redis clock, ms)
+
+Channels: ``<p>`` (room events and RPCs), and ``<p>:ping:<random>`` per node
+(its self-pings, which prove its subscription alive).
 
 Multi-key operations are Lua scripts (atomic, one round trip); they address
 keys they compute, which a single Redis server allows (Redis Cluster

@@ -65,6 +65,10 @@ class RedisBus:
         self.reactor.callLater(0, self._event_received, event)
         return succeed(None)
 
+    def deliver_here(self, event: dict[str, Any]) -> None:
+        """Deliver a room event to this node only (on the next reactor turn)."""
+        self.reactor.callLater(0, self._event_received, event)
+
     def _publish_failed(self, failure: Failure, event: dict[str, Any]) -> None:
         log.warn("publishing a room event failed ({reason}); delivered locally", reason=failure.getErrorMessage())
         self.local_only += 1

@@ -550,3 +550,61 @@ def capture_log(test: TestCase) -> list[str]:
     globalLogPublisher.addObserver(observe)
     test.addCleanup(globalLogPublisher.removeObserver, observe)
     return lines
+
+
+class RedisSentinelTests(TestCase):
+    """``redis+sentinel://`` against a real master, replica and Sentinel
+    (``redis-server --sentinel``): the master is killed by PID, Sentinel
+    promotes the replica, and the nodes carry on against it."""
+
+    timeout = 120
+
+    def setUp(self) -> None:
+        from tests.redis_server import SentinelServer
+
+        self.master = RedisServer().start()
+        self.addCleanup(self.master.stop)
+        self.replica = RedisServer(extra_args=("--replicaof", "127.0.0.1", str(self.master.port))).start()
+        self.addCleanup(self.replica.stop)
+        self.sentinel = SentinelServer(self.master.port).start()
+        self.addCleanup(self.sentinel.stop)
+        self.url = f"redis+sentinel://127.0.0.1:{free_port()},127.0.0.1:{self.sentinel.port}/mymaster/0"
+
+    async def connected_node(self, node_id: str) -> Node:
+        node = Node(self.url, node_id)
+        self.addCleanup(node.link.stop)
+        self.addCleanup(node.bus.stop)
+        return await node.start()
+
+    async def test_failover_to_the_promoted_replica(self):
+        lines = capture_log(self)
+        await wait_for_in_reactor(lambda: "master_link_status:up" in self.replica.info("replication"), 30,
+                                  "the replica did not sync")
+        await wait_for_in_reactor(
+            lambda: f"port={self.replica.port}" in self.master.info("replication")
+            and str(self.replica.port).encode() in self.sentinel.call("SENTINEL", "replicas", "mymaster"),
+            60, "Sentinel did not find the replica")
+        a, b = await self.connected_node("a"), await self.connected_node("b")
+        self.assertEqual(a.link.master_address, ("127.0.0.1", self.master.port))
+        # the first Sentinel listed is not running: the next one answered
+        self.assertIn(f"Redis {self.url}: master mymaster is at "
+                      f"127.0.0.1:{self.master.port} (from Sentinel)", lines)
+        await a.rooms.add_room("kept")
+        await a.cache.save("k", "before", 60000)
+        self.assertEqual(await a.link.execute("WAIT", 1, 5000), 1)  # on the replica too
+
+        self.master.stop(signal.SIGKILL)
+        promoted = ("127.0.0.1", self.replica.port)
+        await wait_for_in_reactor(
+            lambda: a.link.up and b.link.up and a.link.master_address == promoted == b.link.master_address,
+            60, "the nodes did not move to the promoted replica")
+        self.assertTrue(self.replica.call("ROLE").startswith(b"*3\r\n$6\r\nmaster"))
+        self.assertIn(f"Redis {self.url}: master mymaster is at 127.0.0.1:{self.replica.port} (from Sentinel)",
+                      lines)
+        self.assertEqual(await b.rooms.list_rooms(), ["defaultRoom", "kept"])
+        self.assertEqual((await b.cache.load("k"))["value"], "before")
+        await b.cache.save("k", "after", 60000)
+        self.assertEqual((await a.cache.load("k"))["value"], "after")
+        await b.bus.publish({"type": "say", "room": "kept", "payload": {"n": 1}})
+        await wait_for_in_reactor(lambda: a.events)
+        self.assertEqual(a.events, [{"type": "say", "room": "kept", "payload": {"n": 1}}])

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from inspect import isawaitable
 from typing import Any, TypeVar
 
+import attrs
 import txredisapi
 from twisted.internet import defer
 from twisted.internet.defer import Deferred, fail, succeed
@@ -64,22 +65,20 @@ class _ProtocolFactory(Factory):
     noisy = False
     isLazy = True
 
-    def __init__(self, link: RedisLink, protocol: type) -> None:
+    def __init__(self, link: RedisLink, protocol: type, sentinel: bool = False) -> None:
         self.link = link
         self.protocol = protocol
+        self.sentinel = sentinel
         self.error: str | None = None
 
     def buildProtocol(self, addr: Any) -> Any:
         target = self.link.target
         assert self.protocol is not None  # set by __init__
-        proto = self.protocol(
-            "utf-8",
-            replyTimeout=COMMAND_TIMEOUT,
-            password=target.password,
-            dbid=target.db,
-            convertNumbers=False,
-            username=target.username,
-        )
+        if self.sentinel:  # a Sentinel: its own password, no database
+            auth: dict[str, Any] = {"password": target.sentinel_password, "dbid": None, "username": None}
+        else:
+            auth = {"password": target.password, "dbid": target.db, "username": target.username}
+        proto = self.protocol("utf-8", replyTimeout=COMMAND_TIMEOUT, convertNumbers=False, **auth)
         proto.factory = self
         return proto
 
@@ -273,7 +272,10 @@ class RedisLink:
         self.ping_channel = f"{channel}:ping:{uuid.uuid4().hex}"
         self.subscription_timeout = subscription_timeout
         self.reconnect_max_delay = reconnect_max_delay
+        self._fixed_endpoint = endpoint
         self.endpoint = endpoint or _client_endpoint(reactor, target)
+        #: with Sentinel: the master's address of the current connection
+        self.master_address: tuple[str, int] | None = None
         #: called (no arguments) each time the link comes up / goes down
         self.on_up: list[Callable[[], Any]] = []
         self.on_down: list[Callable[[], Any]] = []
@@ -294,6 +296,7 @@ class RedisLink:
         #: start of the current subscription gap (the last message before it)
         self._gap_start: float | None = None
         self._pinger: Any = None
+        self._logged_master: tuple[str, int] | None = None
         self._command: Any = None
         self._subscriber: Any = None
         self._failures = 0
@@ -351,7 +354,15 @@ class RedisLink:
 
     async def _open(self) -> tuple[Any, Any]:
         self._attempt_protocols = []
+        if self.target.sentinels and self._fixed_endpoint is None:
+            host, port = await self._ask_sentinels()
+            self.master_address = (host, port)
+            self.endpoint = _client_endpoint(self.reactor, attrs.evolve(self.target, host=host, port=port))
         command = await self._open_one(_CommandProtocol)
+        if self.target.sentinels:
+            role = await command.execute_command("ROLE")
+            if not role or role[0] != "master":
+                raise _ConnectFailed(f"{_address(self.master_address)} is not a master (it is a {role[0]})")
         subscriber = await self._open_one(_SubscriberProtocol)
         for channel in (self.channel, self.ping_channel):
             d = subscriber.subscribe(channel)
@@ -361,13 +372,38 @@ class RedisLink:
                 raise _ConnectFailed(f"cannot subscribe: {reply}")
         return command, subscriber
 
-    async def _open_one(self, protocol_class: type) -> Any:
-        factory = _ProtocolFactory(self, protocol_class)
-        protocol = await self.endpoint.connect(factory)
+    async def _open_one(self, protocol_class: type, endpoint: Any = None, sentinel: bool = False) -> Any:
+        factory = _ProtocolFactory(self, protocol_class, sentinel)
+        protocol = await (endpoint or self.endpoint).connect(factory)
         self._attempt_protocols.append(protocol)
         ready = protocol.ready
         ready.addTimeout(COMMAND_TIMEOUT + CONNECT_TIMEOUT, self.reactor)
         return await ready
+
+    async def _ask_sentinels(self) -> tuple[str, int]:
+        """The master's address, from the first Sentinel that knows it."""
+        problems = []
+        for host, port in self.target.sentinels:
+            endpoint = HostnameEndpoint(self.reactor, host, port, timeout=CONNECT_TIMEOUT, attemptDelay=0.02)
+            sentinel = None
+            try:
+                sentinel = await self._open_one(_CommandProtocol, endpoint, sentinel=True)
+                reply = await sentinel.execute_command(
+                    "SENTINEL", "get-master-addr-by-name", self.target.master_name
+                )
+            except Exception as e:
+                problems.append(f"Sentinel {_address((host, port))}: {reason_of(Failure(e))}")
+                continue
+            finally:
+                if sentinel is not None:
+                    sentinel.transport.loseConnection()
+            if isinstance(reply, Exception):
+                problems.append(f"Sentinel {_address((host, port))}: {reply}")
+            elif not reply:
+                problems.append(f"Sentinel {_address((host, port))} does not know {self.target.master_name}")
+            else:
+                return str(reply[0]), int(reply[1])
+        raise _ConnectFailed("no master address: " + "; ".join(problems))
 
     def _opened(self, protocols: tuple[Any, Any]) -> None:
         self._attempt = None
@@ -380,6 +416,11 @@ class RedisLink:
         self._failures = 0
         self.connections += 1
         self.last_message_at = now
+        if self.master_address is not None and self.master_address != self._logged_master:
+            self._logged_master = self.master_address
+            log.info("Redis {url}: master {name} is at {address} (from Sentinel)",
+                     url=self.target.masked, name=self.target.master_name,
+                     address=_address(self.master_address))
         if self.connections == 1:
             log.info("Redis {url}: connected", url=self.target.masked)
         else:
@@ -505,9 +546,23 @@ class RedisLink:
         if not self.up or command is None:
             return fail(RedisUnavailable("Redis unavailable"))
         try:
-            return command.execute_command(*args)
+            d: Deferred[Any] = command.execute_command(*args)
         except Exception:
             return fail()
+        return d.addErrback(self._refused, command)
+
+    def _refused(self, failure: Failure, command: Any) -> Failure:
+        """A write refused by a replica: after a failover this server is no
+        longer the master; reconnecting finds the new one."""
+        if (
+            failure.check(txredisapi.ResponseError)
+            and str(failure.value).startswith("READONLY")
+            and command is self._command
+            and command.transport is not None
+        ):
+            log.warn("Redis {url}: the server became a replica (READONLY); reconnecting", url=self.target.masked)
+            command.transport.abortConnection()
+        return failure
 
     def _message_received(self, channel: Any, message: Any) -> None:
         self.last_message_at = self.reactor.seconds()
@@ -517,6 +572,13 @@ class RedisLink:
             self.on_message(message)
         except Exception:
             log.failure("handling a cluster message")
+
+
+def _address(address: tuple[str, int] | None) -> str:
+    if address is None:
+        return "?"
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def reason_of(failure: Failure) -> str:

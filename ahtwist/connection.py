@@ -86,9 +86,37 @@ class IConnection(Interface):
         """Close the connection from the server side."""
 
 
+class _RandomPool:
+    """Bytes from ``os.urandom`` fetched a page at a time: one system call per
+    few hundred ids instead of one per id.  A forked child (``--workers``)
+    starts with an empty pool, so no two processes hand out the same bytes."""
+
+    PAGE = 4096
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.used = 0
+
+    def take(self, n: int) -> bytes:
+        used = self.used
+        if used + n > len(self.buffer):
+            self.buffer, used = os.urandom(self.PAGE), 0
+        self.used = used + n
+        return self.buffer[used : used + n]
+
+    def reset(self) -> None:
+        self.buffer, self.used = b"", 0
+
+
+_pool = _RandomPool()
+os.register_at_fork(after_in_child=_pool.reset)
+#: ``random_bytes(n)``: n bytes from the operating system's CSPRNG
+random_bytes = _pool.take
+
+
 def new_id() -> str:
     """A fresh lowercase RFC 4122 v4 uuid (as ``str(uuid.uuid4())``, faster)."""
-    b = bytearray(os.urandom(16))
+    b = bytearray(random_bytes(16))
     b[6] = (b[6] & 0x0F) | 0x40
     b[8] = (b[8] & 0x3F) | 0x80
     h = b.hex()

@@ -234,17 +234,29 @@ class Node:
     def destroy_connection(self, connection: Connection) -> Deferred[None]:
         """Run ``destroy`` middleware, leave every room, forget the connection;
         its actions still running are cancelled (nobody would get the reply)."""
+        if self._destroyed_at_once(connection):
+            return succeed(None)
+        return start(self._destroy_connection(connection))
+
+    def discard_connection(self, connection: Connection) -> None:
+        """:meth:`destroy_connection` for a caller that does not wait for it
+        (every web request's end): no Deferred in the common case."""
+        if not self._destroyed_at_once(connection):
+            start(self._destroy_connection(connection))
+
+    def _destroyed_at_once(self, connection: Connection) -> bool:
+        """Cancel the connection's running actions; True when it was also
+        forgotten at once (no rooms and no middleware: nothing can wait)."""
         if connection.waiting:
             for waiting in list(connection.waiting):
                 waiting.cancel()
-        if not connection.rooms and not self.connection_middleware:
-            # the common case (every web request): nothing can wait
-            if not connection.destroyed:
-                connection.destroyed = True
-                if self.connections.pop(connection.id, None) is not None:
-                    self.active_by_type[connection.type] -= 1
-            return succeed(None)
-        return start(self._destroy_connection(connection))
+        if connection.rooms or self.connection_middleware:
+            return False
+        if not connection.destroyed:
+            connection.destroyed = True
+            if self.connections.pop(connection.id, None) is not None:
+                self.active_by_type[connection.type] -= 1
+        return True
 
     async def _destroy_connection(self, connection: Connection) -> None:
         if connection.destroyed:

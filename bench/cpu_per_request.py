@@ -5,9 +5,12 @@ machine; this one does not: it feeds complete requests to the real protocol
 objects of a service built from the checkout it runs in (real HTTP parsing,
 the real socket line framing, real websocket frames after a real upgrade, the real processor, a StringTransport
 underneath) and reports the best of several rounds in microseconds per
-request.  Run it in two checkouts, alternating, to compare them:
+request.  Log events go to the observer twistd uses (ahtwist.logs.LineLogObserver,
+buffered, writing to /dev/null), so the action log line costs what it costs in
+production.  Run it in two checkouts, alternating, to compare them
+(bench/ab_checkouts.py does that, with ``--checkout``):
 
-    .venv/bin/python bench/cpu_per_request.py [--requests 20000] [--rounds 7]
+    .venv/bin/python bench/cpu_per_request.py [--requests 20000] [--rounds 7] [--checkout DIR]
 
 Writes bench/results/cpu_per_request.json.
 """
@@ -15,6 +18,7 @@ Writes bench/results/cpu_per_request.json.
 import argparse
 import gc
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,9 +28,20 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+def _checkout() -> str:
+    """The checkout whose code is measured: ``--checkout DIR``, else this one."""
+    if "--checkout" in sys.argv:
+        return str(Path(sys.argv[sys.argv.index("--checkout") + 1]).resolve())
+    return str(Path(__file__).resolve().parent.parent)
+
+
+sys.path.insert(0, _checkout())
+
+from twisted.logger import globalLogBeginner  # noqa: E402
 
 from ahtwist.config import Overrides, load_config  # noqa: E402
+from ahtwist.logs import LineLogObserver  # noqa: E402
 from ahtwist.tap import build_service  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -83,7 +98,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--config", default=None, help="a config file (default: the built-in defaults)")
+    parser.add_argument("--checkout", default=None, help="measure the code of this checkout (default: this one)")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave bench/results alone")
     options = parser.parse_args()
+    devnull = open(os.devnull, "w")  # noqa: SIM115 -- for the life of the process
+    globalLogBeginner.beginLoggingTo(
+        [LineLogObserver(devnull, clock=Clock())], discardBuffer=True, redirectStandardIO=False
+    )
     clock = Clock()
     config = load_config(
         options.config, overrides=Overrides(web=("tcp:0:interface=127.0.0.1",), socket=("tcp:0:interface=127.0.0.1",))
@@ -105,9 +126,10 @@ def main() -> None:
         results["socket_us"].append(per_request(*sock, SOCKET_REQUEST, options.requests, b'"randomNumber"') * 1e6)
         results["websocket_us"].append(per_request(*ws, WS_REQUEST, options.requests, b'"randomNumber"') * 1e6)
     best = {name: round(min(values), 2) for name, values in results.items()}
-    out = {"checkout": str(HERE.parent), "requests": options.requests, "best": best,
+    out = {"checkout": _checkout(), "requests": options.requests, "best": best,
            "rounds": {k: [round(v, 2) for v in vs] for k, vs in results.items()}}
-    (HERE / "results" / "cpu_per_request.json").write_text(json.dumps(out, indent=1) + "\n")
+    if not options.no_write:
+        (HERE / "results" / "cpu_per_request.json").write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(best))
 
 

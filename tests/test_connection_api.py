@@ -227,3 +227,25 @@ def test_websocket_is_also_called_webSocket():
     client = FakeClient(SocketFactory(h.node))
     client.lines()
     assert client.ask("noWs\n")[0].startswith(b'{"ok":true,')
+
+
+def test_ids_come_from_a_random_pool_a_forked_child_does_not_share():
+    import os
+
+    from ahtwist.connection import new_id, random_bytes
+
+    random_bytes(1)  # the pool holds a page now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child (a --workers process): its next bytes are its own
+        os.write(write, random_bytes(16))
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 16)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert len(child) == 16
+    assert child != random_bytes(16)
+    ids = {new_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(len(i) == 36 and i[14] == "4" and i[19] in "89ab" for i in ids)

@@ -591,6 +591,29 @@ class BadInputTests(SynchronousTestCase):
         self.assertTrue(transport.disconnecting)
         protocol.dataReceived(b"0\r\n\r\n")
 
+    def test_chunked_body_on_a_get_is_counted_against_the_limit(self):
+        # a GET declares no length: it starts with the shared no-body reader,
+        # which a chunk replaces with a real one (413 past maxFieldsSize)
+        c = client("[servers.web.formOptions]\nmaxFieldsSize = 1000\n")
+        protocol, transport = c.connect()
+        protocol.dataReceived(b"GET /api/randomNumber HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b"a" * 600
+        protocol.dataReceived(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        self.assertEqual(transport.value(), b"")
+        protocol.dataReceived(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        response, _ = parse_response(transport.value())
+        self.assertEqual((response.status, response.json()["error"]), (413, "request body is too large"))
+
+    def test_small_chunked_body_on_a_get_is_dropped_and_the_action_runs(self):
+        c = client()
+        protocol, transport = c.connect()
+        protocol.dataReceived(
+            b"GET /api/randomNumber HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        )
+        response, _ = parse_response(transport.value())
+        self.assertEqual(response.status, 200)
+        self.assertEqual(sorted(response.json()["requesterInformation"]["receivedParams"]), ["action", "apiVersion"])
+
     def test_oversize_upload_413_and_no_partial_file(self):
         import os
         import tempfile

@@ -10,6 +10,7 @@ own MIME type) through the :class:`~ahtwist.web.response.ResponseWriter`.
 from typing import Any
 
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 import ahtwist.errors as errors
 from ahtwist.actions import processor as status_names
@@ -91,7 +92,14 @@ class ActionAPI:
         if request.method == b"TRACE":
             self._trace(request, connection, params)
             return
-        self.node.processor.process(connection, params, raw_message_id(connection)).addCallbacks(
+        result = self.node.processor.start(connection, params, raw_message_id(connection))
+        if isinstance(result, ActionData):  # finished without waiting: no Deferred
+            try:
+                self._render_action(result, request, connection)
+            except Exception:
+                self._render_failure(Failure(), request, connection)
+            return
+        result.addCallbacks(
             self._render_action,
             self._render_failure,
             callbackArgs=(request, connection),

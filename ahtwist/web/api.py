@@ -11,7 +11,6 @@ path to the websocket resource.  Complete responses are written by the
 
 import hashlib
 import io
-import os
 from email.utils import formatdate
 from typing import Any
 
@@ -21,7 +20,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from ahtwist import errors
-from ahtwist.connection import Connection, IConnectionTransport, new_id
+from ahtwist.connection import Connection, IConnectionTransport, new_id, random_bytes
 from ahtwist.errors import ConnectionRefused
 from ahtwist.node import WEB_REQUESTS, Node
 from ahtwist.proxies import TrustedProxies
@@ -168,7 +167,7 @@ class FingerprintCookie:
             self._expires = (now, middle)
         secure = self.secure
         if secure is None:
-            proto = request.getHeader(b"x-forwarded-proto")
+            proto = request.getHeader(b"x-forwarded-proto") if self.proxies.networks else None
             tls = getattr(request.channel, "tls", None)  # WebChannel knows it once per connection
             secure = (request.isSecure() if tls is None else tls) or (
                 proto is not None
@@ -330,7 +329,8 @@ class WebServer:
                 fingerprint = header[0].decode("latin-1")
         set_cookie = None
         ip, port = peer_address(request.getClientAddress())
-        forwarded = request.getHeader(b"x-forwarded-for")
+        # X-Forwarded-For counts only from a trusted proxy: none trusted, no lookup
+        forwarded = request.getHeader(b"x-forwarded-for") if self.proxies.networks else None
         if forwarded:
             fport = request.getHeader(b"x-forwarded-port")
             ip, port = self.proxies.client(
@@ -362,7 +362,7 @@ class WebServer:
 
     def _new_fingerprint(self, request: WebRequest, ip: str) -> str:
         if not self.static_fingerprint:
-            return os.urandom(20).hex()
+            return random_bytes(20).hex()
         traits = [ip.encode()]
         for name in (b"user-agent", b"accept", b"accept-language", b"accept-encoding"):
             traits.append(b",".join(request.requestHeaders.getRawHeaders(name, [])))

@@ -297,12 +297,38 @@ class MultipartReader(BodyReader):
         self.paths = []
 
 
+class _NoBody(BodyReader):
+    """The reader of a GET/HEAD request that declared no body (shared: it
+    holds nothing).  A body arriving anyway (chunked) is read by a real
+    reader: :meth:`reader` makes one."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+
+    def feed(self, data: bytes) -> None:  # pragma: no cover - replaced before feeding
+        raise AssertionError("NO_BODY is shared: feed the reader from NO_BODY.reader()")
+
+    def reader(self, limits: FormLimits, save_raw: bool) -> BodyReader:
+        return BodyReader(limits.max_fields_size, save_raw)
+
+
+#: the shared reader of bodiless GET/HEAD requests (the common case)
+NO_BODY = _NoBody()
+
+
 def reader_for(
-    method: bytes, content_type: bytes | None, limits: FormLimits, save_raw: bool = False
+    method: bytes,
+    content_type: bytes | None,
+    limits: FormLimits,
+    save_raw: bool = False,
+    length: int | None = None,
 ) -> BodyReader:
     """The reader for a request, from its method and Content-Type;
-    ``save_raw`` keeps the exact bytes of every body (``saveRawBody``)."""
+    ``save_raw`` keeps the exact bytes of every body (``saveRawBody``);
+    ``length`` is the declared Content-Length (None: none or chunked)."""
     if method in (b"GET", b"HEAD"):
+        if not length and not save_raw:
+            return NO_BODY
         return BodyReader(limits.max_fields_size, save_raw)
     if not content_type:
         return BodyReader(limits.max_fields_size, True)

@@ -73,7 +73,7 @@ class ResponseWriter:
         raw = connection.raw
         if raw is not None:
             raw.connection = None  # break the connection <-> transport cycle
-        self.node.destroy_connection(connection)
+        self.node.discard_connection(connection)
 
     def send(
         self,

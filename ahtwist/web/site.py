@@ -20,7 +20,7 @@ from twisted.web import http, server
 from twisted.web.http import NO_BODY_CODES
 
 from ahtwist.servers.peer import is_secure
-from ahtwist.web.body import BodyReader, reader_for
+from ahtwist.web.body import NO_BODY, BodyReader, reader_for
 
 #: longest request target (path + query) accepted, in bytes
 MAX_URL_LENGTH = 8192
@@ -52,6 +52,7 @@ class WebRequest(server.Request):
                 content_type[0] if content_type else None,
                 web.form_limits,
                 web.save_raw_body,
+                length,
             )
         self.body.declared(length)
         if self.body.too_large:
@@ -60,6 +61,9 @@ class WebRequest(server.Request):
     def handleContentChunk(self, data: bytes) -> None:
         if self._rejected:
             return
+        if self.body is NO_BODY:  # a chunked body on a GET: read it after all
+            web = self.channel.site.server
+            self.body = NO_BODY.reader(web.form_limits, web.save_raw_body)
         self.body.feed(data)
         if self.body.too_large:
             self._reject_body()

@@ -228,6 +228,15 @@ class RedisConfig:
 
 
 @attrs.frozen
+class HistoryConfig:
+    """Room history for resume (:class:`ahtwist.backends.interfaces.IRoomHistory`)."""
+
+    maxMessages: int = _setting(100, "nonneg")
+    maxAge: int = _setting(300, "nonneg")
+    maxTotalBytes: int = _setting(67108864, "posint")
+
+
+@attrs.frozen
 class LimitsConfig:
     """Quotas shared by every transport (:mod:`ahtwist.limits`)."""
 
@@ -291,6 +300,7 @@ class Config:
     servers: Servers = _table(Servers)
     limits: LimitsConfig = _table(LimitsConfig)
     redis: RedisConfig = _table(RedisConfig)
+    history: HistoryConfig = _table(HistoryConfig)
     #: the parsed route table (:class:`ahtwist.web.routes.RouteTable`)
     routes: Any = attrs.field(default=None, metadata={_KIND: "routes"})
     #: ``[servers.<name>]`` tables of users' servers, by name

@@ -26,7 +26,8 @@ from ahtwist.actions.loader import Plugins, load_plugins
 from ahtwist.actions.middleware import ConnectionMiddleware, by_priority, check_middleware
 from ahtwist.actions.processor import ActionProcessor
 from ahtwist.actions.registry import ActionRegistry
-from ahtwist.backends.interfaces import IBus, ICache, IPeers, IRoomBackend, IStats
+from ahtwist.backends.history import HistoryLimits, MemoryRoomHistory
+from ahtwist.backends.interfaces import IBus, ICache, IPeers, IRoomBackend, IRoomHistory, IStats
 from ahtwist.backends.memory import (
     MemoryBus,
     MemoryCache,
@@ -40,6 +41,7 @@ from ahtwist.counters import SOCKET_REQUESTS, WEB_REQUESTS, WEBSOCKET_REQUESTS
 from ahtwist.errors import ActionError, ConfigError, ConnectionRefused
 from ahtwist.files import StaticFiles
 from ahtwist.limits import Limits
+from ahtwist.resume import Since
 from ahtwist.rooms import RoomService
 
 log = Logger(namespace="ahtwist.node")
@@ -68,6 +70,7 @@ class Node:
         peers: IPeers | None = None,
         room_backend: IRoomBackend | None = None,
         bus: IBus | None = None,
+        history: IRoomHistory | None = None,
     ) -> None:
         general = config.general
         self.config = config
@@ -92,6 +95,7 @@ class Node:
             node_id=self.id,
             middleware_priority=general.defaultMiddlewarePriority,
             limits=self.limits,
+            history=history or self.memory_history(config, self.bus, reactor),
         )
         #: the public folders, for every transport's file serving
         self.files = StaticFiles(general.paths.public, config.servers.web.directoryFileType)
@@ -111,6 +115,13 @@ class Node:
         #: True once every initializer started and the listeners accept
         #: (the readiness endpoint answers 503 before)
         self.ready = False
+
+    @staticmethod
+    def memory_history(config: Config, bus: IBus, reactor: IReactorTime) -> MemoryRoomHistory:
+        """The in-memory room history with the ``[history]`` settings."""
+        history = config.history
+        limits = HistoryLimits(history.maxMessages, history.maxAge)
+        return MemoryRoomHistory(bus, reactor, limits, history.maxTotalBytes)
 
     def now_ms(self) -> int:
         return int(self.reactor.seconds() * 1000)
@@ -275,7 +286,8 @@ class Node:
         or on the node holding it, which answers with the result or the error;
         no answer within ``general.rpcTimeout`` -> ``RPC Timeout``.
 
-        ``method``: ``add_member``/``remove_member`` (room), ``send_message``
+        ``method``: ``add_member`` (room[, since as on the wire]),
+        ``remove_member`` (room), ``send_message``
         (message), ``destroy`` (), ``set`` (field, value; fields in
         :data:`SETTABLE_FIELDS`).
         """
@@ -284,7 +296,8 @@ class Node:
             return self.bus.call_remote(connection_id, method, list(args))
         try:
             if method == "add_member":
-                return self.rooms.add_member(connection_id, args[0])
+                since = Since.parse(args[1]) if len(args) > 1 else None
+                return self.rooms.add_member(connection_id, args[0], since)
             if method == "remove_member":
                 return self.rooms.remove_member(connection_id, args[0])
             if method == "send_message":

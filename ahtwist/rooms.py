@@ -9,8 +9,12 @@ Transports call the service through verbs and receive chat messages through
 
 Events on the bus:
 
-* ``{"type": "say", "room", "payload"}`` -- deliver ``payload`` to this node's
-  members of ``room`` (per-recipient ``say`` middleware runs here);
+* ``{"type": "say", "room", "payload", "offset", "epoch"}`` -- deliver
+  ``payload`` to this node's members of ``room`` (per-recipient ``say``
+  middleware runs here); members that joined with ``since`` get it with
+  ``offset`` and ``epoch`` added (:mod:`ahtwist.resume`).  The
+  :class:`~ahtwist.backends.interfaces.IRoomHistory` publishes it, as it
+  assigns the offset;
 * ``{"type": "destroy", "room", "payload"}`` -- deliver the deletion notice,
   then remove this node's members of ``room``.
 """
@@ -18,7 +22,7 @@ Events on the bus:
 from __future__ import annotations
 
 import builtins
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from inspect import isawaitable
 from typing import Any
 
@@ -29,10 +33,12 @@ from twisted.logger import Logger
 from ahtwist import errors
 from ahtwist._async import start
 from ahtwist.actions.middleware import ChatMiddleware, by_priority, check_middleware
-from ahtwist.backends.interfaces import IBus, IRoomBackend
+from ahtwist.backends.history import MemoryRoomHistory
+from ahtwist.backends.interfaces import IBus, IRoomBackend, IRoomHistory
 from ahtwist.connection import Connection
 from ahtwist.errors import ActionError, ConfigError, RoomError
 from ahtwist.limits import Limits
+from ahtwist.resume import Mark, Resumes, Since
 
 log = Logger(namespace="ahtwist.rooms")
 
@@ -63,7 +69,10 @@ class RoomService:
     ``connections`` is the live table of this node's connections by id (a
     connection not in it is held by another node: asked over the bus);
     ``clock`` stamps ``joinedAt``/``sentAt``; ``node_id`` is the ``host`` of
-    this node's membership records.
+    this node's membership records; ``history`` stores what is said and
+    publishes it (default: in memory, on ``bus``).
+    Resume counters and observers (metrics): :attr:`resumes`
+    (:class:`~ahtwist.resume.Resumes`).
     """
 
     def __init__(
@@ -76,8 +85,12 @@ class RoomService:
         node_id: str,
         middleware_priority: int,
         limits: Limits,
+        history: IRoomHistory | None = None,
     ) -> None:
         self.backend = backend
+        self.history: IRoomHistory = history if history is not None else MemoryRoomHistory(bus, clock)
+        #: members that joined with ``since`` (offsets on, resume)
+        self.resumes = Resumes(self.history, clock, self._send)
         self.limits = limits
         self.bus = bus
         self.connections = connections
@@ -128,11 +141,14 @@ class RoomService:
 
     # --- rooms ---------------------------------------------------------------
 
-    def add(self, room: str) -> Deferred[int]:
-        """Create ``room``: fires 1, or fails with ``room exists``."""
-        return start(self._add(room))
+    def add(
+        self, room: str, *, history_messages: int | None = None, history_age: int | None = None
+    ) -> Deferred[int]:
+        """Create ``room`` (its history with a new epoch, ``history_*``
+        overriding ``[history]``): fires 1, or fails with ``room exists``."""
+        return start(self._add(room, history_messages, history_age))
 
-    async def _add(self, room: str) -> int:
+    async def _add(self, room: str, history_messages: int | None = None, history_age: int | None = None) -> int:
         if not room or not isinstance(room, str):
             raise RoomError(errors.ROOM_REQUIRED)
         self.limits.check_room_name(room)
@@ -141,6 +157,7 @@ class RoomService:
         self.limits.check_new_room(len(await self.backend.list_rooms()))
         if not await self.backend.add_room(room):
             raise RoomError(errors.ROOM_EXISTS)
+        await self.history.create(room, history_messages, history_age)
         return 1
 
     def exists(self, room: str) -> Deferred[bool]:
@@ -158,6 +175,7 @@ class RoomService:
         if not room or not await self.backend.room_exists(room):
             raise RoomError(errors.ROOM_DOES_NOT_EXIST)
         await self.backend.remove_room(room)
+        await self.history.destroy(room)
         await self.bus.publish(destroy_event(room, self._now_ms()))
 
     def status(self, room: str) -> Deferred[dict[str, Any]]:
@@ -183,13 +201,16 @@ class RoomService:
 
     # --- membership ----------------------------------------------------------
 
-    def add_member(self, connection_id: str, room: str) -> Deferred[bool]:
-        return start(self._add_member(connection_id, room))
+    def add_member(self, connection_id: str, room: str, since: Since | None = None) -> Deferred[Any]:
+        """Join: fires True; with ``since`` (resume, offsets on) fires
+        ``{"recovered", "offset", "epoch"}`` and the missed messages follow."""
+        return start(self._add_member(connection_id, room, since))
 
-    async def _add_member(self, connection_id: str, room: str) -> bool:
+    async def _add_member(self, connection_id: str, room: str, since: Since | None = None) -> Any:
         connection = self.connections.get(connection_id)
         if connection is None:
-            return await self.bus.call_remote(connection_id, "add_member", [room])
+            args: builtins.list[Any] = [room] if since is None else [room, since.to_wire()]
+            return await self.bus.call_remote(connection_id, "add_member", args)
         if not room:
             raise RoomError(errors.ROOM_REQUIRED)
         self.limits.check_room_name(room)
@@ -209,7 +230,9 @@ class RoomService:
         await self.backend.add_member(room, record)
         connection.rooms.add(room)
         self._local.setdefault(room, {})[connection.id] = connection
-        return True
+        if since is None:
+            return True
+        return await self.resumes.join(connection, room, since)
 
     def remove_member(self, connection_id: str, room: str) -> Deferred[bool]:
         return start(self._remove_member(connection_id, room))
@@ -235,6 +258,8 @@ class RoomService:
 
     def _forget_local(self, connection: Connection, room: str) -> None:
         connection.rooms.discard(room)
+        if room in self.resumes.tracked:
+            self.resumes.forget(connection.id, room)
         members = self._local.get(room)
         if members is not None:
             members.pop(connection.id, None)
@@ -275,7 +300,7 @@ class RoomService:
             payload = await self._run_hooks("on_say_receive", connection, room, payload)
         except Exception as e:
             raise RoomError(_veto_text(e)) from None
-        await self.bus.publish({"type": "say", "room": room, "payload": payload})
+        await self.history.publish_say(room, payload)
 
     # --- events from the backend ---------------------------------------------
 
@@ -291,28 +316,42 @@ class RoomService:
             kind, room, payload = event["type"], event["room"], event["payload"]
             if kind in ("say", "destroy"):
                 members = self._local.get(room)
-                if members and not self._has_say_hooks:
-                    # the common case: one plain loop, no coroutine per recipient
-                    for recipient in list(members.values()):
-                        try:
-                            recipient.send_message(payload)
-                        except Exception:
-                            log.failure("delivering to {id}", id=recipient.id)
+                tracks = self.resumes.tracked.get(room) if members else None
+                if tracks and kind == "say":
+                    await self.resumes.live(room, members, tracks, event)  # type: ignore[arg-type]
                 elif members:
-                    for recipient in self.local_members(room):
-                        await self._deliver(recipient, room, payload)
+                    await self._send(list(members.values()), room, payload, None)
             if kind == "destroy":
                 for member in self.local_members(room):
                     await self._remove_member(member.id, room, force=True)
         except Exception:
             log.failure("handling room event {event!r}", event=event)
 
-    async def _deliver(self, recipient: Connection, room: str, payload: dict[str, Any]) -> None:
+    async def _send(
+        self, recipients: Iterable[Connection], room: str, payload: dict[str, Any], mark: Mark | None
+    ) -> None:
+        """Deliver ``payload`` (with ``offset``/``epoch`` when ``mark``: one
+        dict for all, serialized once by transports) through say middleware."""
+        if self._has_say_hooks:
+            # per recipient; otherwise one plain loop, no coroutine per recipient
+            for recipient in recipients:
+                await self._deliver(recipient, room, payload, mark)
+            return
+        message = payload if mark is None else {**payload, "offset": mark[0], "epoch": mark[1]}
+        for recipient in recipients:
+            try:
+                recipient.send_message(message)
+            except Exception:
+                log.failure("delivering to {id}", id=recipient.id)
+
+    async def _deliver(self, recipient: Connection, room: str, payload: dict[str, Any], mark: Mark | None) -> None:
         try:
             message = await self._run_hooks("say", recipient, room, payload)
         except Exception as e:
             log.debug("say middleware vetoed delivery to {id}: {e}", id=recipient.id, e=e)
             return
+        if mark is not None:
+            message = {**message, "offset": mark[0], "epoch": mark[1]}
         try:
             recipient.send_message(message)
         except Exception:

@@ -54,6 +54,16 @@ MIN_OUTPUT_LIMIT = 4 * INPUT_PAUSE_BACKLOG
 _JSON_SPACE = " \t\n\r"
 
 
+def since_words(words: list[str]) -> Any:
+    """``roomAdd <room> since [<offset> <epoch>]``: the words after ``since``
+    as the wire's ``since`` (anything else is passed on to be refused)."""
+    if not words:
+        return {}
+    if len(words) == 2 and words[0].isdigit() and words[0].isascii():
+        return {"offset": int(words[0]), "epoch": words[1]}
+    return words
+
+
 class SocketServer(Server):
     """The socket server of one node: what lines mean (verbs, actions,
     files), its listeners (one :class:`SocketFactory` on every endpoint) and
@@ -118,7 +128,10 @@ class SocketServer(Server):
             self.send_public_file(connection, connection.params.get("file"))
         elif verb in self.allowed_verbs:
             # a socket verb's reply has a fresh messageId (nothing to echo)
-            self.run_verb(connection, verb, words[1:], count, new_id())
+            if verb == "roomAdd" and len(words) > 2 and words[2] == "since":
+                self.run_verb(connection, verb, words[1:2], count, new_id(), since_words(words[3:]))
+            else:
+                self.run_verb(connection, verb, words[1:], count, new_id())
         else:
             self.run_action_line(connection, line, verb, count)
 
@@ -140,6 +153,12 @@ class SocketServer(Server):
                 request = None
         message_id = None
         request_params = None
+        if type(request) is dict and request.get("event") == "roomAdd" and "since" in request and "action" not in request:
+            # the websocket's resume form, as one JSON line
+            message_id = request.get("messageId")
+            message_id = new_id() if message_id is None else message_id
+            self.run_verb(connection, "roomAdd", [request.get("room")], count, message_id, request["since"])
+            return
         if type(request) is dict:
             request_params = request.get("params")
             if type(request_params) is dict:

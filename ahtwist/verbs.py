@@ -7,6 +7,11 @@ which error text and ``data`` it answers with) are the same on the socket and
 the websocket, so they live here; a transport only turns its input into
 ``(verb, args)`` and the outcome into its own reply shape.
 
+``roomAdd`` has an opt-in resume form (``since``: the member gets offsets
+and the messages it missed, docs/architecture.md 'Room history and
+resume'); the transport parses its own spelling of it and passes
+``since`` (the wire's ``{}`` or ``{"offset", "epoch"}``) to :meth:`Verbs.run`.
+
 A verb answers with its ``data`` (``None`` means "no data key") or raises
 :class:`VerbError` carrying the error text and, for ``roomAdd``/``roomLeave``,
 ``data: false``.  ``quit``/``exit`` answer :data:`NO_REPLY`: the connection is
@@ -22,6 +27,7 @@ from twisted.logger import Logger
 import ahtwist.errors as errors
 from ahtwist.encoding import dumps
 from ahtwist.errors import RoomError
+from ahtwist.resume import Since
 
 if TYPE_CHECKING:
     from ahtwist.connection import Connection
@@ -67,6 +73,8 @@ class _NoReply:
 #: returned by ``quit``/``exit``: nothing is answered, the connection closes
 NO_REPLY: Any = _NoReply()
 _ABSENT: Any = object()
+#: "not given" for :meth:`Verbs.run`'s ``since``
+NO_SINCE: Any = _ABSENT
 
 
 class VerbError(Exception):
@@ -98,19 +106,23 @@ class Verbs:
         verb: str,
         args: Sequence[str],
         allowed: frozenset[str] = SOCKET_VERBS,
+        since: Any = _ABSENT,
     ) -> Deferred[Any]:
         """Run ``verb`` with its words; fires the data or fails with
-        :class:`VerbError` (or :class:`UnknownVerb` for a verb not ``allowed``)."""
-        return Deferred.fromCoroutine(self._run(connection, verb, args, allowed))
+        :class:`VerbError` (or :class:`UnknownVerb` for a verb not ``allowed``).
+        ``since`` (roomAdd only): the wire's resume position."""
+        return Deferred.fromCoroutine(self._run(connection, verb, args, allowed, since))
 
     async def _run(
-        self, connection: "Connection", verb: str, args: Sequence[str], allowed: frozenset[str]
+        self, connection: "Connection", verb: str, args: Sequence[str], allowed: frozenset[str], since: Any = _ABSENT
     ) -> Any:
         if verb not in allowed:
             raise UnknownVerb(verb)
         first = args[0] if args else ""
         try:
             if verb == "roomAdd":
+                if since is not _ABSENT:
+                    return await self.room_resume(connection, first, since)
                 return await self.room_add(connection, first)
             if verb == "roomLeave":
                 return await self.room_leave(connection, first)
@@ -145,6 +157,22 @@ class Verbs:
             return await self.rooms.add_member(connection.id, room)
         except RoomError as e:
             raise VerbError(e.message, False) from None
+
+    async def room_resume(self, connection: "Connection", room: Any, since: Any) -> dict[str, Any]:
+        """roomAdd with ``since``: data ``{"recovered", "offset", "epoch"}``."""
+        try:
+            position = Since.parse(since)
+        except ValueError:
+            raise VerbError(errors.BAD_SINCE, False) from None
+        if room is None or room == "":
+            raise VerbError(errors.ROOM_REQUIRED, False)
+        if not isinstance(room, str):
+            raise VerbError(errors.ROOM_DOES_NOT_EXIST, False)
+        try:
+            result: dict[str, Any] = await self.rooms.add_member(connection.id, room, position)
+        except RoomError as e:
+            raise VerbError(e.message, False) from None
+        return result
 
     async def room_leave(self, connection: "Connection", room: Any) -> bool:
         if not isinstance(room, str):

@@ -121,13 +121,21 @@ def request_reply(
 
 
 def fan_out(
-    port: int | list[int], members: int, window: int, seconds: float, warmup: float, sampled: int = 100
+    port: int | list[int],
+    members: int,
+    window: int,
+    seconds: float,
+    warmup: float,
+    sampled: int = 100,
+    join: bytes = b"roomAdd defaultRoom\n",
 ) -> dict[str, Any]:
     """One sender (a member) keeps ``window`` says in flight (a say is done
     when the sender receives its own copy); every member counts deliveries;
     ``sampled`` members also measure each delivery's delay from the send.
     With several ports (cluster nodes) the members are spread evenly over
-    them, the sender is on the first, and the sampled ones are split too."""
+    them, the sender is on the first, and the sampled ones are split too.
+    ``join`` is the line each member joins with (``roomAdd defaultRoom since``:
+    offsets on)."""
     ports = [port] if isinstance(port, int) else list(port)
     socks: list[socket.socket] = []
     sampled_fds: set[int] = set()
@@ -137,12 +145,12 @@ def fan_out(
         socks += group
     _skip_welcome(socks, True)
     for s in socks:
-        s.sendall(b"roomAdd defaultRoom\n")
+        s.sendall(join)
     for s in socks:
         data = b""
         while not data.endswith(b"\r\n"):
             data += s.recv(4096)
-        assert b'"data":true' in data, data
+        assert b'"status":"OK"' in data, data
     sender = socks[0]
     poller = select.epoll()
     for s in socks:

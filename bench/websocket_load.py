@@ -207,7 +207,10 @@ def split_frames(buffer: bytes) -> tuple[list[bytes], bytes]:
     return [payload for opcode, payload in frames if opcode == 1], rest
 
 
-def fanout(port: int, members: int, seconds: float, warmup: float, window: int) -> dict:
+def fanout(
+    port: int, members: int, seconds: float, warmup: float, window: int,
+    join: bytes = b'{"event":"roomAdd","room":"defaultRoom"}',
+) -> dict:
     import select
 
     opened = [open_blocking(port) for _ in range(members)]
@@ -219,7 +222,7 @@ def fanout(port: int, members: int, seconds: float, warmup: float, window: int) 
         poller.register(s.fileno(), select.EPOLLIN)
     joined = 0
     for s in socks:  # join in order: the sender joins last, so it hears each say last
-        s.send(text_frame(b'{"event":"roomAdd","room":"defaultRoom"}'))
+        s.send(text_frame(join))
     sender = socks[-1]
     sender_fd = sender.fileno()
     received: list[tuple[float, int, bytes]] = []
@@ -313,13 +316,14 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=1)
     parser.add_argument("--echo", action="store_true")
     parser.add_argument("--frame", default=RANDOM_NUMBER.decode(), help="request frame; %%d = messageId")
+    parser.add_argument("--join", default='{"event":"roomAdd","room":"defaultRoom"}', help="fanout: the join frame")
     args = parser.parse_args()
     if args.mode == "rtt":
         result = asyncio.run(
             rtt(args.port, args.clients, args.seconds, args.warmup, args.echo, args.frame.encode())
         )
     elif args.mode == "fanout":
-        result = fanout(args.port, args.members, args.seconds, args.warmup, args.window)
+        result = fanout(args.port, args.members, args.seconds, args.warmup, args.window, args.join.encode())
     else:
         result = asyncio.run(idle(args.port, args.clients, args.echo))
     print(json.dumps(result), flush=True)

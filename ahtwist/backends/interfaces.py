@@ -101,3 +101,57 @@ class IBus(Interface):
     def call_remote(connection_id, method, args):
         """Run ``method`` for a connection held by another node; fires its
         result or fails with RoomError(RPC_TIMEOUT)."""
+
+
+class IRoomHistory(Interface):
+    """Per-room chat history with offsets and an epoch (docs/architecture.md,
+    'Room history and resume').
+
+    Every message said in a room gets the room's next **offset** (1, 2, 3,
+    ...; a room where nothing was said is at offset 0).  The room's
+    **epoch** is an opaque string that changes whenever its history is lost
+    (the room is re-created, a node restarts with in-memory history, Redis
+    lost its data): offsets are only comparable within one epoch.
+
+    History keeps at most ``max_messages`` messages and, when ``max_age`` is
+    not 0, only those said in the last ``max_age`` seconds (the defaults come
+    from ``[history]``; :meth:`create` may override them per room).
+    ``max_messages`` 0 keeps nothing: offsets are still assigned, and a
+    resume is then recovered only when nothing was missed.
+
+    A room the provider has no state for (never created through
+    :meth:`create`, e.g. it existed before history did) gets one lazily with
+    the default limits and a fresh epoch on first use.
+    """
+
+    def create(room, max_messages=None, max_age=None):
+        """A room was created: start its history at offset 0 with a new epoch
+        (replacing any previous state of that name).  ``max_messages``/
+        ``max_age`` (seconds) override the defaults for this room when not
+        None (0 = off / no age limit).  Fires the new epoch (str)."""
+
+    def destroy(room):
+        """A room was deleted: forget its history.  Fires None."""
+
+    def publish_say(room, payload):
+        """Say ``payload`` (the chat message dict as non-resuming members get
+        it) in ``room``: assign the room's next offset, store the message
+        (within the room's bounds) and publish the bus event
+        ``{"type": "say", "room", "payload", "offset", "epoch"}`` -- as **one
+        operation**, so events reach every node in offset order and no
+        reader of :meth:`since` sees an offset whose event is not published.
+        Fires ``(offset, epoch)``."""
+
+    def since(room, offset, epoch):
+        """What a member that last saw ``offset`` of ``epoch`` missed.
+
+        Fires ``(recovered, messages, position, current_epoch)``:
+        ``messages`` is the list of stored ``(offset, payload)`` after
+        ``offset``, in order (empty when the epoch differs); ``position`` is
+        the room's current offset; ``recovered`` is True when ``messages``
+        holds *every* message after ``offset`` (same epoch, history still
+        covers it, and ``offset`` is not beyond ``position``).  ``offset``
+        None means "from now": ``(True, [], position, current_epoch)``."""
+
+    def position(room):
+        """Fires ``(offset, epoch)``: the room's latest offset and epoch."""

@@ -37,7 +37,7 @@ from ahtwist.actions.data import ActionData
 from ahtwist.connection import Connection, ConnectionRaw, canonical_type, new_id
 from ahtwist.files import FileInfo
 from ahtwist.limits import RATE_LIMITED, over_rate
-from ahtwist.verbs import COMMON_VERBS, NO_REPLY, UnknownVerb, VerbError, Verbs, say_text
+from ahtwist.verbs import COMMON_VERBS, NO_REPLY, NO_SINCE, UnknownVerb, VerbError, Verbs, say_text
 from ahtwist.workers import server_endpoint
 
 log = Logger(namespace="ahtwist.server")
@@ -313,6 +313,9 @@ class Server(MultiService):
             args.extend(v for k, v in message.items() if k not in _NOT_ARGUMENTS)
             if event == "say":
                 args = [args[0] if args else None, say_text(args[1:])]
+            elif event == "roomAdd" and "since" in message:  # resume (opt-in)
+                self.run_verb(connection, event, args, count, message_id, message["since"])
+                return
             self.run_verb(connection, event, args, count, message_id)
         else:
             text = errors.VERB_NOT_FOUND.format(verb=event)
@@ -342,9 +345,13 @@ class Server(MultiService):
             response = {} if data.error is None else {"error": data.error}
         self.send_reply(connection, replies.stamp_last(response, count, message_id))
 
-    def run_verb(self, connection: Connection, verb: str, args: list[Any], count: int, message_id: Any) -> None:
-        """Run a verb of :attr:`allowed_verbs`; its reply goes to :meth:`send_reply`."""
-        self.verbs.run(connection, verb, args, self.allowed_verbs).addCallbacks(
+    def run_verb(
+        self, connection: Connection, verb: str, args: list[Any], count: int, message_id: Any, since: Any = NO_SINCE
+    ) -> None:
+        """Run a verb of :attr:`allowed_verbs`; its reply goes to :meth:`send_reply`.
+        ``since``: roomAdd's resume position, as on the wire (``{}`` or
+        ``{"offset", "epoch"}``)."""
+        self.verbs.run(connection, verb, args, self.allowed_verbs, since).addCallbacks(
             self._verb_done,
             self._verb_failed,
             callbackArgs=(connection, count, message_id),

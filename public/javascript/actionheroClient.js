@@ -25,7 +25,12 @@
  * Replies are matched to requests by `messageId` (the server echoes it), so
  * concurrent requests and out-of-order replies are fine.  When the connection
  * drops (anything but a normal close, code 1000) the client reconnects with
- * exponential back-off and joins again the rooms it was in.  While it is not
+ * exponential back-off and joins again the rooms it was in.  With
+ * `resume: true` it joins rooms with offsets on and, after a reconnect, asks
+ * for the messages it missed (roomAdd with `since`): they arrive as ordinary
+ * `say` events before any live one, and a `resumed` event tells the app
+ * `{room, recovered, offset, epoch}` (`recovered` false: some may be lost).
+ * While it is not
  * connected, `action()` falls back to HTTP (`POST <apiUrl>/<action>`); other
  * requests made while (re)connecting wait for the connection.
  */
@@ -48,6 +53,7 @@
     reconnectDelayMax: 10000, // the back-off doubles up to this
     reconnectAttempts: Infinity,
     httpFallback: true,
+    resume: false, // join rooms with offsets; resume them after a reconnect
     WebSocket: null, // constructor; default: the global WebSocket
     fetch: null // function; default: the global fetch
   }
@@ -102,6 +108,8 @@
       this.welcomeMessage = null
       /** rooms this client is in (joined again after a reconnect), join order */
       this.rooms = []
+      /** with `resume`: room -> {offset, epoch} of the last message seen */
+      this.positions = {}
       this.messageCount = 0
       this._listeners = {}
       this._pending = new Map() // messageId -> {resolve, reject, timer}
@@ -194,6 +202,7 @@
         const ws = this._ws
         const done = () => {
           this.rooms = []
+          this.positions = {}
           this._everConnected = false
           resolve()
         }
@@ -260,12 +269,43 @@
     }
 
     _rejoin (room) {
-      this.roomAdd(room).then((reply) => {
+      const position = this.options.resume ? this.positions[room] : null
+      const since = position ? { offset: position.offset, epoch: position.epoch } : null
+      this._join(room, since).then((reply) => {
         if (reply.error && !/already in this room/.test(reply.error)) {
           this._forgetRoom(room)
           this.emit('error', new Error('could not rejoin ' + room + ': ' + reply.error))
+        } else if (since && reply.data && typeof reply.data === 'object') {
+          this.emit('resumed', Object.assign({ room: room }, reply.data))
         }
       }, () => {})
+    }
+
+    /** roomAdd, with `since` when resuming (`{}`: offsets on, from now). */
+    _join (room, since) {
+      const frame = { event: 'roomAdd', room: room }
+      if (this.options.resume) frame.since = since || {}
+      return this._request(frame).then((reply) => {
+        if (!reply.error || /already in this room/.test(reply.error)) this._rememberRoom(room)
+        const data = reply.data
+        if (!reply.error && data && typeof data === 'object') {
+          const known = this.positions[room]
+          // recovered: the missed messages that follow move the position on
+          if (!known || !data.recovered || known.epoch !== data.epoch) {
+            this.positions[room] = { offset: data.offset, epoch: data.epoch }
+          }
+        }
+        return reply
+      })
+    }
+
+    /** A chat message with an offset moves its room's position on. */
+    _seen (message) {
+      const known = this.positions[message.room]
+      if (typeof message.offset !== 'number' || !known) return
+      if (known.epoch !== message.epoch || message.offset > known.offset) {
+        this.positions[message.room] = { offset: message.offset, epoch: message.epoch }
+      }
     }
 
     _closed (event) {
@@ -361,6 +401,7 @@
           entry.resolve(message)
         }
       } else if (context === 'user') {
+        if (this.options.resume) this._seen(message)
         this.emit('say', message)
       } else if (context === 'alert') {
         this.emit('alert', message)
@@ -478,13 +519,11 @@
       return settle(this._request({ event: 'say', room: room, message: message }), callback)
     }
 
-    /** Join `room`; it is joined again after every reconnection. */
+    /** Join `room`; it is joined again after every reconnection (with
+     * `resume`: from the last message seen; the reply's `data` is then
+     * `{recovered, offset, epoch}`). */
     roomAdd (room, callback) {
-      const promise = this._request({ event: 'roomAdd', room: room }).then((reply) => {
-        if (!reply.error || /already in this room/.test(reply.error)) this._rememberRoom(room)
-        return reply
-      })
-      return settle(promise, callback)
+      return settle(this._join(room, null), callback)
     }
 
     /** Leave `room`. */
@@ -523,6 +562,7 @@
     _forgetRoom (room) {
       const at = this.rooms.indexOf(room)
       if (at >= 0) this.rooms.splice(at, 1)
+      delete this.positions[room]
     }
   }
 

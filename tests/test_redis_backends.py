@@ -377,7 +377,7 @@ class RedisProviderTests(TestCase):
         lines = capture_log(self)
         a, b = await self.node("a"), await self.node("b")
         a.link.subscription_timeout = 1.0
-        a.link._start_pinging()  # at the new period
+        a.link.watch.start()  # at the new period
         self.assertEqual((a.link.stalls, a.link.gaps, a.link.reconnects), (0, 0, 0))
         stalled = a.link._subscriber
         stalled.transport.stopReading()
@@ -413,7 +413,7 @@ class RedisProviderTests(TestCase):
         """With no traffic at all the self-pings keep the subscription alive."""
         a = await self.node("a")
         a.link.subscription_timeout = 0.6
-        a.link._start_pinging()
+        a.link.watch.start()
         await sleep(2.5)
         self.assertEqual((a.link.stalls, a.link.gaps, a.link.connections), (0, 0, 1))
 

@@ -46,6 +46,9 @@ class RedisBus:
         self.local_only = 0
         self.received = 0
         self.rpc_timeouts = 0
+        #: where room events received from Redis go: straight to the handlers,
+        #: or through a filter that dedupes and fills gaps (RedisRoomHistory)
+        self.intake: Callable[[dict[str, Any]], Any] = self.deliver
         link.on_down.append(self._fail_pending_rpcs)
 
     def subscribe(self, handler: Callable[[dict[str, Any]], Any]) -> None:
@@ -78,12 +81,16 @@ class RedisBus:
         for handler in self._handlers:
             handler(event)
 
+    def deliver(self, event: dict[str, Any]) -> None:
+        """Hand a room event to this node's handlers now."""
+        self._event_received(event)
+
     def message_received(self, message: dict[str, Any]) -> None:
         """A cluster message of ours (token already checked)."""
         kind = message.get("kind")
         if kind == "event":
             self.received += 1
-            self._event_received(message["event"])
+            self.intake(message["event"])
         elif kind == "rpc":
             if message.get("serverId") != self.node_id:
                 self._rpc_request(message)

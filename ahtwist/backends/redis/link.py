@@ -224,6 +224,54 @@ def _mark_tls_creator() -> None:
 _mark_tls_creator()
 
 
+class _SubscriptionWatch:
+    """Pings the link's own channel while it is up, and drops the link when
+    nothing at all arrived on the subscriber connection for
+    ``subscription_timeout`` seconds (RedisLink's docstring)."""
+
+    def __init__(self, link: RedisLink) -> None:
+        self.link = link
+        self._pinger: Any = None
+
+    def start(self) -> None:
+        self.stop()
+        link = self.link
+        self._pinger = LoopingCall(self._check)
+        self._pinger.clock = link.reactor
+        self._pinger.start(link.subscription_timeout / 3, now=False)
+
+    def stop(self) -> None:
+        if self._pinger is not None and self._pinger.running:
+            self._pinger.stop()
+        self._pinger = None
+
+    def _silence(self) -> float:
+        now = self.link.reactor.seconds()
+        return now - (self.link.last_message_at or now)
+
+    def _check(self) -> None:
+        link = self.link
+        if not link.up:
+            return
+        if self._silence() > link.subscription_timeout:
+            # A reactor busy for a while runs timers before reading what
+            # arrived meanwhile: judge again after one pass over the sockets.
+            link.reactor.callLater(0, self._confirm_stall, link._subscriber)
+            return
+        link.execute("PUBLISH", link.ping_channel, "ping").addErrback(lambda _: None)
+
+    def _confirm_stall(self, subscriber: Any) -> None:
+        link = self.link
+        silence = self._silence()
+        if not link.up or subscriber is not link._subscriber or silence <= link.subscription_timeout:
+            return
+        link.stalls += 1
+        reason = f"subscription to {link.channel} stalled (nothing received for {silence:.1f} s)"
+        link._connection_lost(subscriber, reason)
+        if subscriber.transport is not None:
+            subscriber.transport.abortConnection()
+
+
 class RedisLink:
     """This node's link to Redis: one command and one subscriber connection.
 
@@ -295,7 +343,7 @@ class RedisLink:
         self.last_message_at: float | None = None
         #: start of the current subscription gap (the last message before it)
         self._gap_start: float | None = None
-        self._pinger: Any = None
+        self.watch = _SubscriptionWatch(self)
         self._logged_master: tuple[str, int] | None = None
         self._command: Any = None
         self._subscriber: Any = None
@@ -355,7 +403,7 @@ class RedisLink:
     async def _open(self) -> tuple[Any, Any]:
         self._attempt_protocols = []
         if self.target.sentinels and self._fixed_endpoint is None:
-            host, port = await self._ask_sentinels()
+            host, port = await _ask_sentinels(self)
             self.master_address = (host, port)
             self.endpoint = _client_endpoint(self.reactor, attrs.evolve(self.target, host=host, port=port))
         command = await self._open_one(_CommandProtocol)
@@ -379,31 +427,6 @@ class RedisLink:
         ready = protocol.ready
         ready.addTimeout(COMMAND_TIMEOUT + CONNECT_TIMEOUT, self.reactor)
         return await ready
-
-    async def _ask_sentinels(self) -> tuple[str, int]:
-        """The master's address, from the first Sentinel that knows it."""
-        problems = []
-        for host, port in self.target.sentinels:
-            endpoint = HostnameEndpoint(self.reactor, host, port, timeout=CONNECT_TIMEOUT, attemptDelay=0.02)
-            sentinel = None
-            try:
-                sentinel = await self._open_one(_CommandProtocol, endpoint, sentinel=True)
-                reply = await sentinel.execute_command(
-                    "SENTINEL", "get-master-addr-by-name", self.target.master_name
-                )
-            except Exception as e:
-                problems.append(f"Sentinel {_address((host, port))}: {reason_of(Failure(e))}")
-                continue
-            finally:
-                if sentinel is not None:
-                    sentinel.transport.loseConnection()
-            if isinstance(reply, Exception):
-                problems.append(f"Sentinel {_address((host, port))}: {reply}")
-            elif not reply:
-                problems.append(f"Sentinel {_address((host, port))} does not know {self.target.master_name}")
-            else:
-                return str(reply[0]), int(reply[1])
-        raise _ConnectFailed("no master address: " + "; ".join(problems))
 
     def _opened(self, protocols: tuple[Any, Any]) -> None:
         self._attempt = None
@@ -439,7 +462,7 @@ class RedisLink:
                 gap=gap,
             )
         self._gap_start = None
-        self._start_pinging()
+        self.watch.start()
         for listener in list(self.on_up):
             try:
                 listener()
@@ -495,48 +518,12 @@ class RedisLink:
         self.up = False
         self.down_since = self.reactor.seconds()
         self._gap_start = self.last_message_at if self.last_message_at is not None else self.down_since
-        self._stop_pinging()
+        self.watch.stop()
         for listener in list(self.on_down):
             try:
                 listener()
             except Exception:
                 log.failure("Redis link: an on_down listener failed")
-
-    # --- watching the subscription ------------------------------------------------------
-
-    def _start_pinging(self) -> None:
-        self._stop_pinging()
-        self._pinger = LoopingCall(self._check_subscription)
-        self._pinger.clock = self.reactor
-        self._pinger.start(self.subscription_timeout / 3, now=False)
-
-    def _stop_pinging(self) -> None:
-        if self._pinger is not None and self._pinger.running:
-            self._pinger.stop()
-        self._pinger = None
-
-    def _silence(self) -> float:
-        return self.reactor.seconds() - (self.last_message_at or self.reactor.seconds())
-
-    def _check_subscription(self) -> None:
-        if not self.up:
-            return
-        if self._silence() > self.subscription_timeout:
-            # A reactor busy for a while runs timers before reading what
-            # arrived meanwhile: judge again after one pass over the sockets.
-            self.reactor.callLater(0, self._confirm_stall, self._subscriber)
-            return
-        self.execute("PUBLISH", self.ping_channel, "ping").addErrback(lambda _: None)
-
-    def _confirm_stall(self, subscriber: Any) -> None:
-        silence = self._silence()
-        if not self.up or subscriber is not self._subscriber or silence <= self.subscription_timeout:
-            return
-        self.stalls += 1
-        reason = f"subscription to {self.channel} stalled (nothing received for {silence:.1f} s)"
-        self._connection_lost(subscriber, reason)
-        if subscriber.transport is not None:
-            subscriber.transport.abortConnection()
 
     # --- using it --------------------------------------------------------------------
 
@@ -579,6 +566,33 @@ def _address(address: tuple[str, int] | None) -> str:
         return "?"
     host, port = address
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def _ask_sentinels(link: RedisLink) -> tuple[str, int]:
+    """The master's address, from the first Sentinel that knows it."""
+    problems = []
+    for host, port in link.target.sentinels:
+        endpoint = HostnameEndpoint(link.reactor, host, port, timeout=CONNECT_TIMEOUT, attemptDelay=0.02)
+        sentinel = None
+        try:
+            sentinel = await link._open_one(_CommandProtocol, endpoint, sentinel=True)
+            reply = await sentinel.execute_command(
+                "SENTINEL", "get-master-addr-by-name", link.target.master_name
+            )
+        except Exception as e:
+            problems.append(f"Sentinel {_address((host, port))}: {reason_of(Failure(e))}")
+            continue
+        finally:
+            if sentinel is not None:
+                sentinel.transport.loseConnection()
+        if isinstance(reply, Exception):
+            problems.append(f"Sentinel {_address((host, port))}: {reply}")
+        elif not reply:
+            problems.append(f"Sentinel {_address((host, port))} does not know {link.target.master_name}")
+        else:
+            return str(reply[0]), int(reply[1])
+    raise _ConnectFailed("no master address: " + "; ".join(problems))
+
 
 
 def reason_of(failure: Failure) -> str:

@@ -19,7 +19,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
-from ahtwist.backends.interfaces import IBus, ICache, IPeers, IRoomBackend, IStats
+from ahtwist.backends.interfaces import IBus, ICache, IPeers, IRoomBackend, IRoomHistory, IStats
 from ahtwist.backends.memory import CacheMiss
 from ahtwist.errors import RoomError
 from tests.helpers import config_from, free_port, wait_for_in_reactor
@@ -73,6 +73,7 @@ class Node:
         self.cache = cluster.cache
         self.stats = cluster.stats
         self.peers = cluster.peers
+        self.history = cluster.history
         self.events: list[dict] = []
         self.bus.subscribe(self.events.append)
 
@@ -98,6 +99,7 @@ class RedisProviderTests(TestCase):
         self.assertTrue(verifyObject(IPeers, a.peers))
         self.assertTrue(verifyObject(IRoomBackend, a.rooms))
         self.assertTrue(verifyObject(IBus, a.bus))
+        self.assertTrue(verifyObject(IRoomHistory, a.history))
 
     async def test_cache_is_shared_and_keeps_the_memory_shape(self):
         a, b = await self.node("a"), await self.node("b")
@@ -480,6 +482,96 @@ class RedisProviderTests(TestCase):
         await b.rooms.list_rooms()
         self.assertEqual(await a.rooms.list_rooms(), ["defaultRoom"])
         self.assertEqual(b.rooms.refused_rooms, 2)
+
+    async def test_history_offsets_epochs_and_since_are_shared(self):
+        a, b = await self.node("a"), await self.node("b")
+        epoch = await a.history.create("r", max_messages=3)
+        self.assertEqual(await b.history.position("r"), (0, epoch))
+        for n in range(5):
+            self.assertEqual(await a.history.publish_say("r", {"message": f"m{n}"}), (n + 1, epoch))
+        await wait_for_in_reactor(lambda: len(b.events) == 5)
+        self.assertEqual(
+            [(e["payload"]["message"], e["offset"], e["epoch"]) for e in b.events],
+            [(f"m{n}", n + 1, epoch) for n in range(5)],
+        )
+        # three kept: from offset 2 everything is there, from 1 not
+        self.assertEqual(await b.history.since("r", 2, epoch),
+                         (True, [(3, {"message": "m2"}), (4, {"message": "m3"}), (5, {"message": "m4"})], 5, epoch))
+        recovered, missed, position, _ = await b.history.since("r", 1, epoch)
+        self.assertEqual((recovered, [o for o, _ in missed], position), (False, [3, 4, 5], 5))
+        self.assertEqual(await b.history.since("r", 5, epoch), (True, [], 5, epoch))
+        self.assertEqual(await b.history.since("r", 6, epoch), (False, [], 5, epoch))
+        self.assertEqual(await b.history.since("r", 2, "other"), (False, [], 5, epoch))
+        self.assertEqual(await b.history.since("r", None, None), (True, [], 5, epoch))
+        # re-created: a new epoch from offset 0; deleted: gone (a new epoch on next use)
+        second = await b.history.create("r")
+        self.assertNotEqual(second, epoch)
+        self.assertEqual(await a.history.position("r"), (0, second))
+        await a.history.destroy("r")
+        third = (await a.history.position("r"))[1]
+        self.assertNotIn(third, (epoch, second))
+
+    async def test_history_lost_with_redis_data_gets_a_new_epoch(self):
+        a = await self.node("a")
+        epoch = await a.history.create("r")
+        await a.history.publish_say("r", {"message": "m0"})
+        SERVER.flush()  # what a Redis restart without persistence does
+        offset, new = await a.history.publish_say("r", {"message": "m1"})
+        self.assertEqual(offset, 1)
+        self.assertNotEqual(new, epoch)
+        self.assertEqual(await a.history.since("r", 1, epoch), (False, [], 1, new))
+
+    async def test_a_subscription_gap_is_filled_from_history_in_order_without_duplicates(self):
+        """b's subscription stalls while a says: once b has resubscribed it
+        reads what it missed from the stream and delivers it, in order, before
+        the next live say; a say received twice is dropped."""
+        lines = capture_log(self)
+        a, b = await self.node("a"), await self.node("b")
+        epoch = await a.history.create("r")
+        await a.history.publish_say("r", {"message": "m0"})
+        await wait_for_in_reactor(lambda: len(b.events) == 1)
+        b.link.subscription_timeout = 1.0
+        b.link.watch.start()
+        b.link._subscriber.transport.stopReading()
+        for n in range(1, 6):
+            await a.history.publish_say("r", {"message": f"m{n}"})
+        await wait_for_in_reactor(lambda: b.link.reconnects == 1, timeout=30)
+        await a.history.publish_say("r", {"message": "m6"})
+        await wait_for_in_reactor(lambda: len(b.events) == 7)
+        await sleep(0.2)
+        self.assertEqual([(e["payload"]["message"], e["offset"]) for e in b.events],
+                         [(f"m{n}", n + 1) for n in range(7)])
+        self.assertEqual((b.history.gaps_filled, b.history.messages_filled), (1, 5))
+        self.assertIn("filled the subscription gap with 5 message(s) from history", lines)
+        b.bus.message_received({"kind": "event", "event": dict(b.events[-1])})
+        await sleep(0.05)
+        self.assertEqual(len(b.events), 7)
+        self.assertEqual(b.history.duplicates_dropped, 1)
+        self.assertEqual(b.history.seen["r"], (7, epoch))
+
+    async def test_says_made_while_redis_is_down_are_delivered_here_then_published_in_order(self):
+        a, b = await self.node("a"), await self.node("b")
+        epoch = await a.history.create("r")
+        await a.history.publish_say("r", {"message": "m0"})
+        await wait_for_in_reactor(lambda: len(b.events) == 1 and len(a.events) == 1)
+        await a.link.stop()
+        for n in range(1, 4):
+            self.assertEqual(await a.history.publish_say("r", {"message": f"m{n}"}), (0, ""))
+        await wait_for_in_reactor(lambda: len(a.events) == 4)
+        # here at once, without an offset (none is assigned yet)
+        self.assertEqual(a.events[1:], [{"type": "say", "room": "r", "payload": {"message": f"m{n}"}}
+                                        for n in range(1, 4)])
+        self.assertEqual(len(b.events), 1)
+        a.link.start()
+        await wait_for_in_reactor(lambda: len(b.events) == 4)
+        self.assertEqual([(e["payload"]["message"], e["offset"], e["epoch"]) for e in b.events],
+                         [(f"m{n}", n + 1, epoch) for n in range(4)])
+        await a.history.publish_say("r", {"message": "m4"})
+        await wait_for_in_reactor(lambda: len(b.events) == 5 and len(a.events) >= 5)
+        await sleep(0.2)
+        # a's members did not get the held says a second time
+        self.assertEqual([e["payload"]["message"] for e in a.events], [f"m{n}" for n in range(5)])
+        self.assertEqual((a.history.held, a.history.held_dropped), (3, 0))
 
     async def node_on(self, url: str, node_id: str, **kw) -> Node:
         node = Node(url, node_id, **kw)

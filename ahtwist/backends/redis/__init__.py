@@ -40,7 +40,7 @@ database by using different channels)::
     <p>:chatRoom:deleted:<room>   str   tombstone: when the room was last deleted (ms; 24 h)
     <p>:history:<room>            hash  epoch, offset (latest), maxMessages/maxAge overrides
     <p>:history:<room>:stream     stream "<offset>-0" -> p (payload JSON), t (ms)
-    <p>:history:said:<say id>     str   "<offset> <epoch>" of a stored say (5 min)
+    <p>:history:node:<nonce>      str   number of the last say stored from one node process (1 day)
     <p>:cache:<key>               hash  value (JSON), createdAt, expireTimestamp, readAt
     <p>:cache:index               zset  cache key -> expireTimestamp (+inf: none)
     <p>:stats                     hash  counter -> cluster-wide total

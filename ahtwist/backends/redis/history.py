@@ -6,9 +6,9 @@ Per room, in Redis::
     <p>:history:<room>          hash    epoch, offset (the latest), maxMessages / maxAge
                                         when the room overrides the defaults
     <p>:history:<room>:stream   stream  entry id "<offset>-0": p = payload JSON, t = ms
-    <p>:history:said:<id>       string  "<offset> <epoch>" of a say already stored
-                                        (5 min: makes a say sent again after a lost
-                                        reply idempotent)
+    <p>:history:node:<nonce>    string  the number of the last say of one node
+                                        process stored (a day: makes a say sent
+                                        again after a lost reply idempotent)
 
 One Lua script (:data:`SAY`) assigns the next offset, appends to the stream
 (trimmed to ``maxMessages``, and to ``maxAge`` seconds), and PUBLISHes the
@@ -49,9 +49,9 @@ from ahtwist.encoding import dumps, loads
 
 log = Logger(namespace="ahtwist.redis")
 
-#: ms a stored say's id is remembered (a say re-sent after a lost reply within
-#: that time is not stored twice)
-SAID_TTL_MS = 300000
+#: ms a node's last stored say number is kept after its last say (a say re-sent
+#: after a lost reply within that time is not stored twice)
+SAID_TTL_MS = 86400000
 #: says held while Redis is out of reach, at most (the oldest go first)
 MAX_HELD = 10000
 #: entries looked at per say for the age trim
@@ -68,19 +68,19 @@ CREATE = Script(
     """
 )
 
-# KEYS: room hash, its stream, the say's id key.  ARGV[1]: channel, ARGV[2]:
+# KEYS: room hash, its stream, the saying node's key.  ARGV[1]: channel, ARGV[2]:
 # the event message up to the payload, ARGV[3]: payload JSON, ARGV[4]/[5]:
 # default maxMessages / maxAge, ARGV[6]: a new epoch (used if the room has
-# none), ARGV[7]: the id key's lifetime (ms), ARGV[8]: the say's id when the
+# none), ARGV[7]: the node key's lifetime (ms), ARGV[8]: the say's id when the
 # saying node already delivered it to its own members (kept in the entry and
-# the event, so that node skips it), else ''.  Returns {offset, epoch}.
+# the event, so that node skips it), else '', ARGV[9]: the say's number (a
+# node sends its says in that order, and again in that order after a lost
+# connection: one at or below the last stored is a repeat).
+# Returns {offset, epoch}, or {0, ''} for a repeat.
 SAY = Script(
     """
-    local done = redis.call('GET', KEYS[3])
-    if done then
-        local space = string.find(done, ' ')
-        return {tonumber(string.sub(done, 1, space - 1)), string.sub(done, space + 1)}
-    end
+    local last = redis.call('GET', KEYS[3])
+    if last and tonumber(last) >= tonumber(ARGV[9]) then return {0, ''} end
     local epoch = redis.call('HGET', KEYS[1], 'epoch')
     if not epoch then
         epoch = ARGV[6]
@@ -113,7 +113,7 @@ SAY = Script(
     if ARGV[8] ~= '' then said = ',"said":"' .. ARGV[8] .. '"' end
     redis.call('PUBLISH', ARGV[1],
                ARGV[2] .. ARGV[3] .. ',"offset":' .. offset .. ',"epoch":"' .. epoch .. '"' .. said .. '}}')
-    redis.call('SET', KEYS[3], offset .. ' ' .. epoch, 'PX', ARGV[7])
+    redis.call('SET', KEYS[3], ARGV[9], 'PX', ARGV[7])
     return {offset, epoch}
     """
     % AGE_TRIM_SCAN
@@ -156,11 +156,12 @@ Missed = list[tuple[int, dict[str, Any]]]
 class _Held:
     """A say not yet stored: waiting for Redis, or sent on connection ``sent_on``."""
 
-    __slots__ = ("room", "payload", "id", "sent_on", "delivered_here")
+    __slots__ = ("room", "payload", "number", "id", "sent_on", "delivered_here")
 
-    def __init__(self, room: str, payload: bytes, say_id: str) -> None:
+    def __init__(self, room: str, payload: bytes, number: int, say_id: str) -> None:
         self.room = room
         self.payload = payload
+        self.number = number
         self.id = say_id
         self.sent_on = 0
         #: already delivered to this node's members (said while Redis was down)
@@ -203,7 +204,8 @@ class RedisRoomHistory:
         self.max_held = max_held
         self._key_prefix = f"{prefix}:history:"
         self._ids = itertools.count(1)
-        self._node_nonce = os.urandom(6).hex()
+        self._node_nonce = os.urandom(8).hex()
+        self._node_key = f"{self._key_prefix}node:{self._node_nonce}"
         #: says not yet stored, in the order they were said
         self._held: deque[_Held] = deque()
         #: room -> (offset, epoch) of the latest say delivered here
@@ -255,7 +257,8 @@ class RedisRoomHistory:
         return d.addCallback(lambda _: None)
 
     def publish_say(self, room: str, payload: dict[str, Any]) -> Deferred[tuple[int, str]]:
-        item = _Held(room, dumps(payload), f"{self.bus.node_id}:{self._node_nonce}:{next(self._ids)}")
+        number = next(self._ids)
+        item = _Held(room, dumps(payload), number, f"{self._node_nonce}:{number}")
         self._held.append(item)
         if len(self._held) > self.max_held:
             self._held.popleft()
@@ -275,9 +278,10 @@ class RedisRoomHistory:
 
     def _send(self, item: _Held) -> Deferred[tuple[int, str]]:
         item.sent_on = self.link.connections
-        keys = [*self._keys(item.room), f"{self._key_prefix}said:{item.id}"]
+        keys = [*self._keys(item.room), self._node_key]
         args = [self.link.channel, self._envelope(item.room), item.payload, self.limits.max_messages,
-                self.limits.max_age, new_epoch(), SAID_TTL_MS, item.id if item.delivered_here else ""]
+                self.limits.max_age, new_epoch(), SAID_TTL_MS, item.id if item.delivered_here else "",
+                item.number]
         d = SAY(self.link, keys, args)
 
         def stored(reply: list[Any]) -> tuple[int, str]:
@@ -307,7 +311,8 @@ class RedisRoomHistory:
         return start(self._since(room, offset, epoch))
 
     async def _since(self, room: str, offset: int | None, epoch: str | None) -> tuple[bool, Missed, int, str]:
-        position, current, messages = await self._read(room, offset, epoch)
+        position, current, entries = await self._read(room, offset, epoch)
+        messages = [(entry_offset, payload) for entry_offset, payload, _ in entries]
         if offset is None:
             return True, [], position, current
         if epoch != current or offset < 0 or offset > position:
@@ -322,15 +327,19 @@ class RedisRoomHistory:
         position, epoch, _ = await self._read(room, None, None)
         return position, epoch
 
-    async def _read(self, room: str, offset: int | None, epoch: str | None) -> tuple[int, str, Missed]:
+    async def _read(
+        self, room: str, offset: int | None, epoch: str | None
+    ) -> tuple[int, str, list[tuple[int, dict[str, Any], str | None]]]:
+        """(position, epoch, [(offset, payload, id of a say delivered by its
+        node while Redis was down, or None), ...])"""
         args = ["" if offset is None else int(offset), epoch or "", new_epoch(), self.limits.max_age]
         reply = await SINCE(self.link, self._keys(room), args)
         position, current = int(reply[0]), text(reply[1])
-        messages = [
-            (int(text(entry_id).partition("-")[0]), loads(_field(fields, "p")))
-            for entry_id, fields in reply[2]
-            if not self._delivered_here or text(_field(fields, "i") or "") not in self._delivered_here
-        ]
+        messages = []
+        for entry_id, fields in reply[2]:
+            said = _field(fields, "i")
+            offset_of = int(text(entry_id).partition("-")[0])
+            messages.append((offset_of, loads(_field(fields, "p")), None if said is None else text(said)))
         self._note(room, position, current)
         return position, current, messages
 
@@ -389,9 +398,14 @@ class RedisRoomHistory:
                     log.warn("history of room {room} was lost in Redis (new epoch)", room=room)
                     self.seen[room] = (0, current)
                     position, current, missed = await self._read(room, 0, current)
-                for message_offset, payload in missed:
+                for message_offset, payload, said in missed:
                     seen = self.seen.get(room)
                     if seen is not None and seen[1] == current and message_offset <= seen[0]:
+                        continue
+                    if said is not None and said in self._delivered_here:
+                        # said here while Redis was down: this node's members had it
+                        self._delivered_here.discard(said)
+                        self.seen[room] = (message_offset, current)
                         continue
                     filled += 1
                     self._accept({"type": "say", "room": room, "payload": payload,

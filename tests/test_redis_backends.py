@@ -535,7 +535,8 @@ class RedisProviderTests(TestCase):
         b.link._subscriber.transport.stopReading()
         for n in range(1, 6):
             await a.history.publish_say("r", {"message": f"m{n}"})
-        await wait_for_in_reactor(lambda: b.link.reconnects == 1, timeout=30)
+        await wait_for_in_reactor(lambda: b.history.gaps_filled == 1, timeout=30)
+        self.assertEqual(b.link.reconnects, 1)
         await a.history.publish_say("r", {"message": "m6"})
         await wait_for_in_reactor(lambda: len(b.events) == 7)
         await sleep(0.2)

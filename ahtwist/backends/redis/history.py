@@ -35,7 +35,7 @@ from collections import deque
 from typing import Any
 
 import txredisapi
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -289,7 +289,7 @@ class RedisRoomHistory:
             return int(reply[0]), text(reply[1])
 
         def failed(failure: Any) -> tuple[int, str]:
-            if failure.check(RedisUnavailable, txredisapi.ConnectionError):
+            if failure.check(RedisUnavailable, txredisapi.ConnectionError, TimeoutError, CancelledError):
                 self.held += 1
                 return 0, ""  # sent again when the link is back
             self._forget(item)

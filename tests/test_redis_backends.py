@@ -511,6 +511,24 @@ class RedisProviderTests(TestCase):
         third = (await a.history.position("r"))[1]
         self.assertNotIn(third, (epoch, second))
 
+    async def test_a_burst_of_says_on_a_fresh_redis_is_stored_whole_and_in_order(self):
+        """Redis without the scripts cached (a fresh or restarted server): 300
+        says sent at once are all stored, with offsets in the order said (a
+        script refused with NOSCRIPT and sent again must not be overtaken)."""
+        self.assertEqual(SERVER.call("SCRIPT", "FLUSH"), b"+OK\r\n")
+        a, b = await self.node("a"), await self.node("b")
+        said = []
+        for n in range(300):  # says keep coming while the first replies arrive
+            said.append(a.history.publish_say("r", {"message": f"m{n}"}))
+            if n % 10 == 9:
+                await sleep(0.001)
+        results = [await d for d in said]
+        epoch = results[0][1]
+        self.assertEqual(results, [(n + 1, epoch) for n in range(300)])
+        await wait_for_in_reactor(lambda: len(b.events) == 300)
+        self.assertEqual([(e["payload"]["message"], e["offset"]) for e in b.events],
+                         [(f"m{n}", n + 1) for n in range(300)])
+
     async def test_history_lost_with_redis_data_gets_a_new_epoch(self):
         a = await self.node("a")
         epoch = await a.history.create("r")

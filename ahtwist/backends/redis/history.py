@@ -75,12 +75,13 @@ CREATE = Script(
 # saying node already delivered it to its own members (kept in the entry and
 # the event, so that node skips it), else '', ARGV[9]: the say's number (a
 # node sends its says in that order, and again in that order after a lost
-# connection: one at or below the last stored is a repeat).
+# connection), ARGV[10]: '1' when sent again: then one at or below the last
+# stored number is a repeat.
 # Returns {offset, epoch}, or {0, ''} for a repeat.
 SAY = Script(
     """
-    local last = redis.call('GET', KEYS[3])
-    if last and tonumber(last) >= tonumber(ARGV[9]) then return {0, ''} end
+    local last = tonumber(redis.call('GET', KEYS[3]) or '0')
+    if ARGV[10] == '1' and last >= tonumber(ARGV[9]) then return {0, ''} end
     local epoch = redis.call('HGET', KEYS[1], 'epoch')
     if not epoch then
         epoch = ARGV[6]
@@ -113,7 +114,7 @@ SAY = Script(
     if ARGV[8] ~= '' then said = ',"said":"' .. ARGV[8] .. '"' end
     redis.call('PUBLISH', ARGV[1],
                ARGV[2] .. ARGV[3] .. ',"offset":' .. offset .. ',"epoch":"' .. epoch .. '"' .. said .. '}}')
-    redis.call('SET', KEYS[3], ARGV[9], 'PX', ARGV[7])
+    if tonumber(ARGV[9]) > last then redis.call('SET', KEYS[3], ARGV[9], 'PX', ARGV[7]) end
     return {offset, epoch}
     """
     % AGE_TRIM_SCAN
@@ -277,11 +278,12 @@ class RedisRoomHistory:
         return self._send(item)
 
     def _send(self, item: _Held) -> Deferred[tuple[int, str]]:
+        again = "1" if item.sent_on else ""
         item.sent_on = self.link.connections
         keys = [*self._keys(item.room), self._node_key]
         args = [self.link.channel, self._envelope(item.room), item.payload, self.limits.max_messages,
                 self.limits.max_age, new_epoch(), SAID_TTL_MS, item.id if item.delivered_here else "",
-                item.number]
+                item.number, again]
         d = SAY(self.link, keys, args)
 
         def stored(reply: list[Any]) -> tuple[int, str]:
@@ -376,6 +378,10 @@ class RedisRoomHistory:
         self.bus.deliver(event)
 
     def _came_up(self) -> None:
+        # first on the new connection: a say must never wait for its script
+        for script in (SAY, SINCE, CREATE):
+            script.load(self.link).addErrback(lambda f: log.warn("loading a script failed: {reason}",
+                                                                 reason=f.getErrorMessage()))
         if self._held:
             for item in list(self._held):
                 if item.sent_on != self.link.connections:

@@ -37,6 +37,12 @@ class Script:
 
         return d.addErrback(retry)
 
+    def load(self, link: RedisLink) -> Deferred[Any]:
+        """Put the script in Redis's cache now: commands sent after it on the
+        connection find it (no EVALSHA refused and sent again as EVAL, which
+        would let a later command overtake it)."""
+        return link.execute("SCRIPT", "LOAD", self.source)
+
 
 # Member hash values are "<seq> <record JSON>": seq (from one cluster-wide
 # counter) keeps join order, which neither hash order nor joinedAt (two joins

@@ -212,3 +212,25 @@ def test_a_redis_restart_without_persistence_is_reported_to_resuming_clients(red
         sayer.close()
         a.stop()
         b.stop()
+
+
+def test_a_burst_of_says_on_a_fresh_redis_keeps_its_order(redis_volatile):
+    """10,000 says written at once on node A, the first ones on a Redis that has
+    no script cached yet: B's listener gets every one, in the order said, with
+    offsets 1, 2, 3, ... (a say refused with NOSCRIPT and sent again must not
+    be overtaken by the next ones)."""
+    a, b = start_cluster(redis_volatile.url)
+    sayer = Sayer(a)
+    try:
+        listener = b.websocket()
+        join(listener, {})
+        count = 10000
+        sayer.client.send("".join(f"say {ROOM} b{n}\n" for n in range(count)))
+        got = receive(listener, count)
+        assert texts(got) == [f"b{n}" for n in range(count)]
+        assert offsets(got) == list(range(1, count + 1))
+        assert nothing_more(listener)
+    finally:
+        sayer.close()
+        a.stop()
+        b.stop()

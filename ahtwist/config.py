@@ -224,6 +224,7 @@ class Servers:
 class RedisConfig:
     url: str = _setting("", "str")
     reconnectMaxDelay: int = _setting(5, "posint")
+    subscriptionTimeout: int = _setting(3, "posint")
 
 
 @attrs.frozen

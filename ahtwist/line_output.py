@@ -60,8 +60,23 @@ class LineOutput:
     _close_after_file = False
 
     def send_message(self, message: Any) -> None:
-        """One message as a compact JSON line (dropped once closing)."""
-        if not self._closing:
+        """One message as a compact JSON line (dropped once closing).
+
+        A chat delivery hands the *same* payload dict to every member of the
+        room one after the other: it is encoded once (the factory keeps the
+        latest line) and reused while the next recipient gets that same,
+        unchanged dict.
+        """
+        if self._closing:
+            return
+        if type(message) is dict and message.get("context") == "user":
+            factory = self.factory
+            values = tuple(message.values())
+            shared = factory.shared_line
+            if shared is None or shared[0] is not message or shared[1] != values:
+                shared = factory.shared_line = (message, values, dumps(message) + CRLF)
+            self._write(shared[2])
+        else:
             self._write(dumps(message) + CRLF)
 
     def _write(self, data: bytes) -> None:

@@ -68,9 +68,10 @@ class _Track:
     """One resuming member of one room: the last offset delivered (of
     ``epoch``) and, while its missed messages are fetched, the held events."""
 
-    __slots__ = ("last", "epoch", "held")
+    __slots__ = ("last", "epoch", "held", "connection")
 
-    def __init__(self) -> None:
+    def __init__(self, connection: "Connection") -> None:
+        self.connection = connection
         self.last = -1
         self.epoch: str | None = None
         #: (offset, epoch, payload) of live says held back, None once live
@@ -79,6 +80,16 @@ class _Track:
 
 class Resumes:
     """The resuming members of this node's rooms.
+
+    A member is *catching up* (its live says held) until its missed messages
+    are out, then deduplicated on its own until it has had exactly what the
+    room's other live members had; from then on it is with them in
+    :attr:`caught_up`, where one check per event (the room's last delivered
+    offset) serves all -- so a room of resuming members costs about what a
+    room of plain ones costs per delivery.  This relies on the bus delivering a room's says in
+    offset order (a provider that detects a gap fills it before it delivers
+    anything later): an offset not above the last one delivered is a
+    duplicate.
 
     ``resume_hits``/``resume_misses`` count resumes that named an offset and
     were / were not fully recovered; every ``observers`` callable is called
@@ -90,8 +101,12 @@ class Resumes:
         self.history = history
         self.clock = clock
         self.send = send
-        #: room -> {connection id: its track}
+        #: room -> {connection id: its track}: every resuming member
         self.tracked: dict[str, dict[str, _Track]] = {}
+        #: room -> {connection id: connection}: members caught up with the room
+        self.caught_up: dict[str, dict[str, Connection]] = {}
+        #: room -> (epoch, offset) of the last say delivered to its live members
+        self.room_last: dict[str, tuple[str, int]] = {}
         self.resume_hits = 0
         self.resume_misses = 0
         self.observers: list[ResumeObserver] = []
@@ -103,7 +118,7 @@ class Resumes:
         data ``{"recovered", "offset", "epoch"}``.  The missed messages and
         the live ones held meanwhile are delivered on the next reactor turn,
         after the reply."""
-        track = _Track()
+        track = _Track(connection)
         self.tracked.setdefault(room, {})[connection.id] = track
         try:
             recovered, missed, position, epoch = await self.history.since(room, since.offset, since.epoch)
@@ -154,6 +169,19 @@ class Resumes:
         except Exception:
             log.failure("resuming {id} in {room}", id=connection.id, room=room)
             track.held = None
+        if self._current(connection, room, track):
+            self._promote(room, connection.id, track)
+
+    def _promote(self, room: str, connection_id: str, track: _Track) -> None:
+        """Move a caught-up member to the room's live ones once it has had
+        exactly what they had (or when it is the first)."""
+        live = self.caught_up.get(room)
+        last = self.room_last.get(room)
+        if not live or last is None:
+            self.room_last[room] = (track.epoch or "", track.last)
+        elif last != (track.epoch, track.last):
+            return
+        self.caught_up.setdefault(room, {})[connection_id] = track.connection
 
     def _next_turn(self) -> Deferred[None]:
         turn: Deferred[None] = Deferred()
@@ -175,9 +203,14 @@ class Resumes:
 
     def forget(self, connection_id: str, room: str) -> None:
         """The member left (or went away)."""
+        live = self.caught_up.get(room)
+        if live is not None:
+            live.pop(connection_id, None)
         tracks = self.tracked.get(room)
         if tracks is not None and tracks.pop(connection_id, None) is not None and not tracks:
             del self.tracked[room]
+            self.caught_up.pop(room, None)
+            self.room_last.pop(room, None)
 
     # --- live says -----------------------------------------------------------------
 
@@ -190,24 +223,31 @@ class Resumes:
     ) -> None:
         """Deliver a say event to a room with resuming members: first the
         others (today's message), then the resuming ones (with offset and
-        epoch), held back while they catch up, never twice."""
+        epoch; held back while they catch up; never twice)."""
         payload = event["payload"]
         offset, epoch = event.get("offset"), event.get("epoch")
         if type(offset) is not int or not isinstance(epoch, str):
             # no offset (an older node said it): everyone gets the plain message
             await self.send(list(members.values()), room, payload, None)
             return
-        plain = []
-        ready = []
-        for connection_id, recipient in list(members.items()):
-            track = tracks.get(connection_id)
-            if track is None:
-                plain.append(recipient)
-            elif track.held is not None:
-                track.held.append((offset, epoch, payload))
-            elif self._fresh(track, offset, epoch):
-                ready.append(recipient)
-        if plain:
-            await self.send(plain, room, payload, None)
+        if len(tracks) != len(members):
+            await self.send([m for cid, m in members.items() if cid not in tracks], room, payload, None)
+        live = self.caught_up.get(room)
+        last = self.room_last.get(room)
+        ready: list[Connection] = []
+        if last is None or last[0] != epoch or offset > last[1]:
+            self.room_last[room] = (epoch, offset)
+            if live:
+                ready.extend(live.values())
+        if len(live or ()) != len(tracks):
+            for connection_id, track in list(tracks.items()):
+                if live and connection_id in live:
+                    continue
+                if track.held is not None:
+                    track.held.append((offset, epoch, payload))
+                    continue
+                if self._fresh(track, offset, epoch):
+                    ready.append(track.connection)
+                self._promote(room, connection_id, track)
         if ready:
             await self.send(ready, room, payload, (offset, epoch))

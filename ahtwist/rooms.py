@@ -53,6 +53,16 @@ def _veto_text(exc: BaseException) -> Any:
     return exc.error if isinstance(exc, ActionError) else str(exc)
 
 
+def room_message(message: Any, room: str, sender: Any, sent_at: int) -> dict[str, Any]:
+    """The payload of a chat message (``sender`` 0: the server)."""
+    return {"message": message, "room": room, "from": sender, "context": "user", "sentAt": sent_at}
+
+
+def destroy_event(room: str, sent_at: int) -> dict[str, Any]:
+    """The bus event of a room's deletion: members get the notice, then leave."""
+    return {"type": "destroy", "room": room, "payload": room_message(errors.ROOM_DELETED, room, 0, sent_at)}
+
+
 class RoomService:
     """Rooms, membership and chat, over a backend (state) and a bus (events, RPC).
 
@@ -166,8 +176,7 @@ class RoomService:
             raise RoomError(errors.ROOM_DOES_NOT_EXIST)
         await self.backend.remove_room(room)
         await self.history.destroy(room)
-        payload = self._payload(errors.ROOM_DELETED, room, 0)
-        await self.bus.publish({"type": "destroy", "room": room, "payload": payload})
+        await self.bus.publish(destroy_event(room, self._now_ms()))
 
     def status(self, room: str) -> Deferred[dict[str, Any]]:
         """``{"room", "members": {id: {id, joinedAt}}, "membersCount"}``."""
@@ -269,13 +278,7 @@ class RoomService:
     # --- chat ----------------------------------------------------------------
 
     def _payload(self, message: Any, room: str, sender: Any) -> dict[str, Any]:
-        return {
-            "message": message,
-            "room": room,
-            "from": sender,
-            "context": "user",
-            "sentAt": self._now_ms(),
-        }
+        return room_message(message, room, sender, self._now_ms())
 
     def broadcast(self, connection: Connection | None, room: str, message: Any) -> Deferred[None]:
         """Send ``message`` to every member of ``room`` (sender included).

@@ -517,6 +517,8 @@ class SocketFactory(ServerFactory):
         self.keep_alive = config.setKeepAlive
         self.protocols: set[SocketProtocol] = set()
         self._drained: Deferred[None] | None = None
+        #: (payload, its values, its line) of the latest chat delivery
+        self.shared_line: tuple[dict[str, Any], tuple[Any, ...], bytes] | None = None
 
     def buildProtocol(self, addr: Any) -> SocketProtocol:
         return SocketProtocol(self)

@@ -195,6 +195,7 @@ def build_service(config: Config, reactor: Any) -> Any:
             peers=cluster.peers,
             room_backend=cluster.rooms,
             bus=cluster.bus,
+            history=cluster.history,
         )
         cluster.attach(node)
     else:

@@ -22,7 +22,12 @@ In one run, on this machine:
    missed message arrived; the server's RSS before the says, after them and
    after the resumes.
 3. in process: bytes a stored message really takes (``tracemalloc``),
-   against the 200 bytes ``maxTotalBytes`` counts for it.
+   against what ``maxTotalBytes`` counts for it;
+4. in process, the server's own CPU per delivery: 500 members on in-memory
+   transports (the test harnesses: real protocols, no sockets), ``off`` /
+   ``on`` / ``on_resume`` alternating ``--rounds`` times -- the cost of the
+   code path itself, without the load generator and the kernel (which make
+   (1) noisy on a shared machine; TCP writes would make the ratios smaller).
 
 Results: ``bench/results/history.json`` and ``bench/results/history.md``.
 """
@@ -263,6 +268,74 @@ def stored_message_bytes(count: int = 20000) -> dict[str, Any]:
     }
 
 
+def inprocess_fan_out(rounds: int, says: int = 200, members: int = 500) -> dict[str, Any]:
+    """CPU seconds per delivery of the fan-out code path, in this process."""
+    import gc
+
+    from ahtwist.socket import SocketFactory
+    from ahtwist.testing import make_node
+    from ahtwist.testing.socket_client import FakeClient
+    from ahtwist.testing.websocket_client import WSHarness
+
+    configs = {"off": "[history]\nmaxMessages = 0\n", "on": "", "on_resume": ""}
+    runs: dict[str, dict[str, list[float]]] = {t: {n: [] for n in configs} for t in ("socket", "websocket")}
+    for _ in range(rounds):
+        for transport in ("socket", "websocket"):
+            for name, text in configs.items():
+                node = make_node(text)
+                clock = node.reactor
+                if transport == "socket":
+                    factory = SocketFactory(node)
+                    clients = [FakeClient(factory, peer=("127.0.0.1", 20000 + i)) for i in range(members)]
+                    join = b"roomAdd defaultRoom since\n" if name == "on_resume" else b"roomAdd defaultRoom\n"
+                    for c in clients:
+                        c.protocol.dataReceived(join)
+                    speaker = clients[0].protocol
+
+                    def say(i: int, speaker: Any = speaker) -> None:
+                        speaker.dataReceived(b"say defaultRoom message number %d of many\n" % i)
+                else:
+                    harness = WSHarness(node)
+                    clients = [harness.client() for _ in range(members)]
+                    join_frame: dict[str, Any] = {"event": "roomAdd", "room": "defaultRoom"}
+                    if name == "on_resume":
+                        join_frame["since"] = {}
+                    for c in clients:
+                        c.send(join_frame)
+                    ws_speaker = clients[0]
+
+                    def say(i: int, speaker: Any = ws_speaker) -> None:
+                        speaker.send({"event": "say", "room": "defaultRoom", "message": f"message number {i} of many"})
+                clock.advance(0)
+                clock.advance(0)
+                delivered = 0
+                for c in clients:
+                    c.transport.clear()
+                gc.collect()
+                spent = 0.0
+                for batch in range(says // 10):
+                    start = time.process_time()
+                    for i in range(10):
+                        say(batch * 10 + i)
+                    clock.advance(0)
+                    spent += time.process_time() - start
+                    delivered += sum(c.transport.value().count(b'"context":"user"') for c in clients)
+                    for c in clients:
+                        c.transport.clear()
+                assert delivered == says * members, (transport, name, delivered)
+                runs[transport][name].append(spent / delivered * 1e6)
+    summary: dict[str, Any] = {}
+    for transport, by_name in runs.items():
+        summary[transport] = {}
+        for name, values in by_name.items():
+            summary[transport][name] = {"median_cpu_us_per_delivery": round(statistics.median(values), 3)}
+            if name != "off":
+                summary[transport][name]["vs_off"] = round(statistics.median(
+                    v / o for v, o in zip(values, by_name["off"], strict=True)), 3)
+    return {"members": members, "says": says, "rounds": rounds, "summary": summary,
+            "runs": {t: {n: [round(v, 3) for v in vs] for n, vs in d.items()} for t, d in runs.items()}}
+
+
 # --- report ------------------------------------------------------------------------------------
 
 
@@ -319,6 +392,23 @@ def markdown(results: dict[str, Any]) -> str:
         f"{res['server_rss_kib_after_websocket_resume']:,} | {res['server_rss_kib_after_socket_resume']:,} |",
         "",
     ]
+    inproc = results.get("inprocess_fan_out")
+    if inproc:
+        lines += [
+            f"## The fan-out code path in process: {inproc['members']} members, {inproc['says']} says, "
+            f"{inproc['rounds']} rounds",
+            "",
+            "The server's CPU per delivery on in-memory transports (real protocols, no sockets, no load generator), "
+            "the three servers alternating; the ratio is taken per round, then the median.",
+            "",
+            "| transport | server | CPU µs per delivery (median) | vs off (median of rounds) | every round (µs) |",
+            "|---|---|---|---|---|",
+        ]
+        for transport, by_name in inproc["summary"].items():
+            for name, s in by_name.items():
+                every = ", ".join(str(v) for v in inproc["runs"][transport][name])
+                lines.append(f"| {transport} | {name} | {s['median_cpu_us_per_delivery']} | {s.get('vs_off', '-')} | {every} |")
+        lines.append("")
     b = results["stored_message_bytes"]
     lines += [
         "## What a stored message costs (in process, tracemalloc)",
@@ -341,7 +431,11 @@ def main() -> None:
     parser.add_argument("--before", default="be4abdf", help="git commit of the code before room history")
     parser.add_argument("--out", default=str(RESULTS / "history"))
     parser.add_argument("--render", metavar="JSON", help="only rewrite the markdown of a recorded run")
+    parser.add_argument("--inprocess", action="store_true", help="only the in-process fan-out (printed)")
     options = parser.parse_args()
+    if options.inprocess:
+        print(json.dumps(inprocess_fan_out(options.rounds), indent=1))
+        return
     if options.render:
         results = json.loads(Path(options.render).read_text())
         Path(options.render).with_suffix(".md").write_text(markdown(results))
@@ -365,6 +459,8 @@ def main() -> None:
         before = export(commit, workdir)
         results["stored_message_bytes"] = stored_message_bytes()
         print("stored:", json.dumps(results["stored_message_bytes"]), flush=True)
+        results["inprocess_fan_out"] = inprocess_fan_out(options.rounds + 2)
+        print("in process:", json.dumps(results["inprocess_fan_out"]["summary"]), flush=True)
         results["resume_10k"] = resume_10k(workdir, cpu[0])
         print("resume:", json.dumps(results["resume_10k"]), flush=True)
         results["fan_out_rounds"] = fan_out_rounds(workdir, before, options, cpu)

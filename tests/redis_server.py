@@ -32,11 +32,13 @@ class RedisServer:
         port: int | None = None,
         password: str | None = None,
         tls: tuple[str, str] | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         require_redis_server()
         self.port = port or free_port()
         self.password = password
         self.tls = tls  # (key file, cert file)
+        self.extra_args = tuple(extra_args)  # --replicaof host port, --appendonly yes, ...
         self.dir = Path(tempfile.mkdtemp(prefix="ahtwist-redis-"))
         self.process: subprocess.Popen | None = None
 
@@ -56,7 +58,7 @@ class RedisServer:
             args += ["--port", str(self.port)]
         if self.password:
             args += ["--requirepass", self.password]
-        return args
+        return args + list(self.extra_args)
 
     def start(self, timeout: float = 10.0) -> "RedisServer":
         log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 -- the child keeps it
@@ -132,8 +134,34 @@ class RedisServer:
     def flush(self) -> None:
         assert self.call("FLUSHALL") == b"+OK\r\n"
 
+    def info(self, section: str) -> str:
+        return self.call("INFO", section).decode()
+
     def __enter__(self) -> "RedisServer":
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class SentinelServer(RedisServer):
+    """A ``redis-server --sentinel`` on 127.0.0.1 watching one master
+    (``master_name``), quorum 1, quick to act: the master counts as down after
+    1 s without answers."""
+
+    def __init__(self, master_port: int, master_name: str = "mymaster") -> None:
+        super().__init__()
+        self.master_port = master_port
+        self.master_name = master_name
+
+    def command_line(self) -> list[str]:
+        conf = self.dir / "sentinel.conf"
+        conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
+            f"sentinel monitor {self.master_name} 127.0.0.1 {self.master_port} 1\n"
+            f"sentinel down-after-milliseconds {self.master_name} 1000\n"
+            f"sentinel failover-timeout {self.master_name} 10000\n"
+            f"sentinel parallel-syncs {self.master_name} 1\n",
+            "utf-8",
+        )
+        return [REDIS_SERVER, str(conf), "--sentinel", "--daemonize", "no", "--loglevel", "notice"]

@@ -335,3 +335,58 @@ def test_room_created_with_its_own_history_size():
     assert resume(node, listener, "big", Since(0, epoch))["recovered"] is True
     node.reactor.advance(0)
     assert [m["offset"] for m in msgs(listener)] == list(range(1, 501))
+
+
+def test_history_ahead_of_the_bus_gives_no_duplicate():
+    """With a bus that lags behind the history (Redis pub/sub after the
+    script ran), a member that caught up from the history is ahead of the
+    room's other members: it is deduplicated on its own until they meet,
+    then shares the room's one check."""
+    node, (speaker, early, late) = node_and_members(3)
+    rooms = node.rooms
+    history = rooms.history
+    queued: list[dict[str, Any]] = []
+
+    class LaggyBus:
+        def publish(self, event):
+            queued.append(event)
+
+    def release():
+        while queued:
+            rooms._on_event(queued.pop(0))
+        node.reactor.advance(0)
+
+    history.bus = LaggyBus()
+    result(rooms.add_member(speaker.id, "defaultRoom"))
+    epoch = resume(node, early, "defaultRoom", Since())["epoch"]
+    node.reactor.advance(0)
+    assert rooms.resumes.caught_up["defaultRoom"] == {early.id: early}
+    result(rooms.broadcast(speaker, "defaultRoom", "m1"))
+    result(rooms.broadcast(speaker, "defaultRoom", "m2"))
+    assert resume(node, late, "defaultRoom", Since(0, epoch)) == {"recovered": True, "offset": 2, "epoch": epoch}
+    node.reactor.advance(0)
+    assert [m["offset"] for m in msgs(late)] == [1, 2]
+    assert late.id not in rooms.resumes.caught_up["defaultRoom"]
+    release()
+    assert late.id in rooms.resumes.caught_up["defaultRoom"]
+    result(rooms.broadcast(speaker, "defaultRoom", "m3"))
+    release()
+    assert [m["offset"] for m in msgs(early)] == [1, 2, 3]
+    assert [m["offset"] for m in msgs(late)] == [3]
+    assert [m["message"] for m in msgs(speaker)] == ["m1", "m2", "m3"]
+
+
+def test_a_duplicate_event_reaches_no_caught_up_member():
+    node, (speaker, listener) = node_and_members()
+    rooms = node.rooms
+    events: list[dict[str, Any]] = []
+    result(rooms.add_member(speaker.id, "defaultRoom"))
+    resume(node, listener, "defaultRoom", Since())
+    node.reactor.advance(0)
+    rooms.bus.subscribe(events.append)
+    result(rooms.broadcast(speaker, "defaultRoom", "once"))
+    node.reactor.advance(0)
+    rooms._on_event(events[-1])  # delivered again (a replay)
+    node.reactor.advance(0)
+    assert [m["message"] for m in msgs(listener)] == ["once"]
+    assert [m["message"] for m in msgs(speaker)] == ["once", "once"]  # no offsets: no dedupe

@@ -9,6 +9,7 @@ how these tests catch leaks across outages.
 
 import signal
 import tempfile
+import unittest.mock
 
 import pytest
 from twisted.internet import reactor
@@ -18,7 +19,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
-from ahtwist.backends.interfaces import IBus, ICache, IPeers, IRoomBackend, IStats
+from ahtwist.backends.interfaces import IBus, ICache, IPeers, IRoomBackend, IRoomHistory, IStats
 from ahtwist.backends.memory import CacheMiss
 from ahtwist.errors import RoomError
 from tests.helpers import config_from, free_port, wait_for_in_reactor
@@ -72,6 +73,7 @@ class Node:
         self.cache = cluster.cache
         self.stats = cluster.stats
         self.peers = cluster.peers
+        self.history = cluster.history
         self.events: list[dict] = []
         self.bus.subscribe(self.events.append)
 
@@ -97,6 +99,7 @@ class RedisProviderTests(TestCase):
         self.assertTrue(verifyObject(IPeers, a.peers))
         self.assertTrue(verifyObject(IRoomBackend, a.rooms))
         self.assertTrue(verifyObject(IBus, a.bus))
+        self.assertTrue(verifyObject(IRoomHistory, a.history))
 
     async def test_cache_is_shared_and_keeps_the_memory_shape(self):
         a, b = await self.node("a"), await self.node("b")
@@ -368,6 +371,228 @@ class RedisProviderTests(TestCase):
         )
         self.assertEqual(len([line for line in lines if "connection lost" in line]), 2, lines)
 
+    async def test_a_stalled_subscription_is_detected_logged_and_resubscribed(self):
+        """A subscriber connection that stays open but delivers nothing (here:
+        the node stops reading it) is found out by the link's self-pings, logged
+        with the channel, dropped and subscribed again; events flow again and
+        the counters say what happened."""
+        lines = capture_log(self)
+        a, b = await self.node("a"), await self.node("b")
+        a.link.subscription_timeout = 1.0
+        a.link.watch.start()  # at the new period
+        self.assertEqual((a.link.stalls, a.link.gaps, a.link.reconnects), (0, 0, 0))
+        stalled = a.link._subscriber
+        stalled.transport.stopReading()
+        await b.bus.publish({"type": "say", "room": "r", "payload": {"n": 1}})  # lost for a
+        await wait_for_in_reactor(lambda: a.link.reconnects == 1, timeout=30)
+        self.assertIsNot(a.link._subscriber, stalled)
+        self.assertEqual((a.link.stalls, a.link.gaps, a.link.connections), (1, 1, 2))
+        self.assertGreater(a.link.gap_seconds, 1.0)
+        start, end = a.link.last_gap
+        self.assertAlmostEqual(end - start, a.link.gap_seconds)
+        stall_lines = [line for line in lines if "stalled" in line]
+        self.assertEqual(len(stall_lines), 1, lines)
+        self.assertRegex(
+            stall_lines[0],
+            rf"^Redis {SERVER.url}: connection lost: subscription to test stalled "
+            r"\(nothing received for \d+\.\d s\); reconnecting in 0\.5 s$",
+        )
+        back = [line for line in lines if "reconnected after" in line]
+        self.assertEqual(len(back), 1, lines)
+        self.assertRegex(
+            back[0],
+            rf"^Redis {SERVER.url}: reconnected after \d+\.\d s; resubscribed to test "
+            r"\(its messages of the last \d+\.\d s were not received\)$",
+        )
+        self.assertEqual(a.events, [])
+        await b.bus.publish({"type": "say", "room": "r", "payload": {"n": 2}})
+        await wait_for_in_reactor(lambda: a.events)
+        self.assertEqual(a.events, [{"type": "say", "room": "r", "payload": {"n": 2}}])
+        self.assertEqual((b.bus.published, b.bus.local_only), (2, 0))
+        self.assertEqual((a.bus.received, b.bus.received), (1, 2))
+
+    async def test_an_idle_subscription_is_not_taken_for_stalled(self):
+        """With no traffic at all the self-pings keep the subscription alive."""
+        a = await self.node("a")
+        a.link.subscription_timeout = 0.6
+        a.link.watch.start()
+        await sleep(2.5)
+        self.assertEqual((a.link.stalls, a.link.gaps, a.link.connections), (0, 0, 1))
+
+    async def test_a_room_deleted_during_a_redis_restart_stays_deleted(self):
+        """a deletes a room while Redis is down and restarts empty; b, which
+        held a member of it, must not bring it back when it re-asserts, and
+        its member gets the deletion notice exactly once -- whichever node
+        reconnects first."""
+        server = RedisServer().start()
+        self.addCleanup(server.stop)
+        a = await self.node_on(server.url, "a")
+        b = await self.node_on(server.url, "b")
+        await a.rooms.add_room("r")
+        await b.rooms.add_member("r", {"id": "cb", "joinedAt": a.rooms._now(), "host": "b"})
+        server.stop(signal.SIGKILL)
+        await wait_for_in_reactor(lambda: not a.link.up and not b.link.up)
+        await sleep(0.01)  # the deletion comes after b's join (the nodes' clocks, in ms)
+        self.assertIs(await a.rooms.remove_room("r"), True)
+        self.assertEqual(a.rooms.offline_deleted, {"r": unittest.mock.ANY})
+        server.start()
+        await wait_for_in_reactor(lambda: a.link.up and b.link.up)
+        await wait_for_in_reactor(lambda: destroys(b.events, "r"))
+        await sleep(0.2)  # a second notice would be there by now
+        self.assertEqual(destroys(b.events, "r"), [
+            {"type": "destroy", "room": "r", "payload": {
+                "message": "this room has been deleted", "room": "r", "from": 0, "context": "user",
+                "sentAt": unittest.mock.ANY}},
+        ])
+        self.assertEqual(await b.rooms.list_rooms(), ["defaultRoom"])
+        self.assertEqual(await b.rooms.members("r"), {})
+        self.assertIs(await b.rooms.room_exists("r"), False)
+        self.assertEqual(a.rooms.offline_deleted, {})
+        self.assertEqual(a.rooms.replayed_deletions + b.rooms.refused_rooms, 1)
+        # the room may be created again, and then it stays
+        self.assertIs(await b.rooms.add_room("r"), True)
+        await b.link.stop()
+        b.link.start()
+        await wait_for_in_reactor(lambda: b.link.up)
+        await b.rooms.add_member("r", {"id": "cb2", "joinedAt": b.rooms._now(), "host": "b"})
+        self.assertEqual(list(await a.rooms.members("r")), ["cb2"])
+
+    async def test_a_room_deleted_while_a_node_was_cut_off_is_dropped_by_it(self):
+        """b is cut off from Redis (Redis itself stays up) while a deletes a
+        room b had members in: when b comes back it does not re-assert it and
+        tells its members, and its starting room deleted meanwhile stays gone."""
+        lines = capture_log(self)
+        a = await self.node("a")
+        b = await self.node("b", starting_rooms=("defaultRoom", "lobby"))
+        await b.rooms.add_member("r", {"id": "cb", "joinedAt": b.rooms._now(), "host": "b"})
+        await b.link.stop()
+        await sleep(0.01)
+        self.assertIs(await a.rooms.remove_room("r"), True)
+        self.assertIs(await a.rooms.remove_room("lobby"), True)
+        self.assertEqual(await a.rooms.list_rooms(), ["defaultRoom"])
+        b.link.start()
+        await wait_for_in_reactor(lambda: len(destroys(b.events, "r") + destroys(b.events, "lobby")) == 2)
+        self.assertEqual(await a.rooms.list_rooms(), ["defaultRoom"])
+        self.assertEqual(await a.rooms.members("r"), {})
+        self.assertEqual(b.rooms.refused_rooms, 2)
+        self.assertIn("room r was deleted while this node was cut off from Redis: dropped here", lines)
+        await b.link.stop()
+        b.link.start()
+        await wait_for_in_reactor(lambda: b.link.connections == 3)
+        await b.rooms.list_rooms()
+        self.assertEqual(await a.rooms.list_rooms(), ["defaultRoom"])
+        self.assertEqual(b.rooms.refused_rooms, 2)
+
+    async def test_history_offsets_epochs_and_since_are_shared(self):
+        a, b = await self.node("a"), await self.node("b")
+        epoch = await a.history.create("r", max_messages=3)
+        self.assertEqual(await b.history.position("r"), (0, epoch))
+        for n in range(5):
+            self.assertEqual(await a.history.publish_say("r", {"message": f"m{n}"}), (n + 1, epoch))
+        await wait_for_in_reactor(lambda: len(b.events) == 5)
+        self.assertEqual(
+            [(e["payload"]["message"], e["offset"], e["epoch"]) for e in b.events],
+            [(f"m{n}", n + 1, epoch) for n in range(5)],
+        )
+        # three kept: from offset 2 everything is there, from 1 not
+        self.assertEqual(await b.history.since("r", 2, epoch),
+                         (True, [(3, {"message": "m2"}), (4, {"message": "m3"}), (5, {"message": "m4"})], 5, epoch))
+        recovered, missed, position, _ = await b.history.since("r", 1, epoch)
+        self.assertEqual((recovered, [o for o, _ in missed], position), (False, [3, 4, 5], 5))
+        self.assertEqual(await b.history.since("r", 5, epoch), (True, [], 5, epoch))
+        self.assertEqual(await b.history.since("r", 6, epoch), (False, [], 5, epoch))
+        self.assertEqual(await b.history.since("r", 2, "other"), (False, [], 5, epoch))
+        self.assertEqual(await b.history.since("r", None, None), (True, [], 5, epoch))
+        # re-created: a new epoch from offset 0; deleted: gone (a new epoch on next use)
+        second = await b.history.create("r")
+        self.assertNotEqual(second, epoch)
+        self.assertEqual(await a.history.position("r"), (0, second))
+        await a.history.destroy("r")
+        third = (await a.history.position("r"))[1]
+        self.assertNotIn(third, (epoch, second))
+
+    async def test_a_burst_of_says_on_a_fresh_redis_is_stored_whole_and_in_order(self):
+        """Redis without the scripts cached (a fresh or restarted server): 300
+        says sent without waiting are all stored, with offsets in the order
+        said.  (The overtaking this guards against shows with larger bursts:
+        tests/e2e/test_cluster_history_e2e.py sends 10,000.)"""
+        self.assertEqual(SERVER.call("SCRIPT", "FLUSH"), b"+OK\r\n")
+        a, b = await self.node("a"), await self.node("b")
+        said = []
+        for n in range(300):  # says keep coming while the first replies arrive
+            said.append(a.history.publish_say("r", {"message": f"m{n}"}))
+            if n % 10 == 9:
+                await sleep(0.001)
+        results = [await d for d in said]
+        epoch = results[0][1]
+        self.assertEqual(results, [(n + 1, epoch) for n in range(300)])
+        await wait_for_in_reactor(lambda: len(b.events) == 300)
+        self.assertEqual([(e["payload"]["message"], e["offset"]) for e in b.events],
+                         [(f"m{n}", n + 1) for n in range(300)])
+
+    async def test_history_lost_with_redis_data_gets_a_new_epoch(self):
+        a = await self.node("a")
+        epoch = await a.history.create("r")
+        await a.history.publish_say("r", {"message": "m0"})
+        SERVER.flush()  # what a Redis restart without persistence does
+        offset, new = await a.history.publish_say("r", {"message": "m1"})
+        self.assertEqual(offset, 1)
+        self.assertNotEqual(new, epoch)
+        self.assertEqual(await a.history.since("r", 1, epoch), (False, [], 1, new))
+
+    async def test_a_subscription_gap_is_filled_from_history_in_order_without_duplicates(self):
+        """b's subscription stalls while a says: once b has resubscribed it
+        reads what it missed from the stream and delivers it, in order, before
+        the next live say; a say received twice is dropped."""
+        lines = capture_log(self)
+        a, b = await self.node("a"), await self.node("b")
+        epoch = await a.history.create("r")
+        await a.history.publish_say("r", {"message": "m0"})
+        await wait_for_in_reactor(lambda: len(b.events) == 1)
+        b.link.subscription_timeout = 1.0
+        b.link.watch.start()
+        b.link._subscriber.transport.stopReading()
+        for n in range(1, 6):
+            await a.history.publish_say("r", {"message": f"m{n}"})
+        await wait_for_in_reactor(lambda: b.history.gaps_filled == 1, timeout=30)
+        self.assertEqual(b.link.reconnects, 1)
+        await a.history.publish_say("r", {"message": "m6"})
+        await wait_for_in_reactor(lambda: len(b.events) == 7)
+        await sleep(0.2)
+        self.assertEqual([(e["payload"]["message"], e["offset"]) for e in b.events],
+                         [(f"m{n}", n + 1) for n in range(7)])
+        self.assertEqual((b.history.gaps_filled, b.history.messages_filled), (1, 5))
+        self.assertIn("filled the subscription gap with 5 message(s) from history", lines)
+        b.bus.message_received({"kind": "event", "event": dict(b.events[-1])})
+        await sleep(0.05)
+        self.assertEqual(len(b.events), 7)
+        self.assertEqual(b.history.duplicates_dropped, 1)
+        self.assertEqual(b.history.seen["r"], (7, epoch))
+
+    async def test_says_made_while_redis_is_down_are_delivered_here_then_published_in_order(self):
+        a, b = await self.node("a"), await self.node("b")
+        epoch = await a.history.create("r")
+        await a.history.publish_say("r", {"message": "m0"})
+        await wait_for_in_reactor(lambda: len(b.events) == 1 and len(a.events) == 1)
+        await a.link.stop()
+        for n in range(1, 4):
+            self.assertEqual(await a.history.publish_say("r", {"message": f"m{n}"}), (0, ""))
+        await wait_for_in_reactor(lambda: len(a.events) == 4)
+        # here at once, without an offset (none is assigned yet)
+        self.assertEqual(a.events[1:], [{"type": "say", "room": "r", "payload": {"message": f"m{n}"}}
+                                        for n in range(1, 4)])
+        self.assertEqual(len(b.events), 1)
+        a.link.start()
+        await wait_for_in_reactor(lambda: len(b.events) == 4)
+        self.assertEqual([(e["payload"]["message"], e["offset"], e["epoch"]) for e in b.events],
+                         [(f"m{n}", n + 1, epoch) for n in range(4)])
+        await a.history.publish_say("r", {"message": "m4"})
+        await wait_for_in_reactor(lambda: len(b.events) == 5 and len(a.events) >= 5)
+        await sleep(0.2)
+        # a's members did not get the held says a second time
+        self.assertEqual([e["payload"]["message"] for e in a.events], [f"m{n}" for n in range(5)])
+        self.assertEqual((a.history.held, a.history.held_dropped), (3, 0))
+
     async def node_on(self, url: str, node_id: str, **kw) -> Node:
         node = Node(url, node_id, **kw)
         self.addCleanup(node.link.stop)
@@ -420,6 +645,10 @@ class RedisTLSTests(TestCase):
         self.assertTrue(any("certificate verify failed" in line for line in lines), lines)
 
 
+def destroys(events: list[dict], room: str) -> list[dict]:
+    return [e for e in events if e["type"] == "destroy" and e["room"] == room]
+
+
 def capture_log(test: TestCase) -> list[str]:
     """The text of every ahtwist.redis log event from now to the end of the test."""
     from twisted.logger import formatEvent
@@ -433,3 +662,61 @@ def capture_log(test: TestCase) -> list[str]:
     globalLogPublisher.addObserver(observe)
     test.addCleanup(globalLogPublisher.removeObserver, observe)
     return lines
+
+
+class RedisSentinelTests(TestCase):
+    """``redis+sentinel://`` against a real master, replica and Sentinel
+    (``redis-server --sentinel``): the master is killed by PID, Sentinel
+    promotes the replica, and the nodes carry on against it."""
+
+    timeout = 120
+
+    def setUp(self) -> None:
+        from tests.redis_server import SentinelServer
+
+        self.master = RedisServer().start()
+        self.addCleanup(self.master.stop)
+        self.replica = RedisServer(extra_args=("--replicaof", "127.0.0.1", str(self.master.port))).start()
+        self.addCleanup(self.replica.stop)
+        self.sentinel = SentinelServer(self.master.port).start()
+        self.addCleanup(self.sentinel.stop)
+        self.url = f"redis+sentinel://127.0.0.1:{free_port()},127.0.0.1:{self.sentinel.port}/mymaster/0"
+
+    async def connected_node(self, node_id: str) -> Node:
+        node = Node(self.url, node_id)
+        self.addCleanup(node.link.stop)
+        self.addCleanup(node.bus.stop)
+        return await node.start()
+
+    async def test_failover_to_the_promoted_replica(self):
+        lines = capture_log(self)
+        await wait_for_in_reactor(lambda: "master_link_status:up" in self.replica.info("replication"), 30,
+                                  "the replica did not sync")
+        await wait_for_in_reactor(
+            lambda: f"port={self.replica.port}" in self.master.info("replication")
+            and str(self.replica.port).encode() in self.sentinel.call("SENTINEL", "replicas", "mymaster"),
+            60, "Sentinel did not find the replica")
+        a, b = await self.connected_node("a"), await self.connected_node("b")
+        self.assertEqual(a.link.master_address, ("127.0.0.1", self.master.port))
+        # the first Sentinel listed is not running: the next one answered
+        self.assertIn(f"Redis {self.url}: master mymaster is at "
+                      f"127.0.0.1:{self.master.port} (from Sentinel)", lines)
+        await a.rooms.add_room("kept")
+        await a.cache.save("k", "before", 60000)
+        self.assertEqual(await a.link.execute("WAIT", 1, 5000), 1)  # on the replica too
+
+        self.master.stop(signal.SIGKILL)
+        promoted = ("127.0.0.1", self.replica.port)
+        await wait_for_in_reactor(
+            lambda: a.link.up and b.link.up and a.link.master_address == promoted == b.link.master_address,
+            60, "the nodes did not move to the promoted replica")
+        self.assertTrue(self.replica.call("ROLE").startswith(b"*3\r\n$6\r\nmaster"))
+        self.assertIn(f"Redis {self.url}: master mymaster is at 127.0.0.1:{self.replica.port} (from Sentinel)",
+                      lines)
+        self.assertEqual(await b.rooms.list_rooms(), ["defaultRoom", "kept"])
+        self.assertEqual((await b.cache.load("k"))["value"], "before")
+        await b.cache.save("k", "after", 60000)
+        self.assertEqual((await a.cache.load("k"))["value"], "after")
+        await b.bus.publish({"type": "say", "room": "kept", "payload": {"n": 1}})
+        await wait_for_in_reactor(lambda: a.events)
+        self.assertEqual(a.events, [{"type": "say", "room": "kept", "payload": {"n": 1}}])

@@ -27,13 +27,39 @@ class RedisURLTests(TestCase):
         from ahtwist.backends.redis_url import RedisURLError
 
         for url, text in [
-            ("http://h", "a Redis URL starts with redis:// or rediss://"),
+            ("http://h", "a Redis URL starts with redis://, rediss:// or redis+sentinel://"),
             ("redis://", "the Redis URL names no host"),
             ("redis://h/x", "the Redis database must be a number, got 'x'"),
             ("redis://h?ssl_ca_certs=/a", "ssl_* options need a rediss:// URL"),
             ("rediss://h?nope=1", "unknown Redis URL option 'nope'"),
             ("rediss://h?ssl_cert_reqs=maybe", "ssl_cert_reqs must be none or required, got 'maybe'"),
             ("redis://h:99999", "invalid Redis URL: Port out of range 0-65535"),
+        ]:
+            with self.assertRaises(RedisURLError) as e:
+                parse_redis_url(url)
+            self.assertEqual(str(e.exception), text)
+
+    def test_sentinel_forms(self):
+        target = parse_redis_url("redis+sentinel://:pw@10.0.0.1,10.0.0.2:26380,[::1]:5/mymaster/3"
+                                 "?sentinel_password=s%40")
+        self.assertEqual(
+            (target.sentinels, target.master_name, target.db, target.password, target.sentinel_password),
+            ((("10.0.0.1", 26379), ("10.0.0.2", 26380), ("::1", 5)), "mymaster", 3, "pw", "s@"),
+        )
+        self.assertEqual(target.masked, "redis+sentinel://:****@10.0.0.1:26379,10.0.0.2:26380,[::1]:5/mymaster/3")
+        target = parse_redis_url("redis+sentinel://app:pw@s1/m")
+        self.assertEqual((target.sentinels, target.master_name, target.db, target.username),
+                         ((("s1", 26379),), "m", 0, "app"))
+        self.assertEqual(mask_url("redis+sentinel://:topsecret@h/m?sentinel_password=x"),
+                         "redis+sentinel://:****@h:26379/m/0")
+        from ahtwist.backends.redis_url import RedisURLError
+
+        for url, text in [
+            ("redis+sentinel://h", "a redis+sentinel:// URL names the master: redis+sentinel://host:26379/mymaster"),
+            ("redis+sentinel://h/m/x", "the Redis database must be a number, got 'x'"),
+            ("redis+sentinel://h,/m", "the Redis URL names no Sentinel host"),
+            ("redis+sentinel://h/m?ssl_cert_reqs=none", "unknown Redis URL option 'ssl_cert_reqs'"),
+            ("redis+sentinel://h:70000/m", "invalid Redis URL: Port out of range 0-65535"),
         ]:
             with self.assertRaises(RedisURLError) as e:
                 parse_redis_url(url)
@@ -46,7 +72,7 @@ class RedisURLTests(TestCase):
     def test_an_unusable_url_stops_start_up_naming_the_key(self):
         with self.assertRaises(ConfigError) as e:
             config_from('[redis]\nurl = "http://127.0.0.1:6379"\n')
-        self.assertEqual(str(e.exception), "redis.url: a Redis URL starts with redis:// or rediss://")
+        self.assertEqual(str(e.exception), "redis.url: a Redis URL starts with redis://, rediss:// or redis+sentinel://")
         with self.assertRaises(ConfigError) as e:
             config_from("", redis="redis://h/zero")
         self.assertEqual(str(e.exception), "redis.url: the Redis database must be a number, got 'zero'")

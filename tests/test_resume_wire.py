@@ -168,3 +168,51 @@ def test_socket_json_line_without_since_is_still_an_action_line():
     assert lines == [
         b'{"error":"unknown action or invalid apiVersion","context":"response","messageCount":1,"messageId":"x"}'
     ]
+
+
+def test_socket_chat_line_is_encoded_once_and_again_when_the_payload_changes():
+    """Members of a room get the same bytes; a payload changed between two
+    deliveries (say middleware may hand out one dict) is encoded again."""
+    factory = SocketFactory(make_node())
+    a, b = connect(factory, 2)
+    payload = {"message": "one", "room": "r", "from": 0, "context": "user", "sentAt": T0}
+    a.connection.send_message(payload)
+    line = factory.shared_line[2]
+    payload["message"] = "two"
+    b.connection.send_message(payload)
+    assert a.lines() == [b'{"message":"one","room":"r","from":0,"context":"user","sentAt":%d}' % T0]
+    assert b.lines() == [b'{"message":"two","room":"r","from":0,"context":"user","sentAt":%d}' % T0]
+    assert factory.shared_line[2] is not line
+    reply = {"status": "OK", "context": "response"}
+    a.connection.send_message(reply)  # not chat: never cached
+    assert factory.shared_line[0] is payload
+
+
+def test_a_long_resume_goes_out_over_several_reactor_turns():
+    """Missed messages are written 200 per turn, so the transport can send
+    them in between (a 10,000-message resume over a socket stays within its
+    output limit: bench/history_bench.py)."""
+    from ahtwist.resume import CATCH_UP_BATCH
+
+    node = make_node()
+    factory = SocketFactory(node)
+    result_box: list = []
+    node.rooms.add("big", history_messages=1000).addCallback(result_box.append)
+    speaker, listener = connect(factory, 2)
+    speaker.ask(b"roomAdd big\n")
+    for n in range(450):
+        speaker.send(b"say big %d\n" % n, advance=False)
+    node.reactor.advance(0)
+    speaker.lines()
+    epoch = epoch_of(node, "big")
+    listener.send(f"roomAdd big since 0 {epoch}\n", advance=False)
+    assert len(listener.lines()) == 1  # the reply
+    clock = node.reactor
+    turns = []
+    while due := [c for c in clock.getDelayedCalls() if c.getTime() <= clock.seconds()]:
+        for call in due:  # one reactor turn: what was due when it began
+            clock.calls.remove(call)
+            call.called = 1
+            call.func(*call.args, **call.kw)
+        turns.append(len(listener.lines()))
+    assert [n for n in turns if n] == [CATCH_UP_BATCH, CATCH_UP_BATCH, 50]

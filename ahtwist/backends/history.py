@@ -123,8 +123,12 @@ class MemoryRoomHistory:
         log.offset = offset = log.offset + 1
         if log.limits.max_messages:
             self._store(room, log, offset, payload)
-        self.bus.publish({"type": "say", "room": room, "payload": payload, "offset": offset, "epoch": log.epoch})
-        return succeed((offset, log.epoch))
+        epoch = log.epoch
+        published = self.bus.publish({"type": "say", "room": room, "payload": payload, "offset": offset, "epoch": epoch})
+        if published is None:
+            return succeed((offset, epoch))
+        # the bus's outcome (a cluster bus may fail) is the say's
+        return published.addCallback(lambda _: (offset, epoch))
 
     def since(
         self, room: str, offset: int | None, epoch: str | None

@@ -119,6 +119,12 @@ class IRoomHistory(Interface):
     ``max_messages`` 0 keeps nothing: offsets are still assigned, and a
     resume is then recovered only when nothing was missed.
 
+    Ordering promise (the dedupe of :mod:`ahtwist.resume` relies on it): a
+    room's say events reach every node in offset order; a provider (or its
+    bus) that detects a gap fills it, in order, before it delivers anything
+    later.  An event whose offset is not above the last one a member got in
+    the same epoch is dropped as a duplicate.
+
     A room the provider has no state for (never created through
     :meth:`create`, e.g. it existed before history did) gets one lazily with
     the default limits and a fresh epoch on first use.

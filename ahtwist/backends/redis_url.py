@@ -10,6 +10,16 @@ Accepted forms::
     redis://:password@host[:port][/db]
     redis://user:password@host[:port][/db]
     rediss://...                          (TLS; same forms)
+    redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/master[/db]
+
+``redis+sentinel://`` lists Redis Sentinel addresses (port default 26379)
+and names the monitored master; the node asks the Sentinels, in order, for
+the master's address (``SENTINEL get-master-addr-by-name``) each time it
+connects, checks that the server it reached is a master (``ROLE``), and
+after a failover (the master lost, or a write refused with ``READONLY``)
+reconnects to the promoted replica.  The user and password are the master's;
+``?sentinel_password=...`` authenticates to Sentinels that require one
+(``requirepass`` in sentinel.conf).  TLS with Sentinel is not supported.
 
 Query parameters (all optional, for ``rediss://``):
 
@@ -26,6 +36,8 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import attrs
 
 DEFAULT_PORT = 6379
+DEFAULT_SENTINEL_PORT = 26379
+SENTINEL_SCHEME = "redis+sentinel"
 _TLS_OPTIONS = ("ssl_ca_certs", "ssl_cert_reqs", "ssl_certfile", "ssl_keyfile")
 
 
@@ -47,29 +59,41 @@ class RedisTarget:
     verify: bool = True
     certfile: str | None = None
     keyfile: str | None = None
+    #: Sentinel addresses ((host, port), ...) and the master's name; () = no Sentinel
+    sentinels: tuple[tuple[str, int], ...] = ()
+    master_name: str | None = None
+    sentinel_password: str | None = None
 
     @property
     def masked(self) -> str:
         """The URL for logs: the password replaced by ``****``."""
-        scheme = "rediss" if self.tls else "redis"
         auth = ""
         if self.password is not None:
             auth = f"{quote(self.username or '', safe='')}:****@"
         elif self.username:
             auth = f"{quote(self.username, safe='')}@"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{auth}{host}:{self.port}/{self.db}"
+        if self.sentinels:
+            hosts = ",".join(f"{_bracket(host)}:{port}" for host, port in self.sentinels)
+            return f"{SENTINEL_SCHEME}://{auth}{hosts}/{self.master_name}/{self.db}"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{auth}{_bracket(self.host)}:{self.port}/{self.db}"
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def parse_redis_url(url: str) -> RedisTarget:
     """A :class:`RedisTarget` for ``url``, or :class:`RedisURLError`."""
+    if url.startswith(SENTINEL_SCHEME + "://"):
+        return _parse_sentinel_url(url)
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as e:
         raise RedisURLError(f"invalid Redis URL: {e}") from None
     if parts.scheme not in ("redis", "rediss"):
-        raise RedisURLError("a Redis URL starts with redis:// or rediss://")
+        raise RedisURLError("a Redis URL starts with redis://, rediss:// or redis+sentinel://")
     if not parts.hostname:
         raise RedisURLError("the Redis URL names no host")
     path = parts.path.strip("/")
@@ -105,6 +129,47 @@ def parse_redis_url(url: str) -> RedisTarget:
         verify=cert_reqs == "required",
         certfile=option("ssl_certfile"),
         keyfile=option("ssl_keyfile"),
+    )
+
+
+def _parse_sentinel_url(url: str) -> RedisTarget:
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    auth, at, hosts = netloc.rpartition("@")
+    username = password = None
+    if at:
+        user, colon, secret = auth.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    sentinels = []
+    for address in hosts.split(","):
+        try:
+            address_parts = urlsplit(f"//{address}")
+            port = address_parts.port
+        except ValueError as e:
+            raise RedisURLError(f"invalid Redis URL: {e}") from None
+        if not address_parts.hostname:
+            raise RedisURLError("the Redis URL names no Sentinel host")
+        sentinels.append((address_parts.hostname, port or DEFAULT_SENTINEL_PORT))
+    path = [unquote(p) for p in parts.path.strip("/").split("/") if p]
+    if not path:
+        raise RedisURLError("a redis+sentinel:// URL names the master: redis+sentinel://host:26379/mymaster")
+    if len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise RedisURLError(f"the Redis database must be a number, got {'/'.join(path[1:])!r}")
+    query = parse_qs(parts.query, keep_blank_values=True)
+    for name in query:
+        if name != "sentinel_password":
+            raise RedisURLError(f"unknown Redis URL option {name!r}")
+    sentinel_password = query["sentinel_password"][-1] if "sentinel_password" in query else None
+    return RedisTarget(
+        host=sentinels[0][0],
+        port=sentinels[0][1],
+        db=int(path[1]) if len(path) == 2 else 0,
+        username=username,
+        password=password,
+        sentinels=tuple(sentinels),
+        master_name=path[0],
+        sentinel_password=sentinel_password,
     )
 
 

@@ -42,6 +42,13 @@ class RedisBus:
         self._handlers: list[Callable[[dict[str, Any]], Any]] = []
         #: request id -> (Deferred, timeout call) of RPCs waiting for an answer
         self.pending_rpcs: dict[str, tuple[Deferred[Any], Any]] = {}
+        self.published = 0
+        self.local_only = 0
+        self.received = 0
+        self.rpc_timeouts = 0
+        #: where room events received from Redis go: straight to the handlers,
+        #: or through a filter that dedupes and fills gaps (RedisRoomHistory)
+        self.intake: Callable[[dict[str, Any]], Any] = self.deliver
         link.on_down.append(self._fail_pending_rpcs)
 
     def subscribe(self, handler: Callable[[dict[str, Any]], Any]) -> None:
@@ -54,24 +61,36 @@ class RedisBus:
 
     def publish(self, event: dict[str, Any]) -> Deferred[None]:
         if self.link.up:
+            self.published += 1
             d = self.link.execute("PUBLISH", self.link.channel, self._message("event", event=event))
             return d.addCallbacks(lambda _: None, self._publish_failed, errbackArgs=(event,))
+        self.local_only += 1
         self.reactor.callLater(0, self._event_received, event)
         return succeed(None)
 
+    def deliver_here(self, event: dict[str, Any]) -> None:
+        """Deliver a room event to this node only (on the next reactor turn)."""
+        self.reactor.callLater(0, self._event_received, event)
+
     def _publish_failed(self, failure: Failure, event: dict[str, Any]) -> None:
         log.warn("publishing a room event failed ({reason}); delivered locally", reason=failure.getErrorMessage())
+        self.local_only += 1
         self.reactor.callLater(0, self._event_received, event)
 
     def _event_received(self, event: dict[str, Any]) -> None:
         for handler in self._handlers:
             handler(event)
 
+    def deliver(self, event: dict[str, Any]) -> None:
+        """Hand a room event to this node's handlers now."""
+        self._event_received(event)
+
     def message_received(self, message: dict[str, Any]) -> None:
         """A cluster message of ours (token already checked)."""
         kind = message.get("kind")
         if kind == "event":
-            self._event_received(message["event"])
+            self.received += 1
+            self.intake(message["event"])
         elif kind == "rpc":
             if message.get("serverId") != self.node_id:
                 self._rpc_request(message)
@@ -107,6 +126,7 @@ class RedisBus:
     def _rpc_timed_out(self, request_id: str) -> None:
         pending = self._forget_rpc(request_id)
         if pending is not None:
+            self.rpc_timeouts += 1
             pending[0].errback(RoomError(RPC_TIMEOUT))
 
     def _fail_pending_rpcs(self) -> None:

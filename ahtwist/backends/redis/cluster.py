@@ -10,7 +10,9 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ahtwist.backends.history import HistoryLimits
 from ahtwist.backends.redis.bus import RedisBus
+from ahtwist.backends.redis.history import RedisRoomHistory
 from ahtwist.backends.redis.link import RedisLink, reason_of
 from ahtwist.backends.redis.rooms import RedisRoomBackend
 from ahtwist.backends.redis.store import RedisCache, RedisPeers, RedisStats
@@ -43,7 +45,11 @@ class ClusterService(Service):
         self.reactor = reactor
         self.target = parse_redis_url(config.redis.url)
         self.link = link or RedisLink(
-            reactor, self.target, general.channel, config.redis.reconnectMaxDelay
+            reactor,
+            self.target,
+            general.channel,
+            config.redis.reconnectMaxDelay,
+            subscription_timeout=config.redis.subscriptionTimeout,
         )
         prefix = general.channel
         self.server_token = general.serverToken
@@ -61,6 +67,10 @@ class ClusterService(Service):
             node_id=general.id,
             prefix=prefix,
             starting_rooms=tuple(general.startingChatRooms),
+        )
+        history = config.history
+        self.history = RedisRoomHistory(
+            self.link, self.bus, prefix=prefix, limits=HistoryLimits(history.maxMessages, history.maxAge)
         )
         self.cache = RedisCache(self.link, reactor, prefix)
         self.stats = RedisStats(self.link, prefix)

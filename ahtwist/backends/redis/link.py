@@ -8,16 +8,19 @@ reactor.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from inspect import isawaitable
 from typing import Any, TypeVar
 
+import attrs
 import txredisapi
 from twisted.internet import defer
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.protocol import Factory
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -36,6 +39,10 @@ COMMAND_TIMEOUT = 5.0
 FIRST_RETRY_DELAY = 0.5
 #: seconds a stop waits for the connections to close before aborting them
 STOP_TIMEOUT = 1.0
+#: seconds without any message on the subscriber connection after which the
+#: subscription counts as stalled (redis.subscriptionTimeout); the link pings
+#: itself three times as often
+SUBSCRIPTION_TIMEOUT = 3.0
 
 
 class RedisUnavailable(Exception):
@@ -58,22 +65,20 @@ class _ProtocolFactory(Factory):
     noisy = False
     isLazy = True
 
-    def __init__(self, link: RedisLink, protocol: type) -> None:
+    def __init__(self, link: RedisLink, protocol: type, sentinel: bool = False) -> None:
         self.link = link
         self.protocol = protocol
+        self.sentinel = sentinel
         self.error: str | None = None
 
     def buildProtocol(self, addr: Any) -> Any:
         target = self.link.target
         assert self.protocol is not None  # set by __init__
-        proto = self.protocol(
-            "utf-8",
-            replyTimeout=COMMAND_TIMEOUT,
-            password=target.password,
-            dbid=target.db,
-            convertNumbers=False,
-            username=target.username,
-        )
+        if self.sentinel:  # a Sentinel: its own password, no database
+            auth: dict[str, Any] = {"password": target.sentinel_password, "dbid": None, "username": None}
+        else:
+            auth = {"password": target.password, "dbid": target.db, "username": target.username}
+        proto = self.protocol("utf-8", replyTimeout=COMMAND_TIMEOUT, convertNumbers=False, **auth)
         proto.factory = self
         return proto
 
@@ -128,7 +133,7 @@ class _SubscriberProtocol(txredisapi.SubscriberProtocol, _LinkProtocolMixin):
         self._init_link()
 
     def messageReceived(self, pattern: Any, channel: Any, message: Any) -> None:
-        self.factory.link._message_received(message)
+        self.factory.link._message_received(channel, message)
 
     def connectionLost(self, why: Failure) -> None:
         super().connectionLost(why)
@@ -219,6 +224,54 @@ def _mark_tls_creator() -> None:
 _mark_tls_creator()
 
 
+class _SubscriptionWatch:
+    """Pings the link's own channel while it is up, and drops the link when
+    nothing at all arrived on the subscriber connection for
+    ``subscription_timeout`` seconds (RedisLink's docstring)."""
+
+    def __init__(self, link: RedisLink) -> None:
+        self.link = link
+        self._pinger: Any = None
+
+    def start(self) -> None:
+        self.stop()
+        link = self.link
+        self._pinger = LoopingCall(self._check)
+        self._pinger.clock = link.reactor
+        self._pinger.start(link.subscription_timeout / 3, now=False)
+
+    def stop(self) -> None:
+        if self._pinger is not None and self._pinger.running:
+            self._pinger.stop()
+        self._pinger = None
+
+    def _silence(self) -> float:
+        now = self.link.reactor.seconds()
+        return now - (self.link.last_message_at or now)
+
+    def _check(self) -> None:
+        link = self.link
+        if not link.up:
+            return
+        if self._silence() > link.subscription_timeout:
+            # A reactor busy for a while runs timers before reading what
+            # arrived meanwhile: judge again after one pass over the sockets.
+            link.reactor.callLater(0, self._confirm_stall, link._subscriber)
+            return
+        link.execute("PUBLISH", link.ping_channel, "ping").addErrback(lambda _: None)
+
+    def _confirm_stall(self, subscriber: Any) -> None:
+        link = self.link
+        silence = self._silence()
+        if not link.up or subscriber is not link._subscriber or silence <= link.subscription_timeout:
+            return
+        link.stalls += 1
+        reason = f"subscription to {link.channel} stalled (nothing received for {silence:.1f} s)"
+        link._connection_lost(subscriber, reason)
+        if subscriber.transport is not None:
+            subscriber.transport.abortConnection()
+
+
 class RedisLink:
     """This node's link to Redis: one command and one subscriber connection.
 
@@ -227,6 +280,28 @@ class RedisLink:
     drops both and starts over, so there is one state, one log line per
     attempt, and one reconnection to announce.  Attempts are retried forever
     with back-off (0.5 s doubling to ``reconnect_max_delay``).
+
+    A subscription can also die silently (a connection that stays open but
+    delivers nothing: a stalled proxy, a half-open TCP connection).  While up,
+    the link publishes a ping on a channel of its own (``ping_channel``,
+    subscribed on the same connection) every third of
+    ``subscription_timeout``; when nothing at all arrived on the subscriber
+    connection for ``subscription_timeout`` seconds the subscription counts
+    as stalled: it is logged, both connections are dropped and the link
+    reconnects and resubscribes at once.
+
+    Counters (plain attributes, read by metrics; never reset):
+
+    * ``connections`` -- times the link came up (1 after the first connect);
+    * ``reconnects`` -- times it came back up after having been up;
+    * ``stalls`` -- stalled subscriptions detected (each also ends in a gap);
+    * ``gaps`` -- subscription gaps closed: times the node was subscribed,
+      lost the subscription (connection lost, stall, Redis restart) and
+      subscribed again;
+    * ``gap_seconds`` -- their total length: from the last message received
+      before each gap to the new subscription (messages published on the
+      channel in between were not received);
+    * ``last_gap`` -- ``(start, end)`` reactor times of the last gap, or None.
     """
 
     def __init__(
@@ -236,12 +311,19 @@ class RedisLink:
         channel: str,
         reconnect_max_delay: float = 5.0,
         endpoint: Any = None,
+        subscription_timeout: float = SUBSCRIPTION_TIMEOUT,
     ) -> None:
         self.reactor = reactor
         self.target = target
         self.channel = channel
+        #: this link's own channel for its pings (nobody else subscribes to it)
+        self.ping_channel = f"{channel}:ping:{uuid.uuid4().hex}"
+        self.subscription_timeout = subscription_timeout
         self.reconnect_max_delay = reconnect_max_delay
+        self._fixed_endpoint = endpoint
         self.endpoint = endpoint or _client_endpoint(reactor, target)
+        #: with Sentinel: the master's address of the current connection
+        self.master_address: tuple[str, int] | None = None
         #: called (no arguments) each time the link comes up / goes down
         self.on_up: list[Callable[[], Any]] = []
         self.on_down: list[Callable[[], Any]] = []
@@ -251,7 +333,18 @@ class RedisLink:
         self.running = False
         #: times the link came up (1 after the first connection)
         self.connections = 0
+        self.reconnects = 0
+        self.stalls = 0
+        self.gaps = 0
+        self.gap_seconds = 0.0
+        self.last_gap: tuple[float, float] | None = None
         self.down_since: float | None = None
+        #: reactor time of the last message received on the subscriber connection
+        self.last_message_at: float | None = None
+        #: start of the current subscription gap (the last message before it)
+        self._gap_start: float | None = None
+        self.watch = _SubscriptionWatch(self)
+        self._logged_master: tuple[str, int] | None = None
         self._command: Any = None
         self._subscriber: Any = None
         self._failures = 0
@@ -309,18 +402,27 @@ class RedisLink:
 
     async def _open(self) -> tuple[Any, Any]:
         self._attempt_protocols = []
+        if self.target.sentinels and self._fixed_endpoint is None:
+            host, port = await _ask_sentinels(self)
+            self.master_address = (host, port)
+            self.endpoint = _client_endpoint(self.reactor, attrs.evolve(self.target, host=host, port=port))
         command = await self._open_one(_CommandProtocol)
+        if self.target.sentinels:
+            role = await command.execute_command("ROLE")
+            if not role or role[0] != "master":
+                raise _ConnectFailed(f"{_address(self.master_address)} is not a master (it is a {role[0]})")
         subscriber = await self._open_one(_SubscriberProtocol)
-        d = subscriber.subscribe(self.channel)
-        d.addTimeout(COMMAND_TIMEOUT, self.reactor)
-        reply = await d
-        if isinstance(reply, Exception):
-            raise _ConnectFailed(f"cannot subscribe: {reply}")
+        for channel in (self.channel, self.ping_channel):
+            d = subscriber.subscribe(channel)
+            d.addTimeout(COMMAND_TIMEOUT, self.reactor)
+            reply = await d
+            if isinstance(reply, Exception):
+                raise _ConnectFailed(f"cannot subscribe: {reply}")
         return command, subscriber
 
-    async def _open_one(self, protocol_class: type) -> Any:
-        factory = _ProtocolFactory(self, protocol_class)
-        protocol = await self.endpoint.connect(factory)
+    async def _open_one(self, protocol_class: type, endpoint: Any = None, sentinel: bool = False) -> Any:
+        factory = _ProtocolFactory(self, protocol_class, sentinel)
+        protocol = await (endpoint or self.endpoint).connect(factory)
         self._attempt_protocols.append(protocol)
         ready = protocol.ready
         ready.addTimeout(COMMAND_TIMEOUT + CONNECT_TIMEOUT, self.reactor)
@@ -330,19 +432,37 @@ class RedisLink:
         self._attempt = None
         self._attempt_protocols = []
         self._command, self._subscriber = protocols
-        outage = self.reactor.seconds() - (self.down_since or self.reactor.seconds())
+        now = self.reactor.seconds()
+        outage = now - (self.down_since or now)
         self.up = True
         self.down_since = None
         self._failures = 0
         self.connections += 1
+        self.last_message_at = now
+        if self.master_address is not None and self.master_address != self._logged_master:
+            self._logged_master = self.master_address
+            log.info("Redis {url}: master {name} is at {address} (from Sentinel)",
+                     url=self.target.masked, name=self.target.master_name,
+                     address=_address(self.master_address))
         if self.connections == 1:
             log.info("Redis {url}: connected", url=self.target.masked)
         else:
+            self.reconnects += 1
+            gap_start = self._gap_start if self._gap_start is not None else now - outage
+            gap = now - gap_start
+            self.gaps += 1
+            self.gap_seconds += gap
+            self.last_gap = (gap_start, now)
             log.info(
-                "Redis {url}: reconnected after {outage:.1f} s",
+                "Redis {url}: reconnected after {outage:.1f} s; resubscribed to {channel} "
+                "(its messages of the last {gap:.1f} s were not received)",
                 url=self.target.masked,
                 outage=outage,
+                channel=self.channel,
+                gap=gap,
             )
+        self._gap_start = None
+        self.watch.start()
         for listener in list(self.on_up):
             try:
                 listener()
@@ -397,6 +517,8 @@ class RedisLink:
             return
         self.up = False
         self.down_since = self.reactor.seconds()
+        self._gap_start = self.last_message_at if self.last_message_at is not None else self.down_since
+        self.watch.stop()
         for listener in list(self.on_down):
             try:
                 listener()
@@ -411,15 +533,66 @@ class RedisLink:
         if not self.up or command is None:
             return fail(RedisUnavailable("Redis unavailable"))
         try:
-            return command.execute_command(*args)
+            d: Deferred[Any] = command.execute_command(*args)
         except Exception:
             return fail()
+        return d.addErrback(self._refused, command)
 
-    def _message_received(self, message: Any) -> None:
+    def _refused(self, failure: Failure, command: Any) -> Failure:
+        """A write refused by a replica: after a failover this server is no
+        longer the master; reconnecting finds the new one."""
+        if (
+            failure.check(txredisapi.ResponseError)
+            and str(failure.value).startswith("READONLY")
+            and command is self._command
+            and command.transport is not None
+        ):
+            log.warn("Redis {url}: the server became a replica (READONLY); reconnecting", url=self.target.masked)
+            command.transport.abortConnection()
+        return failure
+
+    def _message_received(self, channel: Any, message: Any) -> None:
+        self.last_message_at = self.reactor.seconds()
+        if channel == self.ping_channel:
+            return
         try:
             self.on_message(message)
         except Exception:
             log.failure("handling a cluster message")
+
+
+def _address(address: tuple[str, int] | None) -> str:
+    if address is None:
+        return "?"
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def _ask_sentinels(link: RedisLink) -> tuple[str, int]:
+    """The master's address, from the first Sentinel that knows it."""
+    problems = []
+    for host, port in link.target.sentinels:
+        endpoint = HostnameEndpoint(link.reactor, host, port, timeout=CONNECT_TIMEOUT, attemptDelay=0.02)
+        sentinel = None
+        try:
+            sentinel = await link._open_one(_CommandProtocol, endpoint, sentinel=True)
+            reply = await sentinel.execute_command(
+                "SENTINEL", "get-master-addr-by-name", link.target.master_name
+            )
+        except Exception as e:
+            problems.append(f"Sentinel {_address((host, port))}: {reason_of(Failure(e))}")
+            continue
+        finally:
+            if sentinel is not None:
+                sentinel.transport.loseConnection()
+        if isinstance(reply, Exception):
+            problems.append(f"Sentinel {_address((host, port))}: {reply}")
+        elif not reply:
+            problems.append(f"Sentinel {_address((host, port))} does not know {link.target.master_name}")
+        else:
+            return str(reply[0]), int(reply[1])
+    raise _ConnectFailed("no master address: " + "; ".join(problems))
+
 
 
 def reason_of(failure: Failure) -> str:

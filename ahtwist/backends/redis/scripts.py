@@ -37,6 +37,12 @@ class Script:
 
         return d.addErrback(retry)
 
+    def load(self, link: RedisLink) -> Deferred[Any]:
+        """Put the script in Redis's cache now: commands sent after it on the
+        connection find it (no EVALSHA refused and sent again as EVAL, which
+        would let a later command overtake it)."""
+        return link.execute("SCRIPT", "LOAD", self.source)
+
 
 # Member hash values are "<seq> <record JSON>": seq (from one cluster-wide
 # counter) keeps join order, which neither hash order nor joinedAt (two joins
@@ -58,19 +64,49 @@ REMOVE_MEMBER = Script(
     """
 )
 
+# KEYS: rooms set, the room's members hash, its tombstone; ARGV[1]: room,
+# ARGV[2]: deletion time (ms), ARGV[3]: tombstone lifetime (ms).  The tombstone
+# keeps the latest deletion time: a node re-asserting the room or a membership
+# it knew of before that time is refused (REASSERT).
 REMOVE_ROOM = Script(
     """
-    redis.call('DEL', KEYS[2])
-    return redis.call('SREM', KEYS[1], ARGV[1])
+    local t = redis.call('GET', KEYS[3])
+    if not t or tonumber(t) < tonumber(ARGV[2]) then
+        redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
+    end
+    local had_members = redis.call('DEL', KEYS[2])
+    return redis.call('SREM', KEYS[1], ARGV[1]) + had_members
     """
 )
 
-# KEYS: rooms set, this host's set, the join counter; ARGV[1]: members key prefix, ARGV[2]: JSON
-# rooms to assert, ARGV[3]: JSON [[entry, room, id, record], ...] = every
-# membership this node holds.  Memberships of this host that Redis still has
-# but the node no longer holds (left during the outage) are removed.
+# KEYS: rooms set, this host's set, the join counter.  ARGV[1]: members key
+# prefix; ARGV[2]: JSON [[room, known since ms], ...] rooms to assert; ARGV[3]:
+# JSON [[entry, room, id, record, joinedAt ms], ...] = every membership this
+# node holds; ARGV[4]: JSON [[room, deleted at ms], ...] rooms this node
+# deleted while Redis was out of reach; ARGV[5]: tombstone key prefix;
+# ARGV[6]: tombstone lifetime (ms).
+# First the deletions are replayed (with their tombstones); memberships of this
+# host that Redis still has but the node no longer holds (left during the
+# outage) are removed; then rooms and memberships are put back -- except those
+# in a room the node knew of from before its deletion (a tombstone at or after
+# the room's or any of its memberships' time): those rooms are returned as
+# refused, for the node to drop.
+# Returns {refused rooms, replayed deletions that removed something}.
 REASSERT = Script(
     """
+    local deleted = {}
+    for _, d in ipairs(cjson.decode(ARGV[4])) do
+        local tomb = ARGV[5] .. d[1]
+        local t = redis.call('GET', tomb)
+        if not t or tonumber(t) < tonumber(d[2]) then redis.call('SET', tomb, d[2], 'PX', ARGV[6]) end
+        if redis.call('SREM', KEYS[1], d[1]) + redis.call('DEL', ARGV[1] .. d[1]) > 0 then
+            table.insert(deleted, d[1])
+        end
+    end
+    local function dead(room, since)
+        local t = redis.call('GET', ARGV[5] .. room)
+        return t and tonumber(t) >= tonumber(since)
+    end
     local keep = {}
     for _, m in ipairs(cjson.decode(ARGV[3])) do keep[m[1]] = m end
     for _, entry in ipairs(redis.call('SMEMBERS', KEYS[2])) do
@@ -80,16 +116,30 @@ REASSERT = Script(
             redis.call('SREM', KEYS[2], entry)
         end
     end
-    for _, room in ipairs(cjson.decode(ARGV[2])) do redis.call('SADD', KEYS[1], room) end
-    for _, m in ipairs(cjson.decode(ARGV[3])) do
-        redis.call('SADD', KEYS[1], m[2])
-        if redis.call('HEXISTS', ARGV[1] .. m[2], m[3]) == 0 then
-            local seq = redis.call('INCR', KEYS[3])
-            redis.call('HSET', ARGV[1] .. m[2], m[3], seq .. ' ' .. m[4])
-        end
-        redis.call('SADD', KEYS[2], m[1])
+    local rooms, members = cjson.decode(ARGV[2]), cjson.decode(ARGV[3])
+    local refused, seen = {}, {}
+    local function refuse(room)
+        if not seen[room] then seen[room] = true; table.insert(refused, room) end
     end
-    return 1
+    for _, r in ipairs(rooms) do if dead(r[1], r[2]) then refuse(r[1]) end end
+    for _, m in ipairs(members) do if dead(m[2], m[5]) then refuse(m[2]) end end
+    for _, r in ipairs(rooms) do
+        if not seen[r[1]] then redis.call('SADD', KEYS[1], r[1]) end
+    end
+    for _, m in ipairs(members) do
+        if seen[m[2]] then
+            redis.call('HDEL', ARGV[1] .. m[2], m[3])
+            redis.call('SREM', KEYS[2], m[1])
+        else
+            redis.call('SADD', KEYS[1], m[2])
+            if redis.call('HEXISTS', ARGV[1] .. m[2], m[3]) == 0 then
+                local seq = redis.call('INCR', KEYS[3])
+                redis.call('HSET', ARGV[1] .. m[2], m[3], seq .. ' ' .. m[4])
+            end
+            redis.call('SADD', KEYS[2], m[1])
+        end
+    end
+    return {refused, deleted}
     """
 )
 

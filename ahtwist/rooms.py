@@ -22,7 +22,8 @@ Events on the bus:
 from __future__ import annotations
 
 import builtins
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections import Counter
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from inspect import isawaitable
 from typing import Any
 
@@ -41,6 +42,10 @@ from ahtwist.limits import Limits
 from ahtwist.resume import Mark, Resumes, Since
 
 log = Logger(namespace="ahtwist.rooms")
+
+#: reasons a chat message was not handed to a member (``RoomService.dropped``)
+DROPPED_BY_MIDDLEWARE = "middleware"
+DROPPED_BY_ERROR = "error"
 
 
 async def _resolve(value: Any) -> Any:
@@ -72,7 +77,8 @@ class RoomService:
     this node's membership records; ``history`` stores what is said and
     publishes it (default: in memory, on ``bus``).
     Resume counters and observers (metrics): :attr:`resumes`
-    (:class:`~ahtwist.resume.Resumes`).
+    (:class:`~ahtwist.resume.Resumes`); chat deliveries: :attr:`delivered`
+    and :attr:`dropped`.
     """
 
     def __init__(
@@ -102,6 +108,11 @@ class RoomService:
         self._has_say_hooks = False
         #: room -> {connection id: connection} for this node's members, join order
         self._local: dict[str, dict[str, Connection]] = {}
+        #: chat messages handed to this node's members' transports
+        self.delivered = 0
+        #: chat messages not handed to a member, by reason (say middleware
+        #: veto, the transport raising)
+        self.dropped: Counter[str] = Counter()
         bus.subscribe(self._on_event)
 
     def _now_ms(self) -> int:
@@ -328,7 +339,7 @@ class RoomService:
             log.failure("handling room event {event!r}", event=event)
 
     async def _send(
-        self, recipients: Iterable[Connection], room: str, payload: dict[str, Any], mark: Mark | None
+        self, recipients: Collection[Connection], room: str, payload: dict[str, Any], mark: Mark | None
     ) -> None:
         """Deliver ``payload`` (with ``offset``/``epoch`` when ``mark``: one
         dict for all, serialized once by transports) through say middleware."""
@@ -338,21 +349,29 @@ class RoomService:
                 await self._deliver(recipient, room, payload, mark)
             return
         message = payload if mark is None else {**payload, "offset": mark[0], "epoch": mark[1]}
+        self.delivered += len(recipients)  # one addition per message, not per member
         for recipient in recipients:
             try:
                 recipient.send_message(message)
             except Exception:
-                log.failure("delivering to {id}", id=recipient.id)
+                self._failed(recipient)
+
+    def _failed(self, recipient: Connection) -> None:
+        log.failure("delivering to {id}", id=recipient.id)
+        self.delivered -= 1
+        self.dropped[DROPPED_BY_ERROR] += 1
 
     async def _deliver(self, recipient: Connection, room: str, payload: dict[str, Any], mark: Mark | None) -> None:
         try:
             message = await self._run_hooks("say", recipient, room, payload)
         except Exception as e:
             log.debug("say middleware vetoed delivery to {id}: {e}", id=recipient.id, e=e)
+            self.dropped[DROPPED_BY_MIDDLEWARE] += 1
             return
         if mark is not None:
             message = {**message, "offset": mark[0], "epoch": mark[1]}
+        self.delivered += 1
         try:
             recipient.send_message(message)
         except Exception:
-            log.failure("delivering to {id}", id=recipient.id)
+            self._failed(recipient)

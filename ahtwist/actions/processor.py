@@ -8,6 +8,7 @@ Order and texts follow docs/python-api.md, 'Processing order', exactly.
 """
 
 import time
+from bisect import bisect_left
 from inspect import isawaitable
 from typing import TYPE_CHECKING, Any
 
@@ -21,13 +22,14 @@ from ahtwist.actions.data import ActionData
 from ahtwist.actions.inputs import InputValidator
 from ahtwist.actions.registry import SAFE_PARAMS, ActionRegistry
 from ahtwist.config import General
+from ahtwist.counters import DURATION_BUCKETS, ActionCounts
 from ahtwist.encoding import dumps
 from ahtwist.errors import ActionError
 
 if TYPE_CHECKING:
     from ahtwist.connection import Connection
 
-__all__ = ["ActionData", "ActionProcessor"]
+__all__ = ["UNKNOWN_ACTION_LABEL", "ActionData", "ActionProcessor"]
 
 log = Logger(namespace="ahtwist.action")
 
@@ -54,6 +56,10 @@ PRE_PROCESSOR_ERROR = "pre_processor_error"
 POST_PROCESSOR_ERROR = "post_processor_error"
 ACTION_ERROR = "action_error"
 SUCCESS = "success"
+
+#: the name counted for a request naming no registered action (so clients
+#: cannot add names to :attr:`ActionProcessor.counts`)
+UNKNOWN_ACTION_LABEL = "(unknown)"
 
 #: characters of an action log line kept (the rest is cut, its length said)
 MAX_LOG_LINE = 2000
@@ -101,6 +107,9 @@ class ActionProcessor:
         minimum = _LEVELS[general.logLevel]
         #: the action line's level by level name; None for the levels not logged
         self.logged_levels = {name: level if level >= minimum else None for name, level in _LEVELS.items()}
+        #: action name -> :class:`~ahtwist.counters.ActionCounts` of the
+        #: finished requests (read by the metrics, docs/metrics.md)
+        self.counts: dict[str, ActionCounts] = {}
 
     def process(
         self,
@@ -161,11 +170,22 @@ class ActionProcessor:
         finally:
             connection.pending_actions -= 1
             self.in_flight -= 1
-        data.duration = round((time.monotonic() - data.started_at) * 1000)
+        elapsed = time.monotonic() - data.started_at
+        data.duration = round(elapsed * 1000)
         if data.error is not None and isinstance(data.response, dict):
             data.response.setdefault("error", data.error)
-        if data.action_status is None:
-            data.action_status = SUCCESS
+        status = data.action_status
+        if status is None:
+            status = data.action_status = SUCCESS
+        template = data.action_template
+        name = template.name if template is not None else UNKNOWN_ACTION_LABEL
+        counts = self.counts.get(name)
+        if counts is None:
+            counts = self.counts[name] = ActionCounts()
+        outcomes = counts.outcomes
+        outcomes[status] = outcomes.get(status, 0) + 1
+        counts.buckets[bisect_left(DURATION_BUCKETS, elapsed)] += 1
+        counts.seconds += elapsed
         self._log(data)
         return data
 

@@ -14,7 +14,8 @@ process (tests, embedding) do not clash; the process-wide collectors
 (``process_*``, ``python_*``) are left out for the same reason.
 """
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -22,7 +23,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from ahtwist._version import __version__
-from ahtwist.counters import DURATION_BUCKETS, SOCKET_REQUESTS, WEB_REQUESTS, WEBSOCKET_REQUESTS
+from ahtwist.counters import DURATION_BUCKETS, SOCKET_REQUESTS, WEB_REQUESTS, WEBSOCKET_REQUESTS, ActionCounts
 from ahtwist.limits import RATE_LIMITED
 from ahtwist.rooms import DROPPED_BY_ERROR, DROPPED_BY_MIDDLEWARE
 
@@ -104,14 +105,14 @@ class NodeCollector(Collector):
         durations = HistogramMetricFamily("ahtwist_action_duration_seconds",
                                           "Time from receiving an action request to its reply being ready.",
                                           labels=["action"])
-        for name, counts in sorted(processor.counts.items()):
-            for outcome, count in sorted(counts.outcomes.items()):
+        for name, (outcomes, buckets, seconds) in sorted(_by_name(processor.counts.values()).items()):
+            for outcome, count in sorted(outcomes.items()):
                 actions.add_metric([name, outcome], count)
             cumulative, total = [], 0
-            for bound, count in zip(_BOUNDS, counts.buckets, strict=True):
+            for bound, count in zip(_BOUNDS, buckets, strict=True):
                 total += count
                 cumulative.append((bound, total))
-            durations.add_metric([name], cumulative, counts.seconds)
+            durations.add_metric([name], cumulative, seconds)
         yield actions
         yield durations
 
@@ -156,6 +157,21 @@ class NodeCollector(Collector):
              history.messages_filled),
         ):
             yield CounterMetricFamily(name, text, value=value)
+
+
+def _by_name(all_counts: Iterable[ActionCounts]) -> dict[str, tuple[Counter[str], list[int], float]]:
+    """The processor's counts (one per action version) summed by action name."""
+    out: dict[str, tuple[Counter[str], list[int], float]] = {}
+    for counts in all_counts:
+        previous = out.get(counts.name)
+        if previous is None:
+            out[counts.name] = (Counter(counts.outcomes), list(counts.buckets), counts.seconds)
+        else:
+            outcomes, buckets, seconds = previous
+            outcomes.update(counts.outcomes)
+            out[counts.name] = (outcomes, [a + b for a, b in zip(buckets, counts.buckets, strict=True)],
+                                seconds + counts.seconds)
+    return out
 
 
 def registry_for(node: Any) -> CollectorRegistry:

@@ -107,9 +107,10 @@ class ActionProcessor:
         minimum = _LEVELS[general.logLevel]
         #: the action line's level by level name; None for the levels not logged
         self.logged_levels = {name: level if level >= minimum else None for name, level in _LEVELS.items()}
-        #: action name -> :class:`~ahtwist.counters.ActionCounts` of the
-        #: finished requests (read by the metrics, docs/metrics.md)
-        self.counts: dict[str, ActionCounts] = {}
+        #: action (each version its own; None: no such action) ->
+        #: :class:`~ahtwist.counters.ActionCounts` of its finished requests
+        #: (read by the metrics, docs/metrics.md)
+        self.counts: dict[Any, ActionCounts] = {}
 
     def process(
         self,
@@ -178,12 +179,12 @@ class ActionProcessor:
         if status is None:
             status = data.action_status = SUCCESS
         template = data.action_template
-        name = template.name if template is not None else UNKNOWN_ACTION_LABEL
-        counts = self.counts.get(name)
+        counts = self.counts.get(template)
         if counts is None:
-            counts = self.counts[name] = ActionCounts()
-        outcomes = counts.outcomes
-        outcomes[status] = outcomes.get(status, 0) + 1
+            counts = self.counts[template] = ActionCounts(
+                template.name if template is not None else UNKNOWN_ACTION_LABEL
+            )
+        counts.outcomes[status] += 1
         counts.buckets[bisect_left(DURATION_BUCKETS, elapsed)] += 1
         counts.seconds += elapsed
         self._log(data)

@@ -18,12 +18,23 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from ahtwist._version import __version__
-from ahtwist.counters import DURATION_BUCKETS, SOCKET_REQUESTS, WEB_REQUESTS, WEBSOCKET_REQUESTS, ActionCounts
+from ahtwist.counters import (
+    DURATION_BUCKETS_MS,
+    SOCKET_REQUESTS,
+    WEB_REQUESTS,
+    WEBSOCKET_REQUESTS,
+    ActionCounts,
+)
 from ahtwist.limits import RATE_LIMITED
 from ahtwist.rooms import DROPPED_BY_ERROR, DROPPED_BY_MIDDLEWARE
 
@@ -39,7 +50,7 @@ _REQUEST_COUNTERS = (("web", WEB_REQUESTS), ("websocket", WEBSOCKET_REQUESTS), (
 #: label values shown (as 0) before anything was counted under them
 _SLOW_SEEN = {"socket": 0, "websocket": 0}
 _DROP_SEEN = {DROPPED_BY_MIDDLEWARE: 0, DROPPED_BY_ERROR: 0}
-_BOUNDS = [*(repr(b) for b in DURATION_BUCKETS), "+Inf"]
+_BOUNDS = [*(repr(ms / 1000) for ms in DURATION_BUCKETS_MS), "+Inf"]
 
 
 class NodeCollector(Collector):
@@ -160,17 +171,17 @@ class NodeCollector(Collector):
 
 
 def _by_name(all_counts: Iterable[ActionCounts]) -> dict[str, tuple[Counter[str], list[int], float]]:
-    """The processor's counts (one per action version) summed by action name."""
+    """The processor's counts (one per action version) summed by action
+    name: outcomes, bucket counts, total seconds."""
     out: dict[str, tuple[Counter[str], list[int], float]] = {}
     for counts in all_counts:
-        previous = out.get(counts.name)
-        if previous is None:
-            out[counts.name] = (Counter(counts.outcomes), list(counts.buckets), counts.seconds)
-        else:
-            outcomes, buckets, seconds = previous
-            outcomes.update(counts.outcomes)
-            out[counts.name] = (outcomes, [a + b for a, b in zip(buckets, counts.buckets, strict=True)],
-                                seconds + counts.seconds)
+        outcomes, buckets, seconds = out.get(counts.name) or (Counter(), [0] * len(counts.buckets), 0.0)
+        outcomes.update(counts.all_outcomes())
+        out[counts.name] = (
+            outcomes,
+            [a + b for a, b in zip(buckets, counts.buckets, strict=True)],
+            seconds + counts.ms / 1000,
+        )
     return out
 
 

@@ -46,7 +46,14 @@ def inner(options: argparse.Namespace) -> None:
     from ahtwist.config import Overrides, load_config
     from ahtwist.logs import LineLogObserver
     from ahtwist.tap import build_service
-    from bench.cpu_per_request import HTTP_REQUEST, SOCKET_REQUEST, WS_REQUEST, WS_UPGRADE, connect, services
+    from bench.cpu_per_request import (
+        HTTP_REQUEST,
+        SOCKET_REQUEST,
+        WS_REQUEST,
+        WS_UPGRADE,
+        connect,
+        services,
+    )
 
     devnull = open(os.devnull, "w")  # noqa: SIM115 -- for the life of the process
     globalLogBeginner.beginLoggingTo(
@@ -136,7 +143,7 @@ def main() -> None:
                 print(f"{transport:9} {name:12} {cost:10.0f} instructions/request", flush=True)
     finally:
         os.unlink(on)
-    for transport, by_run in results.items():
+    for by_run in results.values():
         base = by_run.get("baseline")
         if base:
             by_run["increase_off_pct"] = round((by_run["metrics off"] - base) / base * 100, 2)

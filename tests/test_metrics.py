@@ -3,6 +3,7 @@ real actions and chat through the in-memory transports, the endpoint on the
 web server, and the ``[metrics]`` config checks."""
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -10,9 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 
-from ahtwist import ActionError, ChatMiddleware
+from ahtwist import Action, ActionError, ChatMiddleware
 from ahtwist.config import ConfigError
-from ahtwist.counters import DURATION_BUCKETS
+from ahtwist.connection import Connection
 from ahtwist.metrics import registry_for, render
 from ahtwist.testing import AppTester
 from tests.helpers import config_from, make_node
@@ -38,8 +39,10 @@ def app(tmp_path, text: str = "") -> AppTester:
     return AppTester(str(path))
 
 
-def test_actions_are_counted_by_name_outcome_and_transport_with_their_durations(tmp_path):
+def test_actions_are_counted_by_name_outcome_and_transport_with_their_durations(tmp_path, monkeypatch):
     tester = app(tmp_path)
+    # action durations read time.monotonic: make it the test's clock, so they are exact
+    monkeypatch.setattr(time, "monotonic", tester.clock.seconds)
     http = tester.http()
     assert http.get("/api/randomNumber").status == 200
     assert http.get("/api/randomNumber").status == 200
@@ -49,9 +52,10 @@ def test_actions_are_counted_by_name_outcome_and_transport_with_their_durations(
     socket.send("randomNumber\r\n")
     ws = tester.websocket()
     ws.request({"event": "action", "params": {"action": "randomNumber"}})
-    ws.request({"event": "action", "params": {"action": "sleepTest", "sleepDuration": 30}})
-    tester.clock.advance(0.04)  # the action's own timer, on the node's clock
+    ws.send({"event": "action", "params": {"action": "sleepTest", "sleepDuration": 30}})
+    tester.clock.advance(0.03)  # the action's timer, on the node's clock
     ws.pump()
+    assert [m.get("sleepDuration") for m in ws.messages()] == [30]
     got = scrape(tester.node)
     assert got["ahtwist_actions_total"] == {
         (("action", "(unknown)"), ("outcome", "unknown_action")): 1,
@@ -62,16 +66,48 @@ def test_actions_are_counted_by_name_outcome_and_transport_with_their_durations(
     assert got["ahtwist_requests_total"] == {
         (("transport", "web"),): 4, (("transport", "websocket"),): 2, (("transport", "socket"),): 1,
     }
-    counts = got["ahtwist_action_duration_seconds_count"]
-    assert counts == {(("action", "(unknown)"),): 1, (("action", "cacheTest"),): 1,
-                      (("action", "randomNumber"),): 4, (("action", "sleepTest"),): 1}
-    # the clock of these tests does not move during an action, except sleepTest's 30 ms timer:
-    # the processor times actions with time.monotonic, so only bounds are certain
+    assert got["ahtwist_action_duration_seconds_count"] == {
+        (("action", "(unknown)"),): 1, (("action", "cacheTest"),): 1,
+        (("action", "randomNumber"),): 4, (("action", "sleepTest"),): 1,
+    }
+    assert got["ahtwist_action_duration_seconds_sum"][(("action", "sleepTest"),)] == 0.03
+    assert got["ahtwist_action_duration_seconds_sum"][(("action", "randomNumber"),)] == 0
     buckets = got["ahtwist_action_duration_seconds_bucket"]
-    sleep = [buckets[(("action", "sleepTest"), ("le", le))] for le in [*map(str, DURATION_BUCKETS), "+Inf"]]
-    assert sleep == sorted(sleep) and sleep[-1] == 1
-    assert buckets[(("action", "randomNumber"), ("le", "+Inf"))] == 4
+    bounds = ["0.0", "0.001", "0.002", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5",
+              "5.0", "10.0", "+Inf"]
+    assert [buckets[(("action", "sleepTest"), ("le", le))] for le in bounds] == [0] * 6 + [1] * 9
+    assert [buckets[(("action", "randomNumber"), ("le", le))] for le in bounds] == [4] * 15
     assert got["ahtwist_actions_in_flight"] == {(): 0}
+
+
+def test_versions_of_an_action_are_summed_under_its_name(monkeypatch):
+    class V1(Action):
+        name = "twice"
+        description = "v1"
+        version = 1
+
+        def run(self, data):
+            data.response["v"] = 1
+
+    class V2(V1):
+        version = 2
+
+        def run(self, data):
+            raise ActionError("nope")
+
+    tester_node = make_node(plugins=[V1, V2])
+    clock = tester_node.reactor
+    monkeypatch.setattr(time, "monotonic", clock.seconds)
+    for version in (1, 2, 2):
+        connection = Connection("web", "127.0.0.1", 40000, tester_node.now_ms())
+        tester_node.add_connection(connection)
+        tester_node.processor.process(connection, {"action": "twice", "apiVersion": version})
+    got = scrape(tester_node)
+    assert got["ahtwist_actions_total"] == {
+        (("action", "twice"), ("outcome", "success")): 1, (("action", "twice"), ("outcome", "action_error")): 2,
+    }
+    assert got["ahtwist_action_duration_seconds_count"] == {(("action", "twice"),): 3}
+    assert len(tester_node.processor.counts) == 2  # counted apart, shown together
 
 
 def test_connections_by_transport_now_and_since_start(tmp_path):

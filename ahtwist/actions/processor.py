@@ -8,7 +8,6 @@ Order and texts follow docs/python-api.md, 'Processing order', exactly.
 """
 
 import time
-from bisect import bisect_left
 from inspect import isawaitable
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +21,7 @@ from ahtwist.actions.data import ActionData
 from ahtwist.actions.inputs import InputValidator
 from ahtwist.actions.registry import SAFE_PARAMS, ActionRegistry
 from ahtwist.config import General
-from ahtwist.counters import DURATION_BUCKETS, ActionCounts
+from ahtwist.counters import BUCKET_OF_MS, DURATION_BUCKETS_MS, OVER_MS, ActionCounts
 from ahtwist.encoding import dumps
 from ahtwist.errors import ActionError
 
@@ -60,6 +59,9 @@ SUCCESS = "success"
 #: the name counted for a request naming no registered action (so clients
 #: cannot add names to :attr:`ActionProcessor.counts`)
 UNKNOWN_ACTION_LABEL = "(unknown)"
+
+#: the last bound of the duration buckets (longer: the +Inf bucket)
+MAX_BUCKET_MS = DURATION_BUCKETS_MS[-1]
 
 #: characters of an action log line kept (the rest is cut, its length said)
 MAX_LOG_LINE = 2000
@@ -171,22 +173,26 @@ class ActionProcessor:
         finally:
             connection.pending_actions -= 1
             self.in_flight -= 1
-        elapsed = time.monotonic() - data.started_at
-        data.duration = round(elapsed * 1000)
+        data.duration = duration = round((time.monotonic() - data.started_at) * 1000)
         if data.error is not None and isinstance(data.response, dict):
             data.response.setdefault("error", data.error)
         status = data.action_status
         if status is None:
             status = data.action_status = SUCCESS
+        # the metrics' bookkeeping (ahtwist.counters.ActionCounts)
         template = data.action_template
         counts = self.counts.get(template)
         if counts is None:
             counts = self.counts[template] = ActionCounts(
-                template.name if template is not None else UNKNOWN_ACTION_LABEL
+                template.name if template is not None and template.name else UNKNOWN_ACTION_LABEL
             )
-        counts.outcomes[status] += 1
-        counts.buckets[bisect_left(DURATION_BUCKETS, elapsed)] += 1
-        counts.seconds += elapsed
+        if status is SUCCESS:
+            counts.successes += 1
+        else:
+            outcomes = counts.outcomes
+            outcomes[status] = outcomes.get(status, 0) + 1
+        counts.buckets[BUCKET_OF_MS[duration] if duration <= MAX_BUCKET_MS else OVER_MS] += 1
+        counts.ms += duration
         self._log(data)
         return data
 

@@ -58,6 +58,13 @@ def _veto_text(exc: BaseException) -> Any:
     return exc.error if isinstance(exc, ActionError) else str(exc)
 
 
+def _delivery_failed(rooms: RoomService, recipient: Connection) -> None:
+    """A transport raised delivering a chat message: logged, counted as dropped."""
+    log.failure("delivering to {id}", id=recipient.id)
+    rooms.delivered -= 1
+    rooms.dropped[DROPPED_BY_ERROR] += 1
+
+
 def room_message(message: Any, room: str, sender: Any, sent_at: int) -> dict[str, Any]:
     """The payload of a chat message (``sender`` 0: the server)."""
     return {"message": message, "room": room, "from": sender, "context": "user", "sentAt": sent_at}
@@ -76,9 +83,8 @@ class RoomService:
     ``clock`` stamps ``joinedAt``/``sentAt``; ``node_id`` is the ``host`` of
     this node's membership records; ``history`` stores what is said and
     publishes it (default: in memory, on ``bus``).
-    Resume counters and observers (metrics): :attr:`resumes`
-    (:class:`~ahtwist.resume.Resumes`); chat deliveries: :attr:`delivered`
-    and :attr:`dropped`.
+    Counters for the metrics: :attr:`resumes` (:class:`~ahtwist.resume.Resumes`),
+    :attr:`delivered`, :attr:`dropped`.
     """
 
     def __init__(
@@ -108,10 +114,8 @@ class RoomService:
         self._has_say_hooks = False
         #: room -> {connection id: connection} for this node's members, join order
         self._local: dict[str, dict[str, Connection]] = {}
-        #: chat messages handed to this node's members' transports
+        #: chat messages handed to members' transports; not handed, by reason
         self.delivered = 0
-        #: chat messages not handed to a member, by reason (say middleware
-        #: veto, the transport raising)
         self.dropped: Counter[str] = Counter()
         bus.subscribe(self._on_event)
 
@@ -354,12 +358,7 @@ class RoomService:
             try:
                 recipient.send_message(message)
             except Exception:
-                self._failed(recipient)
-
-    def _failed(self, recipient: Connection) -> None:
-        log.failure("delivering to {id}", id=recipient.id)
-        self.delivered -= 1
-        self.dropped[DROPPED_BY_ERROR] += 1
+                _delivery_failed(self, recipient)
 
     async def _deliver(self, recipient: Connection, room: str, payload: dict[str, Any], mark: Mark | None) -> None:
         try:
@@ -374,4 +373,4 @@ class RoomService:
         try:
             recipient.send_message(message)
         except Exception:
-            self._failed(recipient)
+            _delivery_failed(self, recipient)

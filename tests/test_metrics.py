@@ -10,10 +10,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from ahtwist import Action, ActionError, ChatMiddleware
 from ahtwist.config import ConfigError
-from ahtwist.connection import Connection
+from ahtwist.connection import Connection, IConnectionTransport
 from ahtwist.metrics import registry_for, render
 from ahtwist.testing import AppTester
 from tests.helpers import config_from, make_node
@@ -282,3 +283,26 @@ def test_metrics_need_the_web_server_or_an_endpoint():
 def test_defaults():
     metrics = config_from("").metrics
     assert (metrics.enabled, metrics.path, metrics.endpoint) == (False, "/metrics", "")
+
+
+def test_a_transport_that_raises_counts_as_an_error_drop():
+    @implementer(IConnectionTransport)
+    class Broken:
+        def send_message(self, message):
+            raise RuntimeError("broken pipe")
+
+        def send_file(self, path):
+            pass
+
+        def close(self):
+            pass
+
+    node = make_node()
+    broken = Connection("socket", "127.0.0.1", 40000, node.now_ms(), transport=Broken())
+    node.add_connection(broken)
+    node.rooms.add_member(broken.id, "defaultRoom")
+    node.rooms.broadcast(None, "defaultRoom", "hello")
+    node.reactor.advance(0)
+    got = scrape(node)
+    assert got["ahtwist_chat_messages_delivered_total"] == {(): 0}
+    assert got["ahtwist_chat_messages_dropped_total"] == {(("reason", "error"),): 1, (("reason", "middleware"),): 0}

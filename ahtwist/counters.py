@@ -4,6 +4,8 @@ A leaf module: the transports count under these names and the ``status``
 action reads them, without either importing the other or the node.
 """
 
+from bisect import bisect_left
+
 #: HTTP action requests
 WEB_REQUESTS = "web:requests"
 #: socket action requests
@@ -19,9 +21,7 @@ WEBSOCKET_REQUESTS = "websocket:requests"
 DURATION_BUCKETS_MS = (0, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 #: bucket index by duration in ms, for 0 to the last bound (a list lookup on
 #: the hot path instead of a search)
-BUCKET_OF_MS = tuple(
-    next(i for i, bound in enumerate(DURATION_BUCKETS_MS) if ms <= bound) for ms in range(DURATION_BUCKETS_MS[-1] + 1)
-)
+BUCKET_OF_MS = tuple(bisect_left(DURATION_BUCKETS_MS, ms) for ms in range(DURATION_BUCKETS_MS[-1] + 1))
 #: the +Inf bucket's index
 OVER_MS = len(DURATION_BUCKETS_MS)
 

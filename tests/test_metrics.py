@@ -15,6 +15,7 @@ from zope.interface import implementer
 from ahtwist import Action, ActionError, ChatMiddleware
 from ahtwist.config import ConfigError
 from ahtwist.connection import Connection, IConnectionTransport
+from ahtwist.counters import BUCKET_OF_MS, DURATION_BUCKETS_MS
 from ahtwist.metrics import registry_for, render
 from ahtwist.testing import AppTester
 from tests.helpers import config_from, make_node
@@ -306,3 +307,9 @@ def test_a_transport_that_raises_counts_as_an_error_drop():
     got = scrape(node)
     assert got["ahtwist_chat_messages_delivered_total"] == {(): 0}
     assert got["ahtwist_chat_messages_dropped_total"] == {(("reason", "error"),): 1, (("reason", "middleware"),): 0}
+
+
+def test_the_bucket_of_a_duration_is_the_first_bound_not_below_it():
+    assert len(BUCKET_OF_MS) == 10001
+    assert [BUCKET_OF_MS[ms] for ms in (0, 1, 2, 3, 5, 6, 10, 11, 9999, 10000)] == [0, 1, 2, 3, 3, 4, 4, 5, 13, 13]
+    assert [DURATION_BUCKETS_MS[BUCKET_OF_MS[ms]] for ms in (0, 3, 26, 10000)] == [0, 5, 50, 10000]

@@ -19,41 +19,56 @@ WEBSOCKET_REQUESTS = "websocket:requests"
 #: duration counted is the action log line's, rounded to the millisecond; one
 #: more bucket (+Inf) follows the last
 DURATION_BUCKETS_MS = (0, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
-#: bucket index by duration in ms, for 0 to the last bound (a list lookup on
-#: the hot path instead of a search)
+#: bucket index by duration in ms, for 0 to the last bound
 BUCKET_OF_MS = tuple(bisect_left(DURATION_BUCKETS_MS, ms) for ms in range(DURATION_BUCKETS_MS[-1] + 1))
 #: the +Inf bucket's index
 OVER_MS = len(DURATION_BUCKETS_MS)
+#: successes shorter than this many ms take the processor's fast path
+FAST_MS = 1000
 
 
 class ActionCounts:
     """What the processor counts for one action (one version of it):
-    finished requests by outcome (the ``action_status``) and their durations
-    in fixed buckets.
+    finished requests by outcome (the ``action_status``) and their durations.
 
     Kept on the hot path with no lock and no prometheus_client object (the
-    reactor thread is the only writer): a dict lookup, a table lookup and
-    three additions per action; the metrics collector reads and sums them
-    at scrape time.  Successes are counted apart from the other outcomes
-    (the common case costs no dict update).
+    reactor thread is the only writer); the metrics collector turns them
+    into counts and histogram buckets at scrape time.  The common case, a
+    success in under :data:`FAST_MS` ms, is one list increment: ``fast[ms]``
+    counts the successes that took ``ms`` milliseconds (rounded).  Every
+    other request goes through :meth:`add`.
     """
 
-    __slots__ = ("name", "successes", "outcomes", "buckets", "ms")
+    __slots__ = ("name", "fast", "outcomes", "buckets", "ms")
 
     def __init__(self, name: str) -> None:
         self.name = name
-        #: requests that ended with ``success``
-        self.successes = 0
-        #: every other action_status -> requests that ended with it
+        #: successes by duration in whole milliseconds, below FAST_MS
+        self.fast = [0] * FAST_MS
+        #: the other requests: by action_status, by bucket of
+        #: :data:`DURATION_BUCKETS_MS` (the last is +Inf), their total ms
         self.outcomes: dict[str, int] = {}
-        #: requests per bucket of :data:`DURATION_BUCKETS_MS` (not cumulative; the last is +Inf)
         self.buckets = [0] * (OVER_MS + 1)
-        #: total duration of every request counted, in (rounded) milliseconds
         self.ms = 0
 
-    def all_outcomes(self) -> dict[str, int]:
-        """Every outcome with its count (successes included when any)."""
-        out = dict(self.outcomes)
-        if self.successes:
-            out["success"] = out.get("success", 0) + self.successes
-        return out
+    def add(self, status: str, duration: int) -> None:
+        """A request the fast path does not count."""
+        self.outcomes[status] = self.outcomes.get(status, 0) + 1
+        self.buckets[BUCKET_OF_MS[duration] if duration < len(BUCKET_OF_MS) else OVER_MS] += 1
+        self.ms += duration
+
+    def totals(self) -> tuple[dict[str, int], list[int], int]:
+        """Every outcome with its count, the count per bucket (not
+        cumulative) and the total duration in ms."""
+        outcomes = dict(self.outcomes)
+        buckets = list(self.buckets)
+        total_ms = self.ms
+        successes = 0
+        for ms, count in enumerate(self.fast):
+            if count:
+                successes += count
+                buckets[BUCKET_OF_MS[ms]] += count
+                total_ms += ms * count
+        if successes:
+            outcomes["success"] = outcomes.get("success", 0) + successes
+        return outcomes, buckets, total_ms

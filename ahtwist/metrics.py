@@ -176,11 +176,12 @@ def _by_name(all_counts: Iterable[ActionCounts]) -> dict[str, tuple[Counter[str]
     out: dict[str, tuple[Counter[str], list[int], float]] = {}
     for counts in all_counts:
         outcomes, buckets, seconds = out.get(counts.name) or (Counter(), [0] * len(counts.buckets), 0.0)
-        outcomes.update(counts.all_outcomes())
+        more_outcomes, more_buckets, ms = counts.totals()
+        outcomes.update(more_outcomes)
         out[counts.name] = (
             outcomes,
-            [a + b for a, b in zip(buckets, counts.buckets, strict=True)],
-            seconds + counts.ms / 1000,
+            [a + b for a, b in zip(buckets, more_buckets, strict=True)],
+            seconds + ms / 1000,
         )
     return out
 

@@ -21,7 +21,7 @@ from ahtwist.actions.data import ActionData
 from ahtwist.actions.inputs import InputValidator
 from ahtwist.actions.registry import SAFE_PARAMS, ActionRegistry
 from ahtwist.config import General
-from ahtwist.counters import BUCKET_OF_MS, DURATION_BUCKETS_MS, OVER_MS, ActionCounts
+from ahtwist.counters import FAST_MS, ActionCounts
 from ahtwist.encoding import dumps
 from ahtwist.errors import ActionError
 
@@ -59,9 +59,6 @@ SUCCESS = "success"
 #: the name counted for a request naming no registered action (so clients
 #: cannot add names to :attr:`ActionProcessor.counts`)
 UNKNOWN_ACTION_LABEL = "(unknown)"
-
-#: the last bound of the duration buckets (longer: the +Inf bucket)
-MAX_BUCKET_MS = DURATION_BUCKETS_MS[-1]
 
 #: characters of an action log line kept (the rest is cut, its length said)
 MAX_LOG_LINE = 2000
@@ -186,13 +183,10 @@ class ActionProcessor:
             counts = self.counts[template] = ActionCounts(
                 template.name if template is not None and template.name else UNKNOWN_ACTION_LABEL
             )
-        if status is SUCCESS:
-            counts.successes += 1
+        if status is SUCCESS and duration < FAST_MS:
+            counts.fast[duration] += 1
         else:
-            outcomes = counts.outcomes
-            outcomes[status] = outcomes.get(status, 0) + 1
-        counts.buckets[BUCKET_OF_MS[duration] if duration <= MAX_BUCKET_MS else OVER_MS] += 1
-        counts.ms += duration
+            counts.add(status, duration)
         self._log(data)
         return data
 

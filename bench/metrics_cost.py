@@ -23,10 +23,13 @@ protocol objects of a service built like bench/cpu_per_request.py does, after
 a clock that advances one microsecond per call (otherwise wall time, which
 valgrind stretches fifty-fold and a busy machine more, changes what is
 formatted and counted; every action then takes under a millisecond, as this
-one does without valgrind).
+one does without valgrind), and the garbage collector off during the
+measured requests (a full collection falling into one run and not the other
+moves the result by thousands of instructions per request).
 """
 
 import argparse
+import gc
 import itertools
 import json
 import os
@@ -93,6 +96,10 @@ def inner(options: argparse.Namespace) -> None:
     for _ in range(200):
         protocol.dataReceived(request)
     transport.clear()
+    # a full collection lands in one run's window and not in the other's
+    # (millions of instructions): none during the measured requests
+    gc.collect()
+    gc.disable()
     for _ in range(options.inner):
         protocol.dataReceived(request)
     if transport.value().count(marker) != options.inner:

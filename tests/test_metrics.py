@@ -313,3 +313,28 @@ def test_the_bucket_of_a_duration_is_the_first_bound_not_below_it():
     assert len(BUCKET_OF_MS) == 10001
     assert [BUCKET_OF_MS[ms] for ms in (0, 1, 2, 3, 5, 6, 10, 11, 9999, 10000)] == [0, 1, 2, 3, 3, 4, 4, 5, 13, 13]
     assert [DURATION_BUCKETS_MS[BUCKET_OF_MS[ms]] for ms in (0, 3, 26, 10000)] == [0, 5, 50, 10000]
+
+
+def test_a_bad_metrics_endpoint_stops_start_up_naming_the_key(tmp_path):
+    from ahtwist.tap import Options
+
+    path = tmp_path / "ahtwist.toml"
+    path.write_text('[metrics]\nenabled = true\nendpoint = "bogus:9100"\n', "utf-8")
+    with pytest.raises(SystemExit) as e:
+        Options().parseOptions(["--config", str(path)])
+    assert str(e.value) == "ahtwist: metrics.endpoint 'bogus:9100': invalid endpoint: Unknown endpoint type: 'bogus'"
+
+
+def test_the_own_endpoint_listens_as_a_metrics_listener(tmp_path):
+    from twisted.internet.testing import MemoryReactorClock
+
+    from ahtwist.servers.base import Listener
+    from ahtwist.tap import build_service
+    from ahtwist.web.metrics import MetricsApp
+
+    config = config_from('[metrics]\nenabled = true\nendpoint = "tcp:9100:interface=127.0.0.1"\n')
+    service = build_service(config, MemoryReactorClock())
+    listeners = [s for s in service if isinstance(s, Listener)]
+    assert [(s.kind, s.description) for s in listeners] == [("metrics", "tcp:9100:interface=127.0.0.1")]
+    site = listeners[0].factory
+    assert isinstance(site.resource, type(MetricsApp(service.node).app.resource()))

@@ -12,7 +12,10 @@ is the cost of one request (start-up and warm-up cancel out).
 
 ``--checkout DIR`` adds a baseline: the same driver on the code of another
 checkout (e.g. ``git archive main | tar -x -C /tmp/base``), with the same
-config files (a key it does not know is a warning there).  Configurations:
+config files (a key it does not know is a warning there).  Give it a path as
+long as this checkout's (or run this script from a copy at such a path): the
+length of the command line moves the memory layout, and that alone changes
+the count by up to ~1% from run to run.  Configurations:
 ``metrics off`` (``[metrics] enabled = false``) and ``metrics on`` (``enabled =
 true``); ``--repeat N`` runs them all N times, interleaved, and the
 increases compare the lowest counts.  PYTHONHASHSEED=0 keeps runs repeatable.  Writes
@@ -151,17 +154,21 @@ def main() -> None:
         inner(options)
         return
     transports = options.transport or ["http"]
+    # Fixed config paths of one length and --checkout on every run: the
+    # command line is then the same size for every configuration (its length
+    # moves the memory layout, and with it dict probing, measurably).
     files = []
-    for text in (METRICS_OFF, METRICS_ON):
-        with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
-            f.write(text)
-        files.append(f.name)
+    for name, text in (("0", METRICS_OFF), ("1", METRICS_ON)):
+        path = Path(tempfile.gettempdir()) / f"ahtwist-metrics-cost-{name}.toml"
+        path.write_text(text)
+        files.append(str(path))
     off, on = files
+    this = str(ROOT)
     runs: list[tuple[str, str | None, str | None]] = []
     for _ in range(options.repeat):
         if options.checkout:
             runs.append(("baseline", str(Path(options.checkout).resolve()), off))
-        runs += [("metrics off", None, off), ("metrics on", None, on)]
+        runs += [("metrics off", this, off), ("metrics on", this, on)]
     results: dict[str, Any] = {}
     try:
         for transport in transports:

@@ -419,6 +419,10 @@ def churn_section(workdir: Path, seconds: float) -> dict:
         server.stop()
 
 
+def _load(values: list[float] | None) -> str:
+    return ", ".join(f"{v:.1f}" for v in values) if values else "?"
+
+
 def markdown(data: dict) -> str:
     s, c = data["scale"], data["churn"]
     ws, mixed = s["say_websocket_room"], s["say_mixed_room_20k"]
@@ -429,16 +433,20 @@ def markdown(data: dict) -> str:
         (f"+ {data['tcp_connections']:,} TCP idle", f"{s['rss_mib_all_idle']} MiB ({s['kib_per_tcp_idle']} KiB each)", ""),
         ("all in one room", f"{s['rss_mib_all_in_one_room']} MiB", ""),
         (f"say to {ws['members']:,} websocket members", f"p50 {ws['p50_ms']} ms, p99 {ws['p99_ms']} ms, "
-         f"max {ws['max_ms']} ms ({ws['says']} says)", "p99 ≤ 250 ms"),
+         f"max {ws['max_ms']} ms ({ws['says']} says; server CPU {ws.get('server_cpu_ms_per_say', '?')} ms a say)",
+         "p99 ≤ 250 ms"),
         (f"say to {mixed['members']:,} members (ws + TCP)", f"p50 {mixed['p50_ms']} ms, p99 {mixed['p99_ms']} ms, "
-         f"max {mixed['max_ms']} ms ({mixed['says']} says)", ""),
+         f"max {mixed['max_ms']} ms ({mixed['says']} says; server CPU {mixed.get('server_cpu_ms_per_say', '?')} ms "
+         "a say)", ""),
         (f"websocket churn, {c['seconds']} s", f"{c['per_second_mean']}/s mean, {c['per_second_min']}/s slowest "
          f"second, {c['errors']} errors", "≥ 2,000/s"),
         ("churn RSS", f"{c['rss_mib_before']} → {c['rss_mib_after']} MiB ({c['rss_mib_after_5s']} 5 s later)", "flat"),
     ]
     lines = [f"# Scale benchmark ({data['recorded_at']})", "",
              "One `twistd ahtwist` process with the default configuration; one load-generator process "
-             "(bench/scale.py); shared 2-core machine, nothing pinned.", "",
+             "(bench/scale.py); shared 2-core machine, nothing pinned. Load average (1, 5, 15 min) at the start "
+             f"{_load(data.get('loadavg_at_start'))}, at the end {_load(data.get('loadavg_at_end'))}; "
+             f"code: {data.get('code', 'this checkout')}.", "",
              "| measure | result | goal |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {g} |" for a, b, g in rows]
     return "\n".join(lines) + "\n"

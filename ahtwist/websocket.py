@@ -384,13 +384,46 @@ _HANDSHAKE_ONLY = (
     "early",
     # read by Autobahn's _onOpen (TLS channel id), before onOpen compacts
     "_transport_details",
+    # kept while the handshake logs it; made when asked once open (_PeerWhenAsked)
+    "peer",
 )
 #: a value no attribute has (:meth:`WebSocketConnectionProtocol._compact`)
 _MISSING = object()
+
+
+class _PeerWhenAsked:
+    """``protocol.peer`` once the handshake's copy was dropped: the client's
+    address as Autobahn writes it (``tcp4:host:port``), made when asked (the
+    close path's log lines) rather than kept on every open connection.  Not
+    a data descriptor: the instance's own ``peer`` (set by connectionMade,
+    read by the handshake's logs and the upgrade request) wins while it is
+    there."""
+
+    def __get__(self, protocol: Any, owner: Any = None) -> Any:
+        if protocol is None:
+            return self
+        return peer2str(protocol.transport)
 #: Autobahn's UTF-8 validators not in use (one is taken for a text message
 #: and handed back at its end): idle connections hold none
 _VALIDATORS: list[Any] = []
 _KEEP_VALIDATORS = 64
+
+
+def _class_defaults(cls: type) -> dict[str, Any]:
+    """The plain values (not methods or other descriptors) of every name
+    ``cls`` and its bases define, made once per protocol class and kept on
+    it (read by _compact once per connection)."""
+    defaults: dict[str, Any] | None = cls.__dict__.get("_compact_defaults")
+    if defaults is None:
+        defaults = {}
+        for klass in reversed(cls.__mro__):
+            for name, value in vars(klass).items():
+                if hasattr(value, "__get__"):
+                    defaults.pop(name, None)
+                else:
+                    defaults[name] = value
+        cls._compact_defaults = defaults  # type: ignore[attr-defined]
+    return defaults
 
 
 class ProtocolMeter(OutboundMeter):
@@ -497,6 +530,7 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
     websocket_extensions: Any = ()
     # the version every client speaks (RFC 6455; Autobahn also accepts 8)
     websocket_version = 13
+    peer: Any = _PeerWhenAsked()
     _transport_details: Any = None
     #: the UTF-8 validator of the text message being received (utf8validator)
     _utf8: Any = None
@@ -516,10 +550,10 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
     def connectionMade(self) -> None:
         # Autobahn's WebSocketAdapterProtocol.connectionMade without its
         # debug line (whose arguments are formatted on every connection)
-        # (``peer`` is a property, below)
         details: TransportDetails = create_transport_details(self.transport, True)
         details.channel_framing = TransportDetails.CHANNEL_FRAMING_WEBSOCKET
         self._transport_details = details
+        self.peer = details.peer
         try:
             self.transport.setTcpNoDelay(self.tcpNoDelay)
         except Exception:  # unix sockets and the like have no Nagle to turn off
@@ -561,13 +595,6 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
             self.logTxOctets(data, False)
 
     @property
-    def peer(self) -> str:  # type: ignore[override]
-        """The client's address as Autobahn writes it (``tcp4:host:port``),
-        made when asked (Autobahn's logs and the upgrade request) rather
-        than kept on every connection."""
-        return peer2str(self.transport)
-
-    @property
     def utf8validator(self) -> Any:  # type: ignore[override]
         """Autobahn's incremental UTF-8 validator: taken for a text message
         (Autobahn resets it at the message's first frame) and handed back
@@ -587,10 +614,10 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
         values = self.__dict__
         for name in _HANDSHAKE_ONLY:
             values.pop(name, None)
-        cls = type(self)
+        defaults = _class_defaults(type(self))
         kept = {}
         for name, value in values.items():
-            default = getattr(cls, name, _MISSING)
+            default = defaults.get(name, _MISSING)
             if type(default) is type(value) and (default is value or (type(value) in (int, bytes) and default == value)):
                 continue
             if name == "websocket_extensions_in_use" and not value:

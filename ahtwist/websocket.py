@@ -393,16 +393,17 @@ _MISSING = object()
 
 class _PeerWhenAsked:
     """``protocol.peer`` once the handshake's copy was dropped: the client's
-    address as Autobahn writes it (``tcp4:host:port``), made when asked (the
-    close path's log lines) rather than kept on every open connection.  Not
-    a data descriptor: the instance's own ``peer`` (set by connectionMade,
-    read by the handshake's logs and the upgrade request) wins while it is
-    there."""
+    address as Autobahn writes it (``tcp4:host:port``), made when first
+    asked (the close path's log lines read it four times: kept from then on)
+    rather than kept on every open connection.  Not a data descriptor: the
+    instance's own ``peer`` (set by connectionMade, read by the handshake's
+    logs and the upgrade request) wins while it is there."""
 
     def __get__(self, protocol: Any, owner: Any = None) -> Any:
         if protocol is None:
             return self
-        return peer2str(protocol.transport)
+        peer = protocol.__dict__["peer"] = peer2str(protocol.transport)
+        return peer
 #: Autobahn's UTF-8 validators not in use (one is taken for a text message
 #: and handed back at its end): idle connections hold none
 _VALIDATORS: list[Any] = []

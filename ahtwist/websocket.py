@@ -404,6 +404,8 @@ class _PeerWhenAsked:
             return self
         peer = protocol.__dict__["peer"] = peer2str(protocol.transport)
         return peer
+
+
 #: Autobahn's UTF-8 validators not in use (one is taken for a text message
 #: and handed back at its end): idle connections hold none
 _VALIDATORS: list[Any] = []
@@ -619,7 +621,9 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
         kept = {}
         for name, value in values.items():
             default = defaults.get(name, _MISSING)
-            if type(default) is type(value) and (default is value or (type(value) in (int, bytes) and default == value)):
+            if type(default) is type(value) and (
+                default is value or (type(value) in (int, bytes) and default == value)
+            ):
                 continue
             if name == "websocket_extensions_in_use" and not value:
                 continue  # [] from the handshake: the class's ()

@@ -406,10 +406,20 @@ class _PeerWhenAsked:
         return peer
 
 
-#: Autobahn's UTF-8 validators not in use (one is taken for a text message
-#: and handed back at its end): idle connections hold none
-_VALIDATORS: list[Any] = []
-_KEEP_VALIDATORS = 64
+
+
+class _ValidatorWhenAsked:
+    """``protocol.utf8validator``, Autobahn's incremental UTF-8 validator,
+    made when Autobahn first reads it (at the connection's first text
+    message) and an instance attribute from then on, so a websocket that
+    has not sent a text message holds none (~0.2 KiB).  Not a data
+    descriptor: once made, the instance's own attribute is found first."""
+
+    def __get__(self, protocol: Any, owner: Any = None) -> Any:
+        if protocol is None:
+            return self
+        validator = protocol.__dict__["utf8validator"] = Utf8Validator()
+        return validator
 
 
 def _class_defaults(cls: type) -> dict[str, Any]:
@@ -535,8 +545,7 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
     websocket_version = 13
     peer: Any = _PeerWhenAsked()
     _transport_details: Any = None
-    #: the UTF-8 validator of the text message being received (utf8validator)
-    _utf8: Any = None
+    utf8validator: Any = _ValidatorWhenAsked()
 
     def __init__(self) -> None:
         # Autobahn's WebSocketProtocol.__init__ without the per-instance
@@ -596,17 +605,6 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
             self.trafficStats.preopenOutgoingOctetsWireLevel += len(data)
         if self.logOctets:
             self.logTxOctets(data, False)
-
-    @property
-    def utf8validator(self) -> Any:  # type: ignore[override]
-        """Autobahn's incremental UTF-8 validator: taken for a text message
-        (Autobahn resets it at the message's first frame) and handed back
-        when the message ends (:meth:`onMessageEnd`), so an idle connection
-        holds none."""
-        validator = self._utf8
-        if validator is None:
-            validator = self._utf8 = _VALIDATORS.pop() if _VALIDATORS else Utf8Validator()
-        return validator
 
     def _compact(self) -> None:
         """Once open: drop what only the handshake needed and the values
@@ -668,11 +666,6 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
         # builds a Deferred and adds an errback per message even when nobody
         # observes (we never register any); without observers, this is the
         # same delivery without that.
-        validator = self._utf8
-        if validator is not None:
-            del self._utf8
-            if len(_VALIDATORS) < _KEEP_VALIDATORS:
-                _VALIDATORS.append(validator)
         if self._listeners is not None or self.failedByMe or self.trackedTimings:
             super().onMessageEnd()
             return

@@ -122,28 +122,28 @@ def test_cookies_and_query_of_the_upgrade_stay_on_connection_raw():
     assert (connection.raw.cookies, connection.raw.query) == ({"a": "1"}, {"token": "abc"})
 
 
-def test_a_websocket_holds_a_utf8_validator_only_while_a_text_message_arrives():
+def test_a_websocket_gets_its_utf8_validator_with_its_first_text_message():
     node = make_node()
     harness = WSHarness(node)
     a = harness.client()
     [protocol_a] = [c.transport for c in node.connections.values()]
     b = harness.client()
-    assert "_utf8" not in vars(protocol_a)
+    assert "utf8validator" not in vars(protocol_a)
     body = json.dumps({"event": "detailsView", "messageId": "é"}, ensure_ascii=False).encode()
     cut = body.index(b"\xc3") + 1  # between the two bytes of "é"
     a.send_frame(OP_TEXT, body[:cut], fin=False)
-    assert "_utf8" in vars(protocol_a)
-    # b's whole messages (one invalid) are checked meanwhile, with validators of their own
+    validator = vars(protocol_a)["utf8validator"]
+    # b's whole messages (one invalid) are checked meanwhile, with a validator of its own
     [reply_b] = b.request({"event": "detailsView", "messageId": 2})
     assert reply_b["messageId"] == 2
     a.send_frame(OP_CONT, body[cut:])
     [reply_a] = a.messages()
     assert (reply_a["status"], reply_a["messageId"]) == ("OK", "é")
-    assert "_utf8" not in vars(protocol_a)
     b.send_frame(OP_TEXT, b'{"event":"\xff"}')
     b.frames()
     assert b.close_code == 1007
     assert a.request({"event": "detailsView", "messageId": 3})[0]["messageId"] == 3
+    assert vars(protocol_a)["utf8validator"] is validator  # kept, not made per message
 
 
 def test_a_browser_offering_permessage_deflate_is_answered_without_extensions():

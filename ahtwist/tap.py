@@ -119,6 +119,8 @@ class Options(usage.Options):
         for name, server in self.config.custom_servers.items():
             for endpoint in server.endpoints:
                 check_endpoint(endpoint, f"servers.{name}.endpoints")
+        if self.config.metrics.enabled and self.config.metrics.endpoint:
+            check_endpoint(self.config.metrics.endpoint, "metrics.endpoint")
         problem = worker_check(self.config)
         if problem is not None:
             raise _fail(problem)
@@ -220,4 +222,10 @@ def build_service(config: Config, reactor: Any) -> Any:
         SocketService(node, reactor, config.socket_endpoints).setServiceParent(top)
     for server in custom:
         server.setServiceParent(top)
+    metrics = config.metrics
+    if metrics.enabled and metrics.endpoint:
+        from ahtwist.servers.base import listen_on
+        from ahtwist.web.metrics import metrics_site  # Klein: the reactor is chosen by now
+
+        listen_on(top, reactor, "metrics", metrics.endpoint, metrics_site(node, reactor))
     return top

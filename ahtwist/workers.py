@@ -80,6 +80,8 @@ def listener_descriptions(config: Config) -> Iterator[tuple[str, str]]:
         if server.enabled:
             for description in server.endpoints:
                 yield name, description
+    if config.metrics.enabled and config.metrics.endpoint:
+        yield "metrics", config.metrics.endpoint
 
 
 # --- the child side ----------------------------------------------------------

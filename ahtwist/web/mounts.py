@@ -263,7 +263,8 @@ def mount_table(node: Any) -> MountTable:
 
 def install_mounts(table: MountTable, node: Any) -> None:
     """Fill a node's mount table: the built-in health routes, the OpenAPI
-    document and its /docs page (unless switched off) and every
+    document and its /docs page (unless switched off), the metrics (when on
+    and not on an endpoint of their own) and every
     ``[[servers.web.mounts]]`` entry."""
     web = node.config.servers.web
     if web.health.enabled and (web.health.livenessPath or web.health.readinessPath):
@@ -281,5 +282,10 @@ def install_mounts(table: MountTable, node: Any) -> None:
         table.add(web.openapi.path, openapi, name="openapi", strip=False, owned=True)
         if web.docs.enabled:
             table.add(web.docs.path, openapi, name="docs", strip=False, owned=True)
+    metrics = node.config.metrics
+    if metrics.enabled and not metrics.endpoint:
+        from ahtwist.web.metrics import MetricsApp  # noqa: PLC0415 -- imports Klein
+
+        table.add(metrics.path, MetricsApp(node).app, name="metrics", strip=False)
     for mount in web.mounts:
         table.add(mount.path, load_target(mount.app), name=mount.app.rpartition("/")[2])

@@ -17,6 +17,7 @@ from twisted.logger import Logger
 import ahtwist.errors as errors
 from ahtwist.encoding import dumps
 from ahtwist.files import FileInfo
+from ahtwist.servers.write import write_now
 
 log = Logger(namespace="ahtwist.socket")
 
@@ -85,7 +86,7 @@ class LineOutput:
             self._queued.append(data)
             self._queued_bytes += len(data)
         else:
-            self.transport.write(data)
+            write_now(self.transport, data)
             if not self._paused:
                 return
             self._unread += len(data)

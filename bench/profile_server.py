@@ -6,10 +6,13 @@ spots, not a benchmark.
 
     .venv/bin/python bench/profile_server.py [/api/randomNumber] [seconds]
     .venv/bin/python bench/profile_server.py churn [seconds]   (websocket connect/close, bench/scale.py)
+    .venv/bin/python bench/profile_server.py say [says] [members]  (say to a websocket room, bench/scale.py;
+                                                                    profiled from the first say on)
 """
 
 import cProfile
 import pstats
+import resource
 import subprocess
 import sys
 import threading
@@ -23,6 +26,8 @@ from ahtwist.tap import build_service
 
 def main() -> None:
     path = sys.argv[1] if len(sys.argv) > 1 else "/api/randomNumber"
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # say: 10,000 websockets
     seconds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     port = free_port()
     config = load_config(None, overrides=Overrides(web=(f"tcp:{port}:interface=127.0.0.1",), socket=("none",)))
@@ -31,7 +36,15 @@ def main() -> None:
     profiler = cProfile.Profile()
 
     def load() -> None:
-        if path == "churn":
+        if path == "say":
+            command = [sys.executable, "bench/scale.py", "--say-port", str(port), "--says", str(seconds),
+                       "--connections", sys.argv[3] if len(sys.argv) > 3 else "10000"]
+            crowd = subprocess.Popen(pinned(command, 1), stdout=subprocess.PIPE, text=True)
+            assert crowd.stdout.readline().strip() == "joined"
+            reactor.callFromThread(profiler.enable)
+            print(crowd.stdout.read())
+            crowd.wait()
+        elif path == "churn":
             command = [sys.executable, "bench/scale.py", "--churn-port", str(port), "--churn-seconds", str(seconds)]
             print(subprocess.run(pinned(command, 1), capture_output=True, text=True).stdout)
         else:
@@ -39,7 +52,10 @@ def main() -> None:
                            capture_output=True)
         reactor.callFromThread(reactor.stop)
 
-    reactor.callLater(0.5, lambda: (profiler.enable(), threading.Thread(target=load).start()))
+    if path == "say":
+        reactor.callLater(0.5, lambda: threading.Thread(target=load).start())
+    else:
+        reactor.callLater(0.5, lambda: (profiler.enable(), threading.Thread(target=load).start()))
     reactor.run()
     profiler.disable()
     pstats.Stats(profiler).sort_stats("tottime").print_stats(40)

@@ -347,7 +347,7 @@ class SocketProtocol(LineOutput, Protocol):
         if self._held is not None:
             self._held += data  # input is paused; TLS may still hand over one read
         else:
-            self._feed(data)
+            self.corked(self._feed, data)
 
     def _feed(self, data: bytes) -> None:
         if self._partial or self._discarding:
@@ -460,6 +460,7 @@ class SocketProtocol(LineOutput, Protocol):
         after :data:`CLOSE_TIMEOUT` seconds."""
         if self._closing:
             return
+        self.uncork()  # replies written before the goodbye go first
         self._closing = True
         self._partial = None
         if self._file is not None:

@@ -51,6 +51,7 @@ from ahtwist.servers.peer import is_secure, parse_cookies, peer_address
 from ahtwist.timers import TimerWheel
 from ahtwist.verbs import COMMON_VERBS
 from ahtwist.web.query import parse_query
+from ahtwist.writes import write_now
 
 if TYPE_CHECKING:
     from ahtwist.node import Node
@@ -104,7 +105,7 @@ def send_frame(protocol: Any, frame: bytes) -> None:
         payload = frame[2 + (frame[1] == 126) * 2 + (frame[1] == 127) * 8 :]
         protocol.sendPreparedMessage(PreparedMessage(payload, False, False, True))
     else:
-        protocol.transport.write(frame)
+        write_now(protocol.transport, frame)
     meter = protocol.meter
     if meter is not None and meter.paused:
         meter.wrote(len(frame))
@@ -537,7 +538,7 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
                 self.send_queue = deque()
             super().sendData(data, sync, chopsize)
             return
-        self.transport.write(data)
+        write_now(self.transport, data)
         if self.state == _OPEN:
             self.trafficStats.outgoingOctetsWireLevel += len(data)
         elif self.state == _CONNECTING:

@@ -21,6 +21,7 @@ from twisted.web.http import NO_BODY_CODES
 
 from ahtwist.servers.peer import is_secure
 from ahtwist.web.body import NO_BODY, BodyReader, reader_for
+from ahtwist.writes import write_now
 
 #: longest request target (path + query) accepted, in bytes
 MAX_URL_LENGTH = 8192
@@ -123,7 +124,7 @@ class WebRequest(server.Request):
         else:
             data = head + headers + b"\r\n"
         self.startedWriting = 1
-        self.channel.write(data)
+        write_now(self.channel.transport, data)  # what channel.write does, sent at once
         self.finish()
 
     def connectionLost(self, reason: Any) -> None:

@@ -49,7 +49,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 
 from bench import loadgen  # noqa: E402
-from bench.common import RESULTS, VENV_BIN, Server, free_port, pinned, wrk  # noqa: E402
+from bench.common import RESULTS, VENV_BIN, Server, free_port, pinned, write_json_and_markdown, wrk  # noqa: E402
 
 PYTHON = str(VENV_BIN / "python")
 LOGS = Path(tempfile.mkdtemp(prefix="ahtwist-rows-"))
@@ -141,12 +141,20 @@ def ws_load(*args: str) -> dict:
 # --- one function per row: (servers by variant, {variant: run}) -----------------------------------
 
 
-def http_row(before: Path, seconds: float) -> tuple[dict, dict]:
+def trio(raw: Callable[[int], list[str]], before: Path, web: bool, *extra: str) -> tuple[dict, dict]:
+    """The raw baseline (``raw(port)``, run by this Python) and ahtwist before
+    and after, on ports of their own: ahtwist's web listener when ``web``,
+    else its socket listener."""
     ports = {v: free_port() for v in ("raw", "before", "after")}
-    servers = {"raw": Server([PYTHON, str(BENCH / "servers" / "raw_twisted_web.py"), str(ports["raw"])],
-                             ports["raw"], 0, log=LOGS / "raw-web.log")}
+    servers = {"raw": Server([PYTHON, *raw(ports["raw"])], ports["raw"], 0, log=LOGS / f"raw-{ports['raw']}.log")}
     for v in ("before", "after"):
-        servers[v] = ahtwist(v, before, tcp(ports[v]))
+        listeners = (tcp(ports[v]), "none") if web else ("none", tcp(ports[v]))
+        servers[v] = ahtwist(v, before, *listeners, *extra)
+    return servers, ports
+
+
+def http_row(before: Path, seconds: float) -> tuple[dict, dict]:
+    servers, ports = trio(lambda port: [str(BENCH / "servers" / "raw_twisted_web.py"), str(port)], before, True)
     urls = {"raw": f"http://127.0.0.1:{ports['raw']}/"}
     urls.update({v: f"http://127.0.0.1:{ports[v]}/api/randomNumber" for v in ("before", "after")})
     return servers, {v: _wrk_run(urls[v], seconds) for v in servers}
@@ -155,11 +163,8 @@ def http_row(before: Path, seconds: float) -> tuple[dict, dict]:
 def static_row(before: Path, seconds: float) -> tuple[dict, dict]:
     public = Path(tempfile.mkdtemp(prefix="ahtwist-rows-public-"))
     (public / "index.html").write_bytes((b"<p>" + b"x" * 96 + b"</p>\n") * 50)  # 5,100 bytes, as static_files.py
-    ports = {v: free_port() for v in ("raw", "before", "after")}
-    servers = {"raw": Server([PYTHON, str(BENCH / "servers" / "twisted_static.py"), str(ports["raw"]), str(public)],
-                             ports["raw"], 0, log=LOGS / "raw-static.log")}
-    for v in ("before", "after"):
-        servers[v] = ahtwist(v, before, tcp(ports[v]), "none", "--public", str(public))
+    servers, ports = trio(lambda port: [str(BENCH / "servers" / "twisted_static.py"), str(port), str(public)],
+                          before, True, "--public", str(public))
     urls = {"raw": f"http://127.0.0.1:{ports['raw']}/index.html"}
     urls.update({v: f"http://127.0.0.1:{ports[v]}/public/index.html" for v in ("before", "after")})
     return servers, {v: _wrk_run(urls[v], seconds) for v in servers}
@@ -201,11 +206,7 @@ def socket_row(depth: int) -> Callable[[Path, float], tuple[dict, dict]]:
 
 
 def websocket_action_row(before: Path, seconds: float) -> tuple[dict, dict]:
-    ports = {v: free_port() for v in ("raw", "before", "after")}
-    servers = {"raw": Server([PYTHON, str(BENCH / "servers" / "autobahn_echo.py"), str(ports["raw"])],
-                             ports["raw"], 0, log=LOGS / "raw-autobahn.log")}
-    for v in ("before", "after"):
-        servers[v] = ahtwist(v, before, tcp(ports[v]))
+    servers, ports = trio(lambda port: [str(BENCH / "servers" / "autobahn_echo.py"), str(port)], before, True)
 
     def run(v: str) -> Callable[[], dict]:
         def go() -> dict:
@@ -217,14 +218,7 @@ def websocket_action_row(before: Path, seconds: float) -> tuple[dict, dict]:
 
 
 def rooms(mode: str, before: Path) -> tuple[dict, dict]:
-    ports = {v: free_port() for v in ("raw", "before", "after")}
-    servers = {"raw": Server([PYTHON, str(BENCH / "servers" / "raw_rooms.py"), mode, str(ports["raw"])],
-                             ports["raw"], 0, log=LOGS / f"raw-rooms-{mode}.log")}
-    for v in ("before", "after"):
-        endpoint = tcp(ports[v])
-        servers[v] = ahtwist(v, before, endpoint, "none") if mode == "websocket" else ahtwist(
-            v, before, "none", endpoint)
-    return servers, ports
+    return trio(lambda port: [str(BENCH / "servers" / "raw_rooms.py"), mode, str(port)], before, mode == "websocket")
 
 
 def websocket_fanout_row(before: Path, seconds: float) -> tuple[dict, dict]:
@@ -359,10 +353,7 @@ def main() -> None:
         data["rows"][name] = run_row(name, before, options.seconds, options.rounds)
         print(name, json.dumps(data["rows"][name]["median_ratio"]), flush=True)
     data["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(data))
-    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+    write_json_and_markdown(out, data, markdown(data))
 
 
 if __name__ == "__main__":

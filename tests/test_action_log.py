@@ -18,15 +18,19 @@ class Quiet(Action):
         pass
 
 
+def run_actions(toml: str, requests) -> None:
+    node = make_node(toml, plugins=[Quiet])
+    connection = Connection("socket", "10.1.2.3", 1, node.now_ms())
+    node.add_connection(connection)
+    for params in requests:
+        node.processor.process(connection, params, "m", 1)
+
+
 def action_events(toml: str, *requests):
     events = []
     globalLogPublisher.addObserver(events.append)
     try:
-        node = make_node(toml, plugins=[Quiet])
-        connection = Connection("socket", "10.1.2.3", 1, node.now_ms())
-        node.add_connection(connection)
-        for params in requests:
-            node.processor.process(connection, params, "m", 1)
+        run_actions(toml, requests)
     finally:
         globalLogPublisher.removeObserver(events.append)
     return [e for e in events if e.get("log_namespace") == "ahtwist.action"]
@@ -100,11 +104,7 @@ def test_a_sole_text_observer_gets_the_same_lines_without_the_event():
         kept = list(processor._OBSERVERS)
         processor._OBSERVERS[:] = [observer] if sole else [observer, lambda event: None]
         try:
-            node = make_node(toml, plugins=[Quiet])
-            connection = Connection("socket", "10.1.2.3", 1, node.now_ms())
-            node.add_connection(connection)
-            for params in requests:
-                node.processor.process(connection, params, "m", 1)
+            run_actions(toml, requests)
             observer.flush()
         finally:
             processor._OBSERVERS[:] = kept

@@ -1,6 +1,7 @@
 """Profile the ahtwist web server in-process under load (cProfile).
 
-Starts the service on a free port, lets wrk hammer a path for a few seconds,
+Starts the service on a free port (logging through the observer twistd
+ahtwist installs, to /dev/null), lets wrk hammer a path for a few seconds,
 stops, and prints the top functions by own time.  A tool for finding hot
 spots, not a benchmark.
 
@@ -11,6 +12,7 @@ spots, not a benchmark.
 """
 
 import cProfile
+import os
 import pstats
 import subprocess
 import sys
@@ -19,8 +21,10 @@ from pathlib import Path
 
 from common import free_port, pinned
 from twisted.internet import reactor
+from twisted.logger import globalLogBeginner
 
 from ahtwist.config import Overrides, load_config
+from ahtwist.logs import LineLogObserver
 from ahtwist.tap import build_service
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,6 +34,9 @@ def main() -> None:
     path = sys.argv[1] if len(sys.argv) > 1 else "/api/randomNumber"
     seconds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     port = free_port()
+    # the log observer twistd ahtwist installs, writing to /dev/null
+    devnull = open(os.devnull, "w")  # noqa: SIM115 -- for the life of the process
+    globalLogBeginner.beginLoggingTo([LineLogObserver(devnull, clock=reactor)], redirectStandardIO=False)
     tcp = f"tcp:{port}:interface=127.0.0.1:backlog=4096"
     on_socket = path.startswith("socket-")
     config = load_config(None, overrides=Overrides(web=("none",) if on_socket else (tcp,),
@@ -55,7 +62,34 @@ def main() -> None:
     reactor.callLater(0.5, lambda: (profiler.enable(), threading.Thread(target=load).start()))
     reactor.run()
     profiler.disable()
-    pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("tottime").print_stats(40)
+    print("own time by where it is spent:")
+    for name, share in shares(stats).items():
+        print(f"  {share:6.1%}  {name}")
+
+
+#: (label, test on a function's file name and name), first match wins
+PLACES = (
+    ("system calls: socket send/recv", lambda f, n: f == "~" and any(w in n for w in ("'send'", "'recv'", "sendmsg"))),
+    ("system calls: epoll wait (idle)", lambda f, n: f == "~" and "'poll'" in n),
+    ("system calls: epoll register/modify", lambda f, n: f == "~" and any(w in n for w in ("'register'", "'modify'",
+                                                                                       "'unregister'"))),
+    ("ahtwist", lambda f, n: "/ahtwist/" in f),
+    ("twisted", lambda f, n: "/twisted/" in f),
+    ("autobahn / txaio", lambda f, n: "/autobahn/" in f or "/txaio/" in f),
+    ("other Python and C", lambda f, n: True),
+)
+
+
+def shares(stats: pstats.Stats) -> dict[str, float]:
+    """Own time per place, as a share of the total."""
+    totals = dict.fromkeys((label for label, _ in PLACES), 0.0)
+    for (filename, _, name), (_, _, tottime, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        label = next(label for label, test in PLACES if test(filename, name))
+        totals[label] += tottime
+    whole = sum(totals.values()) or 1.0
+    return {label: t / whole for label, t in sorted(totals.items(), key=lambda x: -x[1])}
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from ahtwist.servers.base import Server
 from ahtwist.servers.peer import is_secure, peer_address
 from ahtwist.timers import Deadlines
 from ahtwist.verbs import SOCKET_VERBS
+from ahtwist.writes import no_delay
 
 log = Logger(namespace="ahtwist.socket")
 
@@ -274,6 +275,7 @@ class SocketProtocol(LineOutput, Protocol):
         factory.protocols.add(self)
         if factory.keep_alive and hasattr(transport, "setTcpKeepAlive"):
             transport.setTcpKeepAlive(1)
+        no_delay(transport)
         transport.registerProducer(self, True)
         result = server.open_connection(connection, greet=False)
         if isinstance(result, Deferred):

@@ -29,6 +29,17 @@ from twisted.internet import tcp, unix
 _DIRECT = frozenset({tcp.Server, unix.Server})
 
 
+def no_delay(transport: Any) -> None:
+    """Turn Nagle's algorithm off on a TCP connection written with
+    :func:`write_now`: two sends to it in one reactor turn (a reply, then a
+    chat message) are two segments, and Nagle would hold the second until
+    the peer acknowledges the first -- up to its delayed-ACK time (40 ms).
+    Twisted's buffer joined them into one send; Autobahn sets this on every
+    websocket for the same reason."""
+    if type(transport) is tcp.Server:
+        transport.setTcpNoDelay(True)
+
+
 def sends_now(transport: Any) -> bool:
     """Would :func:`write_now` send at once (nothing buffered, a plain TCP
     or UNIX connection that is open)?"""

@@ -100,6 +100,8 @@ def main() -> None:
     parser.add_argument("--config", default=None, help="a config file (default: the built-in defaults)")
     parser.add_argument("--checkout", default=None, help="measure the code of this checkout (default: this one)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/results alone")
+    parser.add_argument("--only", choices=("http", "socket", "websocket"), default=None,
+                        help="measure one path only (bench/instructions_ab.py counts instructions per path)")
     options = parser.parse_args()
     devnull = open(os.devnull, "w")  # noqa: SIM115 -- for the life of the process
     globalLogBeginner.beginLoggingTo(
@@ -121,10 +123,17 @@ def main() -> None:
         raise SystemExit(f"websocket upgrade failed: {ws_transport.value()[:200]!r}")
     ws = (ws_transport.protocol, ws_transport)
     results: dict[str, list[float]] = {"http_us": [], "socket_us": [], "websocket_us": []}
+    paths = {
+        "http_us": (http, HTTP_REQUEST, b"HTTP/1.1 200"),
+        "socket_us": (sock, SOCKET_REQUEST, b'"randomNumber"'),
+        "websocket_us": (ws, WS_REQUEST, b'"randomNumber"'),
+    }
+    if options.only:
+        results = {f"{options.only}_us": []}
     for _ in range(options.rounds):
-        results["http_us"].append(per_request(*http, HTTP_REQUEST, options.requests, b"HTTP/1.1 200") * 1e6)
-        results["socket_us"].append(per_request(*sock, SOCKET_REQUEST, options.requests, b'"randomNumber"') * 1e6)
-        results["websocket_us"].append(per_request(*ws, WS_REQUEST, options.requests, b'"randomNumber"') * 1e6)
+        for name in results:
+            (protocol, transport), request, marker = paths[name]
+            results[name].append(per_request(protocol, transport, request, options.requests, marker) * 1e6)
     best = {name: round(min(values), 2) for name, values in results.items()}
     out = {"checkout": _checkout(), "requests": options.requests, "best": best,
            "rounds": {k: [round(v, 2) for v in vs] for k, vs in results.items()}}

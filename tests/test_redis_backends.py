@@ -313,8 +313,10 @@ class RedisProviderTests(TestCase):
         lines = capture_log(self)
         server = RedisServer().start()
         self.addCleanup(server.stop)
-        a = await self.node_on(server.url, "a", rpc_timeout_ms=5000)
-        b = await self.node_on(server.url, "b", rpc_timeout_ms=5000)
+        # a minute of rpcTimeout: an RPC that fails before half of it failed because Redis went away,
+        # not because its timer ran out, however loaded the machine
+        a = await self.node_on(server.url, "a", rpc_timeout_ms=60000)
+        b = await self.node_on(server.url, "b", rpc_timeout_ms=60000)
         await a.rooms.add_room("made-by-a")
         await a.rooms.add_member("defaultRoom", {"id": "ca", "joinedAt": 1, "host": "a"})
         await b.rooms.add_member("defaultRoom", {"id": "cb", "joinedAt": 2, "host": "b"})
@@ -324,7 +326,7 @@ class RedisProviderTests(TestCase):
         with self.assertRaises(RoomError) as rpc:
             await waiting
         self.assertEqual(rpc.exception.message, "RPC Timeout")
-        self.assertLess(reactor.seconds() - started, 1.0)
+        self.assertLess(reactor.seconds() - started, 30.0)
         self.assertEqual(a.bus.pending_rpcs, {})
         await wait_for_in_reactor(lambda: not a.link.up and not b.link.up)
         # a left, b joined during the outage; a created a room

@@ -277,7 +277,6 @@ def test_sigterm_drains_pending_actions_then_exits(tls_files):
         busy.send('{"action":"sleepTest","params":{"sleepDuration":1500}}\n')
         late.send('{"action":"sleepTest","params":{"sleepDuration":30000}}\n')
         time.sleep(0.2)
-        started = time.monotonic()
         srv.process.send_signal(signal.SIGTERM)
         assert idle.line() == GOODBYE
         assert idle.closed_by_server()
@@ -290,7 +289,6 @@ def test_sigterm_drains_pending_actions_then_exits(tls_files):
         # twistd re-raises the signal after a clean shutdown (systemd: clean stop)
         assert srv.process.wait(timeout=10) == -signal.SIGTERM
         assert "Server Shut Down." in srv.log()
-        assert time.monotonic() - started < 4 + 2
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", srv.port), timeout=2)
     finally:

@@ -125,17 +125,14 @@ def test_sigterm_drains_in_flight_requests():
         thread = threading.Thread(target=slow)
         thread.start()
         time.sleep(0.5)
-        started = time.time()
         server.process.send_signal(signal.SIGTERM)
         thread.join(10)
         code = server.process.wait(10)
-        elapsed = time.time() - started
     finally:
         server.stop()
     response, body = result["response"]
     assert response.status == 200 and json.loads(body)["sleepDuration"] == 1500
     assert code == -signal.SIGTERM
-    assert elapsed < 7  # pendingShutdownWaitLimit (5 s) + 2 s
     assert "stopping: draining connections" in server.log()
     assert "Server Shut Down." in server.log()
 

@@ -9,6 +9,7 @@ spots, not a benchmark.
     .venv/bin/python bench/profile_server.py churn [seconds]   (websocket connect/close, bench/scale.py)
     .venv/bin/python bench/profile_server.py socket-fanout [seconds]   (500 TCP members, 2 says in flight)
     .venv/bin/python bench/profile_server.py socket-pipelined [seconds]   (50 TCP clients x 16 in flight)
+    .venv/bin/python bench/profile_server.py websocket [seconds]   (50 websocket clients x 1 randomNumber)
 """
 
 import cProfile
@@ -50,6 +51,9 @@ def main() -> None:
             call = ("fan_out({port}, 500, 2, {seconds}, 1)" if path == "socket-fanout"
                     else "request_reply({port}, 50, 16, {seconds}, 1)").format(port=port, seconds=seconds)
             command = [sys.executable, "-c", f"from bench import loadgen; print(loadgen.{call})"]
+            print(subprocess.run(pinned(command, 1), capture_output=True, text=True, cwd=REPO).stdout)
+        elif path == "websocket":
+            command = [sys.executable, "bench/websocket_load.py", "rtt", str(port), "--seconds", str(seconds)]
             print(subprocess.run(pinned(command, 1), capture_output=True, text=True, cwd=REPO).stdout)
         elif path == "churn":
             command = [sys.executable, "bench/scale.py", "--churn-port", str(port), "--churn-seconds", str(seconds)]

@@ -4,8 +4,9 @@ The document is encoded once, when this app is made at start-up; a request
 only writes the stored bytes.  The Swagger UI assets come from the installed
 ``swagger-ui-py`` package, which ships them as package data (its Python side
 is for other frameworks and is never imported here); nothing is loaded from a
-CDN.  Klein is imported by this module: import it only once twistd has chosen
-the reactor.
+CDN.  The Klein app serving them is made by :meth:`APIDocs.klein_app`, on the
+first request (:class:`ahtwist.web.mounts.LazyResource`): Klein is imported
+then, once twistd has chosen the reactor.
 """
 
 import html
@@ -14,7 +15,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from klein import Klein
 from twisted.web.static import File
 
 from ahtwist.encoding import dumps
@@ -76,9 +76,9 @@ def swagger_ui_dir() -> Path:
 class APIDocs:
     """``GET <openapi path>`` (the document) and ``GET <docs path>`` (Swagger UI).
 
-    ``docs_path`` None leaves the page out.  ``app`` is the Klein app; its
-    routes name full paths, so it is mounted without stripping the prefix
-    (:func:`ahtwist.web.mounts.install_mounts`).
+    ``docs_path`` None leaves the page out.  :meth:`klein_app` is the Klein
+    app; its routes name full paths, so it is mounted without stripping the
+    prefix (:func:`ahtwist.web.mounts.install_mounts`).
     """
 
     def __init__(
@@ -87,8 +87,6 @@ class APIDocs:
         self.openapi_path = openapi_path
         self.docs_path = docs_path
         self.body = dumps(document)
-        self.app = Klein()
-        self.app.route(openapi_path, methods=["GET", "HEAD"])(self.openapi)
         self.assets: dict[str, File] = {}
         if docs_path is not None:
             folder = swagger_ui_dir()
@@ -107,10 +105,17 @@ class APIDocs:
                 # JSON in a <script>: no "</" can end the element early
                 url=json.dumps(openapi_path).replace("</", "<\\/"),
             ).encode("utf-8")
-            self.app.route(docs_path, methods=["GET", "HEAD"])(self.docs)
-            self.app.route(docs_path.rstrip("/") + "/<string:name>", methods=["GET", "HEAD"])(
-                self.asset
-            )
+
+    def klein_app(self) -> Any:
+        """The Klein app of these routes (Klein imported now)."""
+        from klein import Klein  # noqa: PLC0415 -- on the first request (see the module docstring)
+
+        app = Klein()
+        app.route(self.openapi_path, methods=["GET", "HEAD"])(self.openapi)
+        if self.docs_path is not None:
+            app.route(self.docs_path, methods=["GET", "HEAD"])(self.docs)
+            app.route(self.docs_path.rstrip("/") + "/<string:name>", methods=["GET", "HEAD"])(self.asset)
+        return app
 
     # --- routes -----------------------------------------------------------------------
 

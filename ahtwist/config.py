@@ -237,6 +237,15 @@ class HistoryConfig:
 
 
 @attrs.frozen
+class MetricsConfig:
+    """The Prometheus metrics endpoint (docs/metrics.md)."""
+
+    enabled: bool = _setting(False, "bool")
+    path: str = _setting("/metrics", "str")
+    endpoint: str = _setting("", "str")
+
+
+@attrs.frozen
 class LimitsConfig:
     """Quotas shared by every transport (:mod:`ahtwist.limits`)."""
 
@@ -301,6 +310,7 @@ class Config:
     limits: LimitsConfig = _table(LimitsConfig)
     redis: RedisConfig = _table(RedisConfig)
     history: HistoryConfig = _table(HistoryConfig)
+    metrics: MetricsConfig = _table(MetricsConfig)
     #: the parsed route table (:class:`ahtwist.web.routes.RouteTable`)
     routes: Any = attrs.field(default=None, metadata={_KIND: "routes"})
     #: ``[servers.<name>]`` tables of users' servers, by name
@@ -670,6 +680,10 @@ def load_config(
     if primus_path == servers.websocket.path:
         raise loader.fail("servers.websocket.primusPath", f"{primus_path!r} is already servers.websocket.path")
     _check_documentation_paths(loader, web, servers.websocket)
+    metrics = config.metrics
+    if metrics.endpoint:
+        metrics = attrs.evolve(metrics, endpoint=_resolve_endpoint_paths(metrics.endpoint, loader))
+    _check_metrics(loader, metrics, web, servers.websocket)
 
     from ahtwist.web.routes import parse_routes
 
@@ -679,6 +693,7 @@ def load_config(
         general=general,
         servers=attrs.evolve(servers, web=web, socket=socket_cfg),
         redis=redis,
+        metrics=metrics,
         routes=routes,
         custom_servers=MappingProxyType(custom_servers),
         source=str(file),
@@ -705,6 +720,42 @@ def _check_documentation_paths(loader: _Loader, web: WebConfig, websocket: Webso
         raise loader.fail(
             "servers.web.docs.enabled", "the docs page needs servers.web.openapi.enabled = true"
         )
+
+
+def _check_metrics(loader: _Loader, metrics: MetricsConfig, web: WebConfig, websocket: WebsocketConfig) -> None:
+    """``[metrics]``: an absolute path; on the web port (no ``endpoint``) one
+    that no other path of the site already serves."""
+    if not metrics.enabled:
+        return
+    path = metrics.path
+    if not path.startswith("/") or path == "/" or "?" in path or "#" in path:
+        raise loader.fail("metrics.path", f'must start with "/" and name a path (no ? or #), got {path!r}')
+    if metrics.endpoint:
+        return
+    if not web.enabled:
+        raise loader.fail(
+            "metrics.enabled", "the web server is off: set metrics.endpoint to serve the metrics on their own"
+        )
+    first = path.strip("/").split("/")[0]
+    owned = {
+        web.urlPathForActions: "servers.web.urlPathForActions",
+        web.urlPathForFiles: "servers.web.urlPathForFiles",
+        "file": "the file action's path",
+    }
+    if first in owned:
+        raise loader.fail("metrics.path", f"{path!r} is under /{first}, which is {owned[first]}")
+    taken = {
+        websocket.path: "servers.websocket.path",
+        websocket.primusPath: "servers.websocket.primusPath",
+        web.health.livenessPath: "servers.web.health.livenessPath",
+        web.health.readinessPath: "servers.web.health.readinessPath",
+        web.openapi.path: "servers.web.openapi.path",
+        web.docs.path: "servers.web.docs.path",
+    }
+    taken.update({mount.path: f"a servers.web.mounts path ({mount.app})" for mount in web.mounts})
+    for other, key in taken.items():
+        if other and (path == other or path.startswith(other + "/") or other.startswith(path + "/")):
+            raise loader.fail("metrics.path", f"{path!r} collides with {other!r} ({key})")
 
 
 def _check_url_prefix(loader: _Loader, key: str, value: str) -> None:

@@ -55,8 +55,9 @@ class ConnectionRaw:
     """``connection.raw`` of a long-lived connection: what its handshake said.
 
     ``headers`` (lower-case names) ``cookies`` and ``query`` come from the
-    websocket upgrade request (on the socket: :data:`EMPTY`, one shared,
-    read-only empty dict); ``secure`` is True over
+    websocket upgrade request (on the socket, and a websocket's when the
+    request had none: :data:`EMPTY`, one shared, read-only empty dict);
+    ``secure`` is True over
     TLS; :attr:`peer_certificate` is the client's certificate (a
     ``cryptography`` ``x509.Certificate``) when it presented one.
     """

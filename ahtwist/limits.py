@@ -22,6 +22,7 @@ same table (the processor and the action apply them).
 
 import ctypes
 import ctypes.util
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -163,7 +164,7 @@ class OutputPolicy:
     def drop(self, client_id: Any, unsent: int, close: Callable[[], None]) -> None:
         """``client_id`` left ``unsent`` bytes (more than ``limit``) unread."""
         self.log.info(SLOW_CLIENT_LOG, transport=self.transport, id=client_id, n=unsent)
-        self.limits.slow_client_dropped(self.stats)
+        self.limits.slow_client_dropped(self.stats, self.transport)
         close()
 
 
@@ -231,6 +232,8 @@ class Limits:
         self.burst = max(config.messageBurst, 1)
         self.in_flight_cap = config.maxActionsInFlight
         self.sleep_cap = config.maxSleepDuration
+        #: clients dropped for not reading their output, by transport (metrics)
+        self.slow_clients_dropped: Counter[str] = Counter()
 
     # --- rooms ---------------------------------------------------------------
 
@@ -258,10 +261,12 @@ class Limits:
         log line, ``limit`` is its setting (bytes a client may leave unread)."""
         return OutputPolicy(transport, limit, self, stats, log)
 
-    def slow_client_dropped(self, stats: Any) -> None:
-        """A client was dropped for not reading its output: count it and give
-        the memory its buffers held back to the OS once it is gone."""
+    def slow_client_dropped(self, stats: Any, transport: str) -> None:
+        """A client was dropped for not reading its output: count it (in the
+        stats and by ``transport``) and give the memory its buffers held back
+        to the OS once it is gone."""
         stats.increment(SLOW_CLIENTS_DROPPED)
+        self.slow_clients_dropped[transport] += 1
         self.memory.soon()
 
     def bucket(self) -> TokenBucket | None:

@@ -17,7 +17,7 @@ from twisted.logger import Logger
 import ahtwist.errors as errors
 from ahtwist.encoding import dumps
 from ahtwist.files import FileInfo
-from ahtwist.writes import sends_now, write_now
+from ahtwist.servers.write import sends_now, write_now
 
 log = Logger(namespace="ahtwist.socket")
 

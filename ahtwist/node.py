@@ -100,6 +100,13 @@ class Node:
         #: the public folders, for every transport's file serving
         self.files = StaticFiles(general.paths.public, config.servers.web.directoryFileType)
         self.active_by_type: Counter[str] = Counter()
+        #: long-lived connections ever opened, by type (metrics)
+        self.opened_by_type: Counter[str] = Counter()
+        #: the HTTP sites serving this node (their open and opened HTTP
+        #: connections, for the metrics); the web server adds its own
+        self.web_sites: list[Any] = []
+        #: the cluster service (Redis) when in cluster mode, else None
+        self.cluster: Any = None
         self.connection_middleware: list[ConnectionMiddleware] = []
         self._connection_middleware_names: set[str] = set()
         #: reactor latency in ms, sampled by the node service
@@ -208,6 +215,7 @@ class Node:
         if connection.type != "web":
             self.connections[connection.id] = connection
             self.active_by_type[connection.type] += 1
+            self.opened_by_type[connection.type] += 1
             connection.bucket = self.limits.bucket()
         if self.connection_middleware:
             result = run_now(self._create(connection))

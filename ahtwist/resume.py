@@ -13,7 +13,7 @@ and its join); the :class:`~ahtwist.backends.interfaces.IRoomHistory`
 provider holds the messages.
 """
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -34,7 +34,7 @@ CATCH_UP_BATCH = 200
 #: (offset, epoch) added to a say delivered to a resuming member
 Mark = tuple[int, str]
 #: RoomService's delivery: (recipients, room, payload, mark or None)
-Send = Callable[[Iterable["Connection"], str, dict[str, Any], "Mark | None"], Awaitable[None]]
+Send = Callable[[Collection["Connection"], str, dict[str, Any], "Mark | None"], Awaitable[None]]
 #: called as observer(room, recovered, missed) after every resume that named an offset
 ResumeObserver = Callable[[str, bool, int], None]
 

@@ -22,7 +22,8 @@ Events on the bus:
 from __future__ import annotations
 
 import builtins
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections import Counter
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from inspect import isawaitable
 from typing import Any
 
@@ -42,6 +43,10 @@ from ahtwist.resume import Mark, Resumes, Since
 
 log = Logger(namespace="ahtwist.rooms")
 
+#: reasons a chat message was not handed to a member (``RoomService.dropped``)
+DROPPED_BY_MIDDLEWARE = "middleware"
+DROPPED_BY_ERROR = "error"
+
 
 async def _resolve(value: Any) -> Any:
     if value is not None and isawaitable(value):
@@ -51,6 +56,13 @@ async def _resolve(value: Any) -> Any:
 
 def _veto_text(exc: BaseException) -> Any:
     return exc.error if isinstance(exc, ActionError) else str(exc)
+
+
+def _delivery_failed(rooms: RoomService, recipient: Connection) -> None:
+    """A transport raised delivering a chat message: logged, counted as dropped."""
+    log.failure("delivering to {id}", id=recipient.id)
+    rooms.delivered -= 1
+    rooms.dropped[DROPPED_BY_ERROR] += 1
 
 
 def room_message(message: Any, room: str, sender: Any, sent_at: int) -> dict[str, Any]:
@@ -71,8 +83,8 @@ class RoomService:
     ``clock`` stamps ``joinedAt``/``sentAt``; ``node_id`` is the ``host`` of
     this node's membership records; ``history`` stores what is said and
     publishes it (default: in memory, on ``bus``).
-    Resume counters and observers (metrics): :attr:`resumes`
-    (:class:`~ahtwist.resume.Resumes`).
+    Counters for the metrics: :attr:`resumes` (:class:`~ahtwist.resume.Resumes`),
+    :attr:`delivered`, :attr:`dropped`.
     """
 
     def __init__(
@@ -102,6 +114,9 @@ class RoomService:
         self._has_say_hooks = False
         #: room -> {connection id: connection} for this node's members, join order
         self._local: dict[str, dict[str, Connection]] = {}
+        #: chat messages handed to members' transports; not handed, by reason
+        self.delivered = 0
+        self.dropped: Counter[str] = Counter()
         bus.subscribe(self._on_event)
 
     def _now_ms(self) -> int:
@@ -328,7 +343,7 @@ class RoomService:
             log.failure("handling room event {event!r}", event=event)
 
     async def _send(
-        self, recipients: Iterable[Connection], room: str, payload: dict[str, Any], mark: Mark | None
+        self, recipients: Collection[Connection], room: str, payload: dict[str, Any], mark: Mark | None
     ) -> None:
         """Deliver ``payload`` (with ``offset``/``epoch`` when ``mark``: one
         dict for all, serialized once by transports) through say middleware."""
@@ -338,21 +353,24 @@ class RoomService:
                 await self._deliver(recipient, room, payload, mark)
             return
         message = payload if mark is None else {**payload, "offset": mark[0], "epoch": mark[1]}
+        self.delivered += len(recipients)  # one addition per message, not per member
         for recipient in recipients:
             try:
                 recipient.send_message(message)
             except Exception:
-                log.failure("delivering to {id}", id=recipient.id)
+                _delivery_failed(self, recipient)
 
     async def _deliver(self, recipient: Connection, room: str, payload: dict[str, Any], mark: Mark | None) -> None:
         try:
             message = await self._run_hooks("say", recipient, room, payload)
         except Exception as e:
             log.debug("say middleware vetoed delivery to {id}: {e}", id=recipient.id, e=e)
+            self.dropped[DROPPED_BY_MIDDLEWARE] += 1
             return
         if mark is not None:
             message = {**message, "offset": mark[0], "epoch": mark[1]}
+        self.delivered += 1
         try:
             recipient.send_message(message)
         except Exception:
-            log.failure("delivering to {id}", id=recipient.id)
+            _delivery_failed(self, recipient)

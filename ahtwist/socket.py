@@ -38,9 +38,9 @@ from ahtwist.line_output import CRLF, INPUT_PAUSE_BACKLOG, LineOutput
 from ahtwist.node import SOCKET_REQUESTS, Node
 from ahtwist.servers.base import Server
 from ahtwist.servers.peer import is_secure, peer_address
+from ahtwist.servers.write import no_delay
 from ahtwist.timers import Deadlines
 from ahtwist.verbs import SOCKET_VERBS
-from ahtwist.writes import no_delay
 
 log = Logger(namespace="ahtwist.socket")
 

@@ -7,7 +7,6 @@ the key and the reason, and a non-zero exit -- never a traceback.
 import sys
 from typing import Any
 
-from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -17,6 +16,10 @@ from ahtwist.logs import observer_for_twistd
 from ahtwist.workers import WorkerInfo, WorkerSupervisor, worker_check
 
 log = Logger(namespace="ahtwist.tap")
+
+
+#: the reactor an endpoint description is parsed with (see check_endpoint)
+_PARSE_ONLY: Any = object()
 
 
 def _fail(message: str) -> SystemExit:
@@ -31,7 +34,9 @@ def check_endpoint(description: str, option: str) -> None:
         return  # a worker: its parent checked and bound every endpoint
 
     try:
-        serverFromString(MemoryReactor(), description)
+        # the endpoint is only built, never listened on: no reactor is used
+        # (Twisted's MemoryReactor would import twisted.trial, ~0.8 MiB)
+        serverFromString(_PARSE_ONLY, description)
     except Exception as e:  # ValueError, KeyError, OSError from ssl files...
         reason = str(e) or type(e).__name__
         raise _fail(f"{option} {description!r}: invalid endpoint: {reason}") from None
@@ -114,6 +119,8 @@ class Options(usage.Options):
         for name, server in self.config.custom_servers.items():
             for endpoint in server.endpoints:
                 check_endpoint(endpoint, f"servers.{name}.endpoints")
+        if self.config.metrics.enabled and self.config.metrics.endpoint:
+            check_endpoint(self.config.metrics.endpoint, "metrics.endpoint")
         problem = worker_check(self.config)
         if problem is not None:
             raise _fail(problem)
@@ -215,4 +222,10 @@ def build_service(config: Config, reactor: Any) -> Any:
         SocketService(node, reactor, config.socket_endpoints).setServiceParent(top)
     for server in custom:
         server.setServiceParent(top)
+    metrics = config.metrics
+    if metrics.enabled and metrics.endpoint:
+        from ahtwist.servers.base import listen_on
+        from ahtwist.web.metrics import metrics_site  # Klein: the reactor is chosen by now
+
+        listen_on(top, reactor, "metrics", metrics.endpoint, metrics_site(node, reactor))
     return top

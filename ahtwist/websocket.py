@@ -25,7 +25,7 @@ from sys import intern
 from typing import TYPE_CHECKING, Any, cast
 
 from autobahn.twisted.resource import WebSocketResource
-from autobahn.twisted.util import create_transport_details
+from autobahn.twisted.util import create_transport_details, peer2str
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.wamp.types import TransportDetails
 from autobahn.websocket.protocol import PreparedMessage, Timings, TrafficStats, WebSocketProtocol
@@ -40,7 +40,7 @@ from zope.interface import implementer
 
 import ahtwist.errors as errors
 import ahtwist.replies as replies
-from ahtwist.connection import Connection, ConnectionRaw, IConnectionTransport, new_id
+from ahtwist.connection import EMPTY, Connection, ConnectionRaw, IConnectionTransport, new_id
 from ahtwist.encoding import NestedTooDeep, dumps, loads
 from ahtwist.errors import ConnectionRefused
 from ahtwist.limits import OutboundMeter
@@ -48,10 +48,10 @@ from ahtwist.origins import OriginPolicy
 from ahtwist.proxies import TrustedProxies
 from ahtwist.servers.base import Server
 from ahtwist.servers.peer import is_secure, parse_cookies, peer_address
+from ahtwist.servers.write import write_now
 from ahtwist.timers import TimerWheel
 from ahtwist.verbs import COMMON_VERBS
 from ahtwist.web.query import parse_query
-from ahtwist.writes import write_now
 
 if TYPE_CHECKING:
     from ahtwist.node import Node
@@ -98,8 +98,9 @@ def send_frame(protocol: Any, frame: bytes) -> None:
     even with debug logging off and build the frame through several
     objects, which costs more than the write; when nothing is queued on the
     protocol and no compression was negotiated (we accept none), the frame
-    goes straight to the transport in one ``write``, exactly as ``sendData``
-    would write it.  Otherwise Autobahn sends it (queue order, compression).
+    goes straight to the transport in one write (:func:`write_now`: sent at
+    once when nothing is buffered), exactly as ``sendData`` would write it.
+    Otherwise Autobahn sends it (queue order, compression).
     """
     if protocol.send_queue or protocol._perMessageCompress is not None:
         payload = frame[2 + (frame[1] == 126) * 2 + (frame[1] == 127) * 8 :]
@@ -194,14 +195,15 @@ class WebSocketServer(Server):
             query = (
                 parse_query(query_string.encode("latin-1", "replace"), options.depth, options.parameterLimit, options.arrayLimit)
                 if query_string
-                else {}
+                else EMPTY
             )
         except ValueError:
-            query = {}
+            query = EMPTY
         raw = ConnectionRaw(
             headers=_shared_headers(headers),
-            cookies=cookies,
-            query=query,
+            # none: the shared read-only empty dict (64 bytes less each)
+            cookies=cookies or EMPTY,
+            query=query or EMPTY,
             secure=is_secure(transport),
             transport=transport,
         )
@@ -380,7 +382,61 @@ _HANDSHAKE_ONLY = (
     "websocket_extensions",
     "_wskey",
     "early",
+    # read by Autobahn's _onOpen (TLS channel id), before onOpen compacts
+    "_transport_details",
+    # kept while the handshake logs it; made when asked once open (_PeerWhenAsked)
+    "peer",
 )
+#: a value no attribute has (:meth:`WebSocketConnectionProtocol._compact`)
+_MISSING = object()
+
+
+class _PeerWhenAsked:
+    """``protocol.peer`` once the handshake's copy was dropped: the client's
+    address as Autobahn writes it (``tcp4:host:port``), made when first
+    asked (the close path's log lines read it four times: kept from then on)
+    rather than kept on every open connection.  Not a data descriptor: the
+    instance's own ``peer`` (set by connectionMade, read by the handshake's
+    logs and the upgrade request) wins while it is there."""
+
+    def __get__(self, protocol: Any, owner: Any = None) -> Any:
+        if protocol is None:
+            return self
+        peer = protocol.__dict__["peer"] = peer2str(protocol.transport)
+        return peer
+
+
+
+
+class _ValidatorWhenAsked:
+    """``protocol.utf8validator``, Autobahn's incremental UTF-8 validator,
+    made when Autobahn first reads it (at the connection's first text
+    message) and an instance attribute from then on, so a websocket that
+    has not sent a text message holds none (~0.2 KiB).  Not a data
+    descriptor: once made, the instance's own attribute is found first."""
+
+    def __get__(self, protocol: Any, owner: Any = None) -> Any:
+        if protocol is None:
+            return self
+        validator = protocol.__dict__["utf8validator"] = Utf8Validator()
+        return validator
+
+
+def _class_defaults(cls: type) -> dict[str, Any]:
+    """The plain values (not methods or other descriptors) of every name
+    ``cls`` and its bases define, made once per protocol class and kept on
+    it (read by _compact once per connection)."""
+    defaults: dict[str, Any] | None = cls.__dict__.get("_compact_defaults")
+    if defaults is None:
+        defaults = {}
+        for klass in reversed(cls.__mro__):
+            for name, value in vars(klass).items():
+                if hasattr(value, "__get__"):
+                    defaults.pop(name, None)
+                else:
+                    defaults[name] = value
+        cls._compact_defaults = defaults  # type: ignore[attr-defined]
+    return defaults
 
 
 class ProtocolMeter(OutboundMeter):
@@ -485,6 +541,11 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
     websocket_origin: Any = None
     websocket_protocols: Any = ()
     websocket_extensions: Any = ()
+    # the version every client speaks (RFC 6455; Autobahn also accepts 8)
+    websocket_version = 13
+    peer: Any = _PeerWhenAsked()
+    _transport_details: Any = None
+    utf8validator: Any = _ValidatorWhenAsked()
 
     def __init__(self) -> None:
         # Autobahn's WebSocketProtocol.__init__ without the per-instance
@@ -522,7 +583,6 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
             self.trackedTimings = Timings()
         self.trafficStats = TrafficStats()
         self.state = _CONNECTING
-        self.utf8validator = Utf8Validator()
         if self.openHandshakeTimeout > 0:
             self.openHandshakeTimeoutCall = self.factory._batched_timer.call_later(
                 self.openHandshakeTimeout, self.onOpenHandshakeTimeout
@@ -547,13 +607,26 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
             self.logTxOctets(data, False)
 
     def _compact(self) -> None:
-        """Once open: drop what only the handshake needed and give the
-        instance a dictionary sized for what is left (the handshake grew it
-        past 128 slots; a dict never shrinks by itself)."""
+        """Once open: drop what only the handshake needed and the values
+        equal to the class's own (``None``, ``False``, ``b""``...), and give
+        the instance a dictionary sized for what is left (the handshake grew
+        it past 128 slots; a dict never shrinks by itself; at most 10 names
+        is Python's smallest size but one)."""
         values = self.__dict__
         for name in _HANDSHAKE_ONLY:
             values.pop(name, None)
-        self.__dict__ = {name: value for name, value in values.items()}
+        defaults = _class_defaults(type(self))
+        kept = {}
+        for name, value in values.items():
+            default = defaults.get(name, _MISSING)
+            if type(default) is type(value) and (
+                default is value or (type(value) in (int, bytes) and default == value)
+            ):
+                continue
+            if name == "websocket_extensions_in_use" and not value:
+                continue  # [] from the handshake: the class's ()
+            kept[name] = value
+        self.__dict__ = kept
 
     def onConnect(self, request: Any) -> Any:
         """Make the connection from the upgrade request and let connection

@@ -38,7 +38,6 @@ from twisted.internet.endpoints import AdoptedStreamServerEndpoint, serverFromSt
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.interfaces import IReadDescriptor
 from twisted.internet.protocol import Factory, ProcessProtocol
-from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -81,6 +80,8 @@ def listener_descriptions(config: Config) -> Iterator[tuple[str, str]]:
         if server.enabled:
             for description in server.endpoints:
                 yield name, description
+    if config.metrics.enabled and config.metrics.endpoint:
+        yield "metrics", config.metrics.endpoint
 
 
 # --- the child side ----------------------------------------------------------
@@ -199,6 +200,8 @@ def server_endpoint(reactor: Any, kind: str, description: str) -> Any:
 def _tls_context(description: str) -> Any:
     """The TLS context factory an ``ssl:`` description configures, or None
     (parsed the way ``serverFromString`` does, on a reactor that only records)."""
+    from twisted.internet.testing import MemoryReactor  # noqa: PLC0415 -- imports twisted.trial: only here
+
     recorder = MemoryReactor()
     try:
         serverFromString(recorder, description).listen(Factory())

@@ -10,11 +10,14 @@ spots, not a benchmark.
     .venv/bin/python bench/profile_server.py socket-fanout [seconds]   (500 TCP members, 2 says in flight)
     .venv/bin/python bench/profile_server.py socket-pipelined [seconds]   (50 TCP clients x 16 in flight)
     .venv/bin/python bench/profile_server.py websocket [seconds]   (50 websocket clients x 1 randomNumber)
+    .venv/bin/python bench/profile_server.py say [says] [members]  (say to a websocket room, bench/scale.py;
+                                                                    profiled from the first say on)
 """
 
 import cProfile
 import os
 import pstats
+import resource
 import subprocess
 import sys
 import threading
@@ -33,6 +36,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 def main() -> None:
     path = sys.argv[1] if len(sys.argv) > 1 else "/api/randomNumber"
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # say: 10,000 websockets
     seconds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     port = free_port()
     # the log observer twistd ahtwist installs, writing to /dev/null
@@ -55,6 +60,14 @@ def main() -> None:
         elif path == "websocket":
             command = [sys.executable, "bench/websocket_load.py", "rtt", str(port), "--seconds", str(seconds)]
             print(subprocess.run(pinned(command, 1), capture_output=True, text=True, cwd=REPO).stdout)
+        elif path == "say":
+            command = [sys.executable, "bench/scale.py", "--say-port", str(port), "--says", str(seconds),
+                       "--connections", sys.argv[3] if len(sys.argv) > 3 else "10000"]
+            crowd = subprocess.Popen(pinned(command, 1), stdout=subprocess.PIPE, text=True)
+            assert crowd.stdout.readline().strip() == "joined"
+            reactor.callFromThread(profiler.enable)
+            print(crowd.stdout.read())
+            crowd.wait()
         elif path == "churn":
             command = [sys.executable, "bench/scale.py", "--churn-port", str(port), "--churn-seconds", str(seconds)]
             print(subprocess.run(pinned(command, 1), capture_output=True, text=True).stdout)
@@ -63,7 +76,10 @@ def main() -> None:
                            capture_output=True)
         reactor.callFromThread(reactor.stop)
 
-    reactor.callLater(0.5, lambda: (profiler.enable(), threading.Thread(target=load).start()))
+    if path == "say":
+        reactor.callLater(0.5, lambda: threading.Thread(target=load).start())
+    else:
+        reactor.callLater(0.5, lambda: (profiler.enable(), threading.Thread(target=load).start()))
     reactor.run()
     profiler.disable()
     stats = pstats.Stats(profiler)

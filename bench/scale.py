@@ -199,21 +199,29 @@ class Crowd:
         self.clear(members)
 
 
-def say_delays(crowd: Crowd, members: list[Member], room: str, says: int) -> dict:
-    """``says`` messages from the first member to ``room``, one after the other."""
+def say_delays(crowd: Crowd, members: list[Member], room: str, says: int, server: "Server | None" = None) -> dict:
+    """``says`` messages from the first member to ``room``, one after the other
+    (with ``server``: its CPU time per say too, which the load on the shared
+    machine changes less than the delays)."""
     sender = members[0]
     per_say = []
     every: list[float] = []
+    cpu = own = 0.0
     for n in range(says):
         text = f"scale-{room}-{n}"
         crowd.needle = f'"message":"{text}"'.encode()
         crowd.arrivals = []
+        cpu_before = server.cpu_seconds() if server is not None else 0.0
+        own_before = time.process_time()
         sent = perf()
         if sender.ws:
             sender.sock.sendall(text_frame(json.dumps({"event": "say", "room": room, "message": text}).encode()))
         else:
             sender.sock.sendall(f"say {room} {text}\n".encode())
         crowd.pump(until=lambda: len(crowd.arrivals) >= len(members))
+        own += time.process_time() - own_before
+        if server is not None:
+            cpu += server.cpu_seconds() - cpu_before
         delays = sorted((at - sent) * 1000 for at in crowd.arrivals)
         crowd.needle = None
         every += delays
@@ -222,16 +230,26 @@ def say_delays(crowd: Crowd, members: list[Member], room: str, says: int) -> dic
         crowd.pump(0.5)
         crowd.clear(members)
     every.sort()
-    return {"members": len(members), "says": says, "per_say": per_say,
-            "p50_ms": round(percentile(every, 50), 1), "p99_ms": round(percentile(every, 99), 1),
-            "max_ms": round(every[-1], 1)}
+    result = {"members": len(members), "says": says, "per_say": per_say,
+              "p50_ms": round(percentile(every, 50), 1), "p99_ms": round(percentile(every, 99), 1),
+              "max_ms": round(every[-1], 1)}
+    # this process reads every member's socket in Python: its CPU competes with the server's
+    result["loadgen_cpu_ms_per_say"] = round(own * 1000 / says, 1)
+    if server is not None:
+        result["server_cpu_ms_per_say"] = round(cpu * 1000 / says, 1)
+    return result
+
+
+#: another ahtwist tree (``--before DIR``, e.g. ``git archive main | tar -x -C DIR``) put first on the
+#: server's PYTHONPATH, to measure the code before a change on the same machine
+BEFORE: dict[str, str] = {}
 
 
 def start_server(workdir: Path, name: str) -> tuple[Server, int, int]:
     log = workdir / f"{name}.log"
     server = Server(
         [str(VENV_BIN / "twistd"), "-n", "--pidfile=", "ahtwist", "--web", LISTEN, "--socket", LISTEN],
-        cpu=None, log=log, port_log=r"web server listening on 127\.0\.0\.1:(\d+)",
+        cpu=None, log=log, port_log=r"web server listening on 127\.0\.0\.1:(\d+)", env=BEFORE,
     )
     import re
 
@@ -277,9 +295,9 @@ def scale_section(workdir: Path, count: int, says: int, tcp_count: int) -> dict:
         result["rss_mib_all_in_one_room"] = mib(server.rss_kib())
         print(json.dumps(result), flush=True)
         crowd.request_all(websockets, b'{"event":"roomAdd","room":"otherRoom"}', b"", b'"data":true')
-        result["say_websocket_room"] = say_delays(crowd, websockets, "otherRoom", says)
+        result["say_websocket_room"] = say_delays(crowd, websockets, "otherRoom", says, server)
         print(json.dumps(result["say_websocket_room"]), flush=True)
-        result["say_mixed_room_20k"] = say_delays(crowd, websockets + tcps, "defaultRoom", max(1, says // 2))
+        result["say_mixed_room_20k"] = say_delays(crowd, websockets + tcps, "defaultRoom", max(1, says // 2), server)
         print(json.dumps(result["say_mixed_room_20k"]), flush=True)
         result["rss_mib_after_says"] = mib(server.rss_kib())
         result["server_cpu_seconds"] = round(server.cpu_seconds(), 1)
@@ -405,6 +423,10 @@ def churn_section(workdir: Path, seconds: float) -> dict:
         server.stop()
 
 
+def _load(values: list[float] | None) -> str:
+    return ", ".join(f"{v:.1f}" for v in values) if values else "?"
+
+
 def markdown(data: dict) -> str:
     s, c = data["scale"], data["churn"]
     ws, mixed = s["say_websocket_room"], s["say_mixed_room_20k"]
@@ -415,16 +437,21 @@ def markdown(data: dict) -> str:
         (f"+ {data['tcp_connections']:,} TCP idle", f"{s['rss_mib_all_idle']} MiB ({s['kib_per_tcp_idle']} KiB each)", ""),
         ("all in one room", f"{s['rss_mib_all_in_one_room']} MiB", ""),
         (f"say to {ws['members']:,} websocket members", f"p50 {ws['p50_ms']} ms, p99 {ws['p99_ms']} ms, "
-         f"max {ws['max_ms']} ms ({ws['says']} says)", "p99 ≤ 250 ms"),
+         f"max {ws['max_ms']} ms ({ws['says']} says; CPU a say: server {ws.get('server_cpu_ms_per_say', '?')} ms, "
+         f"load generator {ws.get('loadgen_cpu_ms_per_say', '?')} ms)",
+         "p99 ≤ 250 ms"),
         (f"say to {mixed['members']:,} members (ws + TCP)", f"p50 {mixed['p50_ms']} ms, p99 {mixed['p99_ms']} ms, "
-         f"max {mixed['max_ms']} ms ({mixed['says']} says)", ""),
+         f"max {mixed['max_ms']} ms ({mixed['says']} says; CPU a say: server {mixed.get('server_cpu_ms_per_say', '?')} "
+         f"ms, load generator {mixed.get('loadgen_cpu_ms_per_say', '?')} ms)", ""),
         (f"websocket churn, {c['seconds']} s", f"{c['per_second_mean']}/s mean, {c['per_second_min']}/s slowest "
          f"second, {c['errors']} errors", "≥ 2,000/s"),
         ("churn RSS", f"{c['rss_mib_before']} → {c['rss_mib_after']} MiB ({c['rss_mib_after_5s']} 5 s later)", "flat"),
     ]
     lines = [f"# Scale benchmark ({data['recorded_at']})", "",
              "One `twistd ahtwist` process with the default configuration; one load-generator process "
-             "(bench/scale.py); shared 2-core machine, nothing pinned.", "",
+             "(bench/scale.py); shared 2-core machine, nothing pinned. Load average (1, 5, 15 min) at the start "
+             f"{_load(data.get('loadavg_at_start'))}, at the end {_load(data.get('loadavg_at_end'))}; "
+             f"code: {data.get('code', 'this checkout')}.", "",
              "| measure | result | goal |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {g} |" for a, b, g in rows]
     return "\n".join(lines) + "\n"
@@ -437,20 +464,33 @@ def main() -> None:
     parser.add_argument("--churn-seconds", type=float, default=30)
     parser.add_argument("--name", default="scale")
     parser.add_argument("--churn-port", type=int, help="only run churn against this port; print JSON")
+    parser.add_argument("--before", type=Path, help="run the servers from this ahtwist tree instead")
+    parser.add_argument("--say-port", type=int, help="only open --connections websockets to this web port, "
+                        "print 'joined', then time --says says to them; print JSON")
     args = parser.parse_args()
     limit = raise_fd_limit()
+    if args.before:
+        BEFORE["PYTHONPATH"] = str(args.before.resolve())
     if args.churn_port:
         print(json.dumps(churn(args.churn_port, args.churn_seconds, Sources(per_address=25_000))), flush=True)
+        return
+    if args.say_port:
+        crowd = Crowd()
+        websockets = crowd.open_many(args.say_port, args.connections, True, Sources())
+        crowd.request_all(websockets, b'{"event":"roomAdd","room":"defaultRoom"}', b"", b'"data":true')
+        print("joined", flush=True)
+        print(json.dumps(say_delays(crowd, websockets, "defaultRoom", args.says)), flush=True)
         return
     workdir = Path(tempfile.mkdtemp(prefix="ahtwist-scale-"))
     # each process may hold ``limit`` descriptors (a hard limit this script
     # cannot raise without CAP_SYS_RESOURCE): the server needs a few of its own
     tcp_count = min(args.connections, limit - args.connections - 100)
     data = {"connections": args.connections, "tcp_connections": tcp_count, "fd_limit": limit,
-            "loadavg_at_start": os.getloadavg(),
+            "loadavg_at_start": os.getloadavg(), "code": str(args.before) if args.before else "this checkout",
             "scale": scale_section(workdir, args.connections, args.says, tcp_count)}
     print(json.dumps(data["scale"]), flush=True)
     data["churn"] = churn_section(workdir, args.churn_seconds)
+    data["loadavg_at_end"] = os.getloadavg()
     print(json.dumps(data["churn"]), flush=True)
     path = write_result(args.name, data)
     data = json.loads(path.read_text())

@@ -208,6 +208,7 @@ def test_memory_is_handed_back_once_a_few_seconds_after_slow_clients_are_dropped
 
 def test_a_dropped_slow_client_asks_for_the_memory_back():
     node = make_node()
-    node.limits.slow_client_dropped(node.stats)
+    node.limits.slow_client_dropped(node.stats, "socket")
     assert node.stats.local("limits:slowClientsDropped") == 1
+    assert node.limits.slow_clients_dropped == {"socket": 1}
     assert [round(c.getTime() - node.reactor.seconds()) for c in node.reactor.getDelayedCalls()] == [3]

@@ -3,6 +3,8 @@
 import hashlib
 import hmac
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -153,3 +155,24 @@ def test_bad_mount_config_names_the_key(tmp_path):
         config_from('[servers.web]\nmounts = [{ path = "/x", app = "nocolon" }]\n')
     with pytest.raises(ConfigError, match=r"mount app .*missing\.py does not exist"):
         HTTPClient(make_node('[servers.web]\nmounts = [{ path = "/x", app = "missing.py:app" }]\n', directory=str(tmp_path)))
+
+
+def test_klein_and_psutil_are_imported_by_the_first_request_that_needs_them():
+    # a fresh interpreter: this one imported them long ago
+    code = (
+        "import sys\n"
+        "from ahtwist.testing import make_node\n"
+        "from ahtwist.testing.http_client import HTTPClient\n"
+        "client = HTTPClient(make_node())\n"
+        "print('klein' in sys.modules, 'werkzeug' in sys.modules, 'psutil' in sys.modules)\n"
+        "print(client.get('/api/openapi.json').status, 'klein' in sys.modules)\n"
+        "print(client.get('/healthz').body.decode(), client.get('/docs').status)\n"
+        "print(client.get('/api/status').json()['consumedMemoryMB'] > 0, 'psutil' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines() == [
+        "False False False",
+        "200 True",
+        '{"status":"ok"} 200',
+        "True True",
+    ]

@@ -1,11 +1,14 @@
 """Service wiring: the websocket resource on every web listener, or none when disabled."""
 
+import json
+
 from twisted.internet.testing import MemoryReactorClock
 
+from ahtwist.connection import EMPTY
 from ahtwist.service import WebService
 from ahtwist.websocket import WebSocketFactory, WebSocketUpgradeResource
 from tests.helpers import HTTPClient, make_node
-from tests.wshelpers import WSHarness
+from tests.wshelpers import OP_CONT, OP_TEXT, WSHarness
 
 
 def test_one_websocket_resource_serves_every_web_listener():
@@ -91,6 +94,56 @@ def test_an_open_websocket_keeps_no_handshake_data_and_no_copied_options():
     assert connection.raw.headers["upgrade"] == "websocket"
     [reply] = client.request({"event": "detailsView"})
     assert reply["data"]["id"] == connection.id
+
+
+def test_an_open_websocket_keeps_ten_names_and_makes_its_peer_when_asked():
+    node = make_node()
+    harness = WSHarness(node)
+    harness.client()
+    [connection] = node.connections.values()
+    protocol = connection.transport
+    # the rest are class defaults: a compact dict of at most 10 names
+    assert set(vars(protocol)) == {
+        "autoPingPendingCall", "connected", "connection", "factory", "is_closed",
+        "is_open", "meter", "state", "trafficStats", "transport",
+    }
+    assert protocol.peer == "tcp4:127.0.0.1:50001"
+    assert protocol.websocket_version == 13
+    assert protocol.websocket_extensions_in_use == ()
+    # no cookie, no query: the shared read-only empty dict
+    assert connection.raw.cookies is EMPTY and connection.raw.query is EMPTY
+
+
+def test_cookies_and_query_of_the_upgrade_stay_on_connection_raw():
+    node = make_node()
+    harness = WSHarness(node)
+    harness.client(path="/ws?token=abc", headers={"Cookie": "a=1"})
+    [connection] = node.connections.values()
+    assert (connection.raw.cookies, connection.raw.query) == ({"a": "1"}, {"token": "abc"})
+
+
+def test_a_websocket_gets_its_utf8_validator_with_its_first_text_message():
+    node = make_node()
+    harness = WSHarness(node)
+    a = harness.client()
+    [protocol_a] = [c.transport for c in node.connections.values()]
+    b = harness.client()
+    assert "utf8validator" not in vars(protocol_a)
+    body = json.dumps({"event": "detailsView", "messageId": "é"}, ensure_ascii=False).encode()
+    cut = body.index(b"\xc3") + 1  # between the two bytes of "é"
+    a.send_frame(OP_TEXT, body[:cut], fin=False)
+    validator = vars(protocol_a)["utf8validator"]
+    # b's whole messages (one invalid) are checked meanwhile, with a validator of its own
+    [reply_b] = b.request({"event": "detailsView", "messageId": 2})
+    assert reply_b["messageId"] == 2
+    a.send_frame(OP_CONT, body[cut:])
+    [reply_a] = a.messages()
+    assert (reply_a["status"], reply_a["messageId"]) == ("OK", "é")
+    b.send_frame(OP_TEXT, b'{"event":"\xff"}')
+    b.frames()
+    assert b.close_code == 1007
+    assert a.request({"event": "detailsView", "messageId": 3})[0]["messageId"] == 3
+    assert vars(protocol_a)["utf8validator"] is validator  # kept, not made per message
 
 
 def test_a_browser_offering_permessage_deflate_is_answered_without_extensions():

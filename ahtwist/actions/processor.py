@@ -23,6 +23,7 @@ from ahtwist.actions.data import ActionData
 from ahtwist.actions.inputs import InputValidator
 from ahtwist.actions.registry import SAFE_PARAMS, ActionRegistry
 from ahtwist.config import General
+from ahtwist.counters import FAST_MS, ActionCounts
 from ahtwist.encoding import dumps
 from ahtwist.errors import ActionError
 from ahtwist.logs import RENDERED, sole_text_observer
@@ -30,7 +31,7 @@ from ahtwist.logs import RENDERED, sole_text_observer
 if TYPE_CHECKING:
     from ahtwist.connection import Connection
 
-__all__ = ["ActionData", "ActionProcessor"]
+__all__ = ["UNKNOWN_ACTION_LABEL", "ActionData", "ActionProcessor"]
 
 log = Logger(namespace="ahtwist.action")  # the namespace is written out in _log
 #: the observers of the log's publisher (Twisted's LogPublisher keeps them in
@@ -60,6 +61,10 @@ PRE_PROCESSOR_ERROR = "pre_processor_error"
 POST_PROCESSOR_ERROR = "post_processor_error"
 ACTION_ERROR = "action_error"
 SUCCESS = "success"
+
+#: the name counted for a request naming no registered action (so clients
+#: cannot add names to :attr:`ActionProcessor.counts`)
+UNKNOWN_ACTION_LABEL = "(unknown)"
 
 #: characters of an action log line kept (the rest is cut, its length said)
 MAX_LOG_LINE = 2000
@@ -107,6 +112,10 @@ class ActionProcessor:
         minimum = _LEVELS[general.logLevel]
         #: the action line's level by level name; None for the levels not logged
         self.logged_levels = {name: level if level >= minimum else None for name, level in _LEVELS.items()}
+        #: action (each version its own; None: no such action) ->
+        #: :class:`~ahtwist.counters.ActionCounts` of its finished requests
+        #: (read by the metrics, docs/metrics.md)
+        self.counts: dict[Any, ActionCounts] = {}
 
     def process(
         self,
@@ -167,11 +176,23 @@ class ActionProcessor:
         finally:
             connection.pending_actions -= 1
             self.in_flight -= 1
-        data.duration = round((time.monotonic() - data.started_at) * 1000)
+        data.duration = duration = round((time.monotonic() - data.started_at) * 1000)
         if data.error is not None and isinstance(data.response, dict):
             data.response.setdefault("error", data.error)
-        if data.action_status is None:
-            data.action_status = SUCCESS
+        status = data.action_status
+        if status is None:
+            status = data.action_status = SUCCESS
+        # the metrics' bookkeeping (ahtwist.counters.ActionCounts)
+        template = data.action_template
+        counts = self.counts.get(template)
+        if counts is None:
+            counts = self.counts[template] = ActionCounts(
+                template.name if template is not None and template.name else UNKNOWN_ACTION_LABEL
+            )
+        if status is SUCCESS and duration < FAST_MS:
+            counts.fast[duration] += 1
+        else:
+            counts.add(status, duration)
         self._log(data)
         return data
 

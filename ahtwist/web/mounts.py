@@ -27,6 +27,7 @@ Klein is imported only here, lazily: it touches the reactor at import.
 import importlib
 import importlib.util
 import sys
+from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from typing import Any
 import attrs
 from twisted.logger import Logger
 from twisted.web.resource import IResource
+from zope.interface import implementer
 
 from ahtwist.errors import ConfigError
 
@@ -159,6 +161,37 @@ class MountTable:
         request.finish()
 
 
+@implementer(IResource)
+class LazyResource:
+    """A mounted resource made on its first request: ``make()`` returns a
+    mount target (see the module docstring).  The built-in health and
+    OpenAPI routes are Klein apps; made lazily, a server that is never asked
+    for them does not import Klein and werkzeug (~3.5 MiB of RSS); the first
+    request to one of them imports them (~0.1 s, once)."""
+
+    isLeaf = True
+
+    def __init__(self, make: Callable[[], Any], node: Any) -> None:
+        self._make: Callable[[], Any] | None = make
+        self._node = node
+        self._resource: Any = None
+
+    def resource(self) -> Any:
+        if self._make is not None:
+            self._resource = as_resource(self._make(), self._node)
+            self._make = None
+        return self._resource
+
+    def render(self, request: Any) -> Any:
+        return self.resource().render(request)
+
+    def getChildWithDefault(self, name: bytes, request: Any) -> Any:
+        return self.resource().getChildWithDefault(name, request)
+
+    def putChild(self, path: bytes, child: Any) -> None:
+        self.resource().putChild(path, child)
+
+
 def as_resource(app: Any, node: Any) -> Any:
     """A twisted.web resource for a mount target (see the module docstring)."""
     if IResource.providedBy(app):
@@ -179,6 +212,12 @@ def as_resource(app: Any, node: Any) -> Any:
     if isinstance(bound, Klein):
         return bound.resource()
     raise ConfigError(f"{app!r} is not a Klein app, an app class, a factory or a resource")
+
+
+def _health_app(node: Any) -> Any:
+    from ahtwist.web.health import HealthApp  # noqa: PLC0415 -- imports Klein
+
+    return HealthApp(node).app
 
 
 def load_target(spec: str) -> Any:
@@ -224,23 +263,29 @@ def mount_table(node: Any) -> MountTable:
 
 def install_mounts(table: MountTable, node: Any) -> None:
     """Fill a node's mount table: the built-in health routes, the OpenAPI
-    document and its /docs page (unless switched off) and every
+    document and its /docs page (unless switched off), the metrics (when on
+    and not on an endpoint of their own) and every
     ``[[servers.web.mounts]]`` entry."""
     web = node.config.servers.web
     if web.health.enabled and (web.health.livenessPath or web.health.readinessPath):
-        from ahtwist.web.health import HealthApp  # noqa: PLC0415 -- imports Klein
-
-        app = HealthApp(node)
+        health = LazyResource(lambda: _health_app(node), node)
         for path in (web.health.livenessPath, web.health.readinessPath):
             if path:
-                table.add(path, app.app, name=f"health {path}", strip=False)
+                table.add(path, health, name=f"health {path}", strip=False)
     if web.openapi.enabled:
-        from ahtwist.apidocs import for_node  # noqa: PLC0415 -- imports Klein
+        from ahtwist.apidocs import for_node  # noqa: PLC0415 -- only when enabled
 
-        # built once, here: the web server is made after every action is registered
+        # built once, here: the web server is made after every action is
+        # registered; its Klein app is made on the first request
         docs = for_node(node)
-        table.add(web.openapi.path, docs.app, name="openapi", strip=False, owned=True)
+        openapi = LazyResource(docs.klein_app, node)
+        table.add(web.openapi.path, openapi, name="openapi", strip=False, owned=True)
         if web.docs.enabled:
-            table.add(web.docs.path, docs.app, name="docs", strip=False, owned=True)
+            table.add(web.docs.path, openapi, name="docs", strip=False, owned=True)
+    metrics = node.config.metrics
+    if metrics.enabled and not metrics.endpoint:
+        from ahtwist.web.metrics import MetricsApp  # noqa: PLC0415 -- imports Klein
+
+        table.add(metrics.path, MetricsApp(node).app, name="metrics", strip=False)
     for mount in web.mounts:
         table.add(mount.path, load_target(mount.app), name=mount.app.rpartition("/")[2])

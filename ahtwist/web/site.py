@@ -20,8 +20,8 @@ from twisted.web import http, server
 from twisted.web.http import NO_BODY_CODES
 
 from ahtwist.servers.peer import is_secure
+from ahtwist.servers.write import write_now
 from ahtwist.web.body import NO_BODY, BodyReader, reader_for
-from ahtwist.writes import write_now
 
 #: longest request target (path + query) accepted, in bytes
 MAX_URL_LENGTH = 8192
@@ -169,7 +169,9 @@ class WebChannel(http.HTTPChannel):
     def connectionMade(self) -> None:
         super().connectionMade()
         self.tls = is_secure(self.transport)
-        self.site.channels.add(self)
+        site = self.site
+        site.channels.add(self)
+        site.opened += 1
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.site.channels.discard(self)
@@ -215,7 +217,8 @@ class WebChannel(http.HTTPChannel):
 class WebSite(server.Site):
     """A Site bound to one :class:`WebServer`; no access log (actions log).
 
-    It knows its open channels so a stop can drain them.
+    It knows its open channels so a stop can drain them, and counts the
+    connections it ever accepted (``opened``, for the metrics).
     """
 
     # Twisted types this as its HTTP/1.1-or-HTTP/2 switching wrapper; any
@@ -231,6 +234,8 @@ class WebSite(server.Site):
         self.displayTracebacks = False
         self.noisy = False
         self.channels: set[WebChannel] = set()
+        self.opened = 0
+        web_server.node.web_sites.append(self)
 
     def drain(self, wait: Any) -> Any:
         """Close idle connections now and busy ones after their response;

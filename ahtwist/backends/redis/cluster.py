@@ -88,8 +88,10 @@ class ClusterService(Service):
         self._cleaning: set[str] = set()
 
     def attach(self, node: Any) -> None:
-        """Report ``Redis unavailable`` in the node's status."""
+        """Report ``Redis unavailable`` in the node's status; the node's
+        metrics read the link, bus and history counters through ``node.cluster``."""
         self.node = node
+        node.cluster = self
         node.health_checks.append(self.problems)
 
     def problems(self) -> list[str]:

@@ -17,7 +17,7 @@ from twisted.logger import Logger
 import ahtwist.errors as errors
 from ahtwist.encoding import dumps
 from ahtwist.files import FileInfo
-from ahtwist.servers.write import write_now
+from ahtwist.servers.write import sends_now, write_now
 
 log = Logger(namespace="ahtwist.socket")
 
@@ -29,6 +29,8 @@ FILE_CHUNK = 65536
 INPUT_PAUSE_BACKLOG = 65536
 #: what a file waiting behind another counts for in the backlog
 PENDING_FILE_COST = 256
+#: replies gathered while one read is handled are written together up to this many bytes
+CORK_LIMIT = 65536
 
 
 class LineOutput:
@@ -59,6 +61,10 @@ class LineOutput:
     _queued: list[Any] | None = None  # a list while _file is set
     _queued_bytes = 0
     _close_after_file = False
+    #: while one read is handled (:meth:`corked`): the lines written meanwhile,
+    #: sent together after it (one send for a pipelined batch, not one each)
+    _cork: list[bytes] | None = None
+    _cork_bytes = 0
 
     def send_message(self, message: Any) -> None:
         """One message as a compact JSON line (dropped once closing).
@@ -80,12 +86,40 @@ class LineOutput:
         else:
             self._write(dumps(message) + CRLF)
 
+    def corked(self, handle: Callable[[bytes], None], data: bytes) -> None:
+        """``handle(data)`` (one read's lines) with the lines written
+        meanwhile sent together once it returns."""
+        self._cork = []
+        try:
+            handle(data)
+        finally:
+            self.uncork()
+
+    def uncork(self) -> None:
+        """Send what was gathered (before a file, a goodbye or the end of a read)."""
+        cork = self._cork
+        self._cork = None
+        if cork:
+            self._cork_bytes = 0
+            self._write(cork[0] if len(cork) == 1 else b"".join(cork))
+
     def _write(self, data: bytes) -> None:
         if self._file is not None:
             assert self._queued is not None
             self._queued.append(data)
             self._queued_bytes += len(data)
         else:
+            cork = self._cork
+            # gathered only while they would go straight to the socket: behind
+            # Twisted's buffer they are joined there, and counted line by line
+            if cork is not None and (cork or sends_now(self.transport)):
+                cork.append(data)
+                self._cork_bytes += len(data)
+                if self._cork_bytes < CORK_LIMIT:
+                    return
+                data = b"".join(cork)
+                cork.clear()
+                self._cork_bytes = 0
             write_now(self.transport, data)
             if not self._paused:
                 return
@@ -125,6 +159,7 @@ class LineOutput:
         A file asked for while another streams waits behind it, unopened."""
         if self._closing:
             return
+        self.uncork()  # lines written before the file go before it
         if info is None:
             self._write(NOT_FOUND_LINE)
         elif self._file is not None:

@@ -33,6 +33,15 @@ LEVELS = {
     "critical": LogLevel.critical,
 }
 
+_INFO = LogLevel.info
+
+#: The ``log_format`` of an event whose ``text`` is its final message, a
+#: non-empty ``str`` (rendered by its emitter: the action line), with
+#: ``log_time``, ``log_level`` and ``log_namespace`` and no ``log_system`` or
+#: ``log_failure``: this observer makes its line when it writes the buffer.
+#: (Other observers see the ordinary format ``"{text}"``.)
+RENDERED = "{text}"
+
 #: levels written at once rather than batched
 _IMMEDIATE = frozenset(level for level in LogLevel.iterconstants() if level >= LogLevel.warn)
 
@@ -55,35 +64,65 @@ class LineLogObserver:
         self.worker = worker
         self._tag = "" if worker is None else f"worker-{worker} "
         self.min_level = min_level
-        # set lookups: comparing LogLevel constants is a Python-level call
-        self._accepted = frozenset(level for level in LogLevel.iterconstants() if level >= min_level)
+        #: accepted level -> whether it is written at once (a dict lookup:
+        #: comparing LogLevel constants is a Python-level call)
+        self._accepted = {
+            level: level in _IMMEDIATE for level in LogLevel.iterconstants() if level >= min_level
+        }
         self.json = json
         self.clock = clock
         self.flush_interval = flush_interval
-        self._buffer: list[str] = []
+        #: lines, and the parts of RENDERED lines (made when written)
+        self._buffer: list[Any] = []
         self._pending = None
-        self._second = -1
+        self._second = 0.0
+        self._next_second = 0.0
         self._stamp = ""
-        self._systems: dict[tuple[str, LogLevel], str] = {}
+        #: the start of a text line by (namespace, level), for the current second
+        self._heads: dict[tuple[str, LogLevel], str] = {}
 
     def __call__(self, event: dict[str, Any]) -> None:
-        level = event.get("log_level", LogLevel.info)
-        if level not in self._accepted:
+        level = event.get("log_level", _INFO)
+        immediate = self._accepted.get(level)
+        if immediate is None:
             return
-        line = self._json(event) if self.json else self._text(event, level)
-        if line is None:
-            return
-        self._buffer.append(line)
-        if level in _IMMEDIATE or self.clock is None or len(self._buffer) > 512:
+        if event.get("log_format") is RENDERED and not self.json:
+            # the text is final: the line is made when the buffer is written
+            line: Any = (event["log_time"], event["log_namespace"], level, event["text"])
+        else:
+            line = self._json(event) if self.json else self._text(event, level)
+            if line is None:
+                return
+        self._add(line, immediate)
+
+    def rendered(self, level: LogLevel, namespace: str, text: str) -> None:
+        """A RENDERED event's line without the event, for an emitter that
+        found this observer the only one listening (:func:`sole_text_observer`)."""
+        immediate = self._accepted.get(level)
+        if immediate is not None:
+            self._add((time.time(), namespace, level, text), immediate)
+
+    def _add(self, line: Any, immediate: bool) -> None:
+        """Buffer a line (or a RENDERED line's parts); write now or soon."""
+        buffer = self._buffer
+        buffer.append(line)
+        if immediate or len(buffer) > 512:
             self.flush()
         elif self._pending is None:
-            self._pending = self.clock.callLater(self.flush_interval, self.flush)
+            if self.clock is None:
+                self.flush()
+            else:
+                self._pending = self.clock.callLater(self.flush_interval, self.flush)
 
-    def _time(self, when: float) -> str:
-        second = int(when)
-        if second != self._second:
-            self._second = second
+    def _time(self, when: float | None) -> str:
+        """The line's timestamp (to the second: made once per second)."""
+        if when is None:
+            when = time.time()
+        if not self._second <= when < self._next_second:
+            second = int(when)
+            self._second, self._next_second = float(second), float(second + 1)
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(second))
+            self._heads.clear()
         return self._stamp
 
     def _text(self, event: dict[str, Any], level: LogLevel) -> str | None:
@@ -91,18 +130,23 @@ class LineLogObserver:
         failure = event.get("log_failure")
         if failure is not None:
             text = f"{text}\n{failure.getTraceback()}"
-        if not text:
-            return None
+        return self._line(event, level, text) if text else None
+
+    def _line(self, event: dict[str, Any], level: LogLevel, text: str) -> str:
+        """``<time> [<system>] <text>``: the system is ``<namespace>#<level>``
+        unless the event names one; continuation lines start with a tab."""
+        if "\n" in text:
+            text = text.replace("\n", "\n\t")
+        when = event.get("log_time")
+        stamp = self._stamp if when is not None and self._second <= when < self._next_second else self._time(when)
         system = event.get("log_system")
-        if system is None:
-            key = (event.get("log_namespace", "-"), level)
-            system = self._systems.get(key)
-            if system is None:
-                system = self._systems[key] = f"{self._tag}{key[0]}#{level.name}"
-        elif self._tag:
-            system = f"{self._tag}{system}"
-        text = text.replace("\n", "\n\t")
-        return f"{self._time(event.get('log_time', time.time()))} [{system}] {text}\n"
+        if system is not None:
+            return f"{stamp} [{self._tag}{system}] {text}\n"
+        key = (event.get("log_namespace", "-"), level)
+        head = self._heads.get(key)
+        if head is None:
+            head = self._heads[key] = f"{stamp} [{self._tag}{key[0]}#{level.name}] "
+        return f"{head}{text}\n"
 
     def _json(self, event: dict[str, Any]) -> str | None:
         """One JSON object: time, level, namespace, the formatted message and
@@ -110,7 +154,7 @@ class LineLogObserver:
         becomes text)."""
         level = event.get("log_level", LogLevel.info)
         record: dict[str, Any] = {
-            "time": self._time(event.get("log_time", time.time())),
+            "time": self._time(event.get("log_time")),
             "level": level.name,
             "namespace": event.get("log_namespace", "-"),
             "message": self._text_only(event),
@@ -138,18 +182,31 @@ class LineLogObserver:
 
     def relay(self, text: str) -> None:
         """Add lines formatted elsewhere (a worker's), in order with ours."""
-        self._buffer.append(text)
-        if self.clock is None:
-            self.flush()
-        elif self._pending is None:
-            self._pending = self.clock.callLater(self.flush_interval, self.flush)
+        self._add(text, False)
 
     def flush(self) -> None:
         self._pending = None
-        if not self._buffer:
+        buffer = self._buffer
+        if not buffer:
             return
-        data = "".join(self._buffer)
-        self._buffer.clear()
+        parts: list[str] = []
+        add = parts.append
+        heads = self._heads
+        for item in buffer:
+            if type(item) is str:
+                add(item)
+                continue
+            # a RENDERED line: (time, namespace, level, text), made as _line makes it, without the calls
+            when, namespace, level, text = item
+            if not self._second <= when < self._next_second:
+                self._time(when)
+            head = heads.get((namespace, level))
+            if head is None or "\n" in text:
+                add(self._line({"log_time": when, "log_namespace": namespace}, level, text))
+            else:
+                add(f"{head}{text}\n")
+        data = "".join(parts)
+        buffer.clear()
         try:
             self.out.write(data)
             self.out.flush()
@@ -162,6 +219,19 @@ class LineLogObserver:
             self._pending.cancel()
         self.clock = None
         self.flush()
+
+
+def sole_text_observer(observers: list[Any]) -> LineLogObserver | None:
+    """The text :class:`LineLogObserver` when it is the only one in
+    ``observers`` (a :class:`~twisted.logger.LogPublisher`'s list): then an
+    emitter of a RENDERED line may hand it the text alone
+    (:meth:`LineLogObserver.rendered`) -- nobody else would see the event.
+    With any other observer (JSON, twistd's, a test's) it gets the event."""
+    if len(observers) == 1:
+        observer = observers[0]
+        if type(observer) is LineLogObserver and not observer.json:
+            return observer
+    return None
 
 
 def _json_default(value: Any) -> Any:

@@ -38,6 +38,7 @@ from ahtwist.line_output import CRLF, INPUT_PAUSE_BACKLOG, LineOutput
 from ahtwist.node import SOCKET_REQUESTS, Node
 from ahtwist.servers.base import Server
 from ahtwist.servers.peer import is_secure, peer_address
+from ahtwist.servers.write import no_delay
 from ahtwist.timers import Deadlines
 from ahtwist.verbs import SOCKET_VERBS
 
@@ -274,6 +275,7 @@ class SocketProtocol(LineOutput, Protocol):
         factory.protocols.add(self)
         if factory.keep_alive and hasattr(transport, "setTcpKeepAlive"):
             transport.setTcpKeepAlive(1)
+        no_delay(transport)
         transport.registerProducer(self, True)
         result = server.open_connection(connection, greet=False)
         if isinstance(result, Deferred):
@@ -347,7 +349,7 @@ class SocketProtocol(LineOutput, Protocol):
         if self._held is not None:
             self._held += data  # input is paused; TLS may still hand over one read
         else:
-            self._feed(data)
+            self.corked(self._feed, data)
 
     def _feed(self, data: bytes) -> None:
         if self._partial or self._discarding:
@@ -460,6 +462,7 @@ class SocketProtocol(LineOutput, Protocol):
         after :data:`CLOSE_TIMEOUT` seconds."""
         if self._closing:
             return
+        self.uncork()  # replies written before the goodbye go first
         self._closing = True
         self._partial = None
         if self._file is not None:

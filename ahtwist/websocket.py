@@ -598,7 +598,7 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
                 self.send_queue = deque()
             super().sendData(data, sync, chopsize)
             return
-        self.transport.write(data)
+        write_now(self.transport, data)
         if self.state == _OPEN:
             self.trafficStats.outgoingOctetsWireLevel += len(data)
         elif self.state == _CONNECTING:

@@ -167,6 +167,14 @@ def write_result(name: str, data: dict) -> Path:
     return path
 
 
+def write_json_and_markdown(out: Path, data: dict, text: str) -> None:
+    """``out``.json (the data) and ``out``.md (``text``), side by side."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
+    out.with_suffix(".md").write_text(text)
+    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+
+
 def machine() -> dict:
     return {"cpus": os.cpu_count(), "python": sys.version.split()[0],
             "note": "shared 2-core machine: compare ratios within one run"}

@@ -53,7 +53,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
 from bench import loadgen  # noqa: E402
-from bench.common import Server, free_port, pinned  # noqa: E402
+from bench.common import Server, free_port, pinned, write_json_and_markdown  # noqa: E402
 
 BIN = Path(sys.executable).parent
 RESULTS = HERE / "results"
@@ -470,11 +470,7 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
     results["machine"]["loadavg_after"] = os.getloadavg()
     results["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
-    out = Path(options.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(results))
-    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+    write_json_and_markdown(Path(options.out), results, markdown(results))
 
 
 if __name__ == "__main__":

@@ -18,15 +18,19 @@ class Quiet(Action):
         pass
 
 
+def run_actions(toml: str, requests) -> None:
+    node = make_node(toml, plugins=[Quiet])
+    connection = Connection("socket", "10.1.2.3", 1, node.now_ms())
+    node.add_connection(connection)
+    for params in requests:
+        node.processor.process(connection, params, "m", 1)
+
+
 def action_events(toml: str, *requests):
     events = []
     globalLogPublisher.addObserver(events.append)
     try:
-        node = make_node(toml, plugins=[Quiet])
-        connection = Connection("socket", "10.1.2.3", 1, node.now_ms())
-        node.add_connection(connection)
-        for params in requests:
-            node.processor.process(connection, params, "m", 1)
+        run_actions(toml, requests)
     finally:
         globalLogPublisher.removeObserver(events.append)
     return [e for e in events if e.get("log_namespace") == "ahtwist.action"]
@@ -70,4 +74,46 @@ def test_params_json_has_no_type_for_are_logged_as_text():
     events = action_events("", {"action": "randomNumber", "apiVersion": Opaque()})
     assert formatEvent(events[0]).startswith(
         '[ action @ socket ] to=10.1.2.3 action=randomNumber params={"action":"randomNumber","apiVersion":"opaque!"}'
+    )
+
+
+def test_a_sole_text_observer_gets_the_same_lines_without_the_event():
+    """With ahtwist's text observer the only one listening, the line reaches
+    it as text (no event is built); the bytes are those the event gives it."""
+    from twisted.internet.task import Clock
+
+    from ahtwist.actions import processor
+    from ahtwist.logs import LineLogObserver
+
+    class Out:
+        def __init__(self):
+            self.text = ""
+
+        def write(self, data):
+            self.text += data
+
+        def flush(self):
+            pass
+
+    requests = [{"action": "randomNumber"}, {"action": "cacheTest", "key": "k"}, {"action": "quiet"}]
+    toml = "[general]\nlogLevel = 'debug'\n"
+    outputs = []
+    for sole in (True, False):
+        out = Out()
+        observer = LineLogObserver(out, LogLevel.info, clock=Clock(), worker=2)
+        kept = list(processor._OBSERVERS)
+        processor._OBSERVERS[:] = [observer] if sole else [observer, lambda event: None]
+        try:
+            run_actions(toml, requests)
+            observer.flush()
+        finally:
+            processor._OBSERVERS[:] = kept
+        outputs.append(re.sub(r"duration=\d+ ", "duration=0 ", re.sub(r"^\S+ ", "T ", out.text, flags=re.M)))
+    assert outputs[0] == outputs[1]
+    assert outputs[0] == (
+        "T [worker-2 ahtwist.action#info] [ action @ socket ] to=10.1.2.3 action=randomNumber "
+        'params={"action":"randomNumber","apiVersion":1} duration=0 error=\n'
+        "T [worker-2 ahtwist.action#info] [ action @ socket ] to=10.1.2.3 action=cacheTest "
+        'params={"action":"cacheTest","key":"k","apiVersion":1} duration=0 '
+        'error="value is a required parameter for this action"\n'
     )

@@ -11,6 +11,8 @@ import time
 from inspect import isawaitable
 from typing import TYPE_CHECKING, Any
 
+from orjson import OPT_NON_STR_KEYS
+from orjson import dumps as orjson_dumps
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.logger import Logger, LogLevel
 
@@ -24,13 +26,17 @@ from ahtwist.config import General
 from ahtwist.counters import FAST_MS, ActionCounts
 from ahtwist.encoding import dumps
 from ahtwist.errors import ActionError
+from ahtwist.logs import RENDERED, sole_text_observer
 
 if TYPE_CHECKING:
     from ahtwist.connection import Connection
 
 __all__ = ["UNKNOWN_ACTION_LABEL", "ActionData", "ActionProcessor"]
 
-log = Logger(namespace="ahtwist.action")
+log = Logger(namespace="ahtwist.action")  # the namespace is written out in _log
+#: the observers of the log's publisher (Twisted's LogPublisher keeps them in
+#: this list and adds and removes them in place)
+_OBSERVERS: list[Any] = getattr(log.observer, "_observers", [])
 
 _SAFE = frozenset(SAFE_PARAMS)
 _LEVELS = {
@@ -297,34 +303,46 @@ class ActionProcessor:
         if self.filtered:
             params = {k: "[FILTERED]" if k in self.filtered else v for k, v in params.items()}
         connection = data.connection
+        kind = connection.type
+        ip = connection.remote_ip
+        action = data.action
+        duration = data.duration
         error = data.error
+        try:
+            shown = orjson_dumps(params, default=str, option=OPT_NON_STR_KEYS).decode()  # _log_json's common case
+        except TypeError:
+            shown = _log_json(params)
         # The line is rendered once, here (str.format on the event would parse
         # the format and convert each field again), and sent as a "{text}"
-        # event with the structured fields beside it for JSON observers.  The
-        # event is what Logger.emit would build, handed straight to the
-        # observer: emit() re-validates the level on every call.
+        # event (RENDERED: ahtwist's observer adds time and system when it
+        # writes its buffer) with the structured fields beside it for JSON
+        # observers.  The event is what Logger.emit would build, handed
+        # straight to the observer: emit() re-validates the level on every call.
         text = (
-            f"[ action @ {connection.type} ] to={connection.remote_ip} action={data.action} "
-            f"params={_log_json(params)} duration={data.duration} "
-            f"error={_log_json(error) if error is not None else ''}"
+            f"[ action @ {kind} ] to={ip} action={action} params={shown} duration={duration} "
+            f"error={'' if error is None else _log_json(error)}"
         )
         if len(text) > MAX_LOG_LINE:  # a junk line must not become a huge log line
             text = f"{text[:MAX_LOG_LINE]}... ({len(text)} characters)"
             params = {"truncated": True}
+        sink = sole_text_observer(_OBSERVERS)
+        if sink is not None:
+            sink.rendered(level, "ahtwist.action", text)  # no event: nobody else would see it
+            return
         log.observer(
             {
                 "log_logger": log,
                 "log_level": level,
-                "log_namespace": log.namespace,
+                "log_namespace": "ahtwist.action",
                 "log_source": None,
-                "log_format": "{text}",
+                "log_format": RENDERED,
                 "log_time": time.time(),
                 "text": text,
-                "type": connection.type,
-                "remoteIP": connection.remote_ip,
-                "action": data.action,
+                "type": kind,
+                "remoteIP": ip,
+                "action": action,
                 "params": params,
-                "duration": data.duration,
+                "duration": duration,
                 "error": error,
             }
         )

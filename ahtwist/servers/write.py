@@ -21,19 +21,24 @@ from typing import Any
 from twisted.internet.tcp import Server as TCPServer
 
 
+def sends_now(transport: Any) -> bool:
+    """Would :func:`write_now` send at once: a plain (not TLS) TCP server
+    connection, open, with an empty write buffer?"""
+    return bool(
+        type(transport) is TCPServer
+        and not transport.TLS
+        and not transport._tempDataBuffer
+        and not transport.dataBuffer
+        and transport.connected
+        and not transport.disconnecting
+        and not transport._writeDisconnected
+    )
+
+
 def write_now(transport: Any, data: bytes) -> None:
-    """Write ``data`` to ``transport``: sent at once when the transport is a
-    plain (not TLS) TCP server connection with an empty write buffer, else
-    (and for what the socket did not take) buffered by ``transport.write``."""
-    if (
-        type(transport) is not TCPServer
-        or transport.TLS
-        or transport._tempDataBuffer
-        or transport.dataBuffer
-        or not transport.connected
-        or transport.disconnecting
-        or transport._writeDisconnected
-    ):
+    """Write ``data`` to ``transport``: sent at once when :func:`sends_now`,
+    else (and for what the socket did not take) buffered by ``transport.write``."""
+    if not sends_now(transport):
         transport.write(data)
         return
     try:
@@ -42,3 +47,14 @@ def write_now(transport: Any, data: bytes) -> None:
         sent = 0
     if sent < len(data):
         transport.write(data[sent:] if sent else data)
+
+
+def no_delay(transport: Any) -> None:
+    """Turn Nagle's algorithm off on a TCP connection written with
+    :func:`write_now`: two sends to it in one reactor turn (a reply, then a
+    chat message) are two segments, and Nagle would hold the second until
+    the peer acknowledges the first -- up to its delayed-ACK time (40 ms).
+    Twisted's buffer joined them into one send; Autobahn sets this on every
+    websocket for the same reason."""
+    if type(transport) is TCPServer:
+        transport.setTcpNoDelay(True)

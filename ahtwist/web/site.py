@@ -20,6 +20,7 @@ from twisted.web import http, server
 from twisted.web.http import NO_BODY_CODES
 
 from ahtwist.servers.peer import is_secure
+from ahtwist.servers.write import write_now
 from ahtwist.web.body import NO_BODY, BodyReader, reader_for
 
 #: longest request target (path + query) accepted, in bytes
@@ -123,7 +124,7 @@ class WebRequest(server.Request):
         else:
             data = head + headers + b"\r\n"
         self.startedWriting = 1
-        self.channel.write(data)
+        write_now(self.channel.transport, data)  # what channel.write does, sent at once
         self.finish()
 
     def connectionLost(self, reason: Any) -> None:

@@ -11,8 +11,6 @@ import time
 from inspect import isawaitable
 from typing import TYPE_CHECKING, Any
 
-from orjson import OPT_NON_STR_KEYS
-from orjson import dumps as orjson_dumps
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.logger import Logger, LogLevel
 
@@ -308,10 +306,7 @@ class ActionProcessor:
         action = data.action
         duration = data.duration
         error = data.error
-        try:
-            shown = orjson_dumps(params, default=str, option=OPT_NON_STR_KEYS).decode()  # _log_json's common case
-        except TypeError:
-            shown = _log_json(params)
+        shown = _log_json(params)
         # The line is rendered once, here (str.format on the event would parse
         # the format and convert each field again), and sent as a "{text}"
         # event (RENDERED: ahtwist's observer adds time and system when it

@@ -220,6 +220,12 @@ def _health_app(node: Any) -> Any:
     return HealthApp(node).app
 
 
+def _metrics_app(node: Any) -> Any:
+    from ahtwist.web.metrics import MetricsApp  # noqa: PLC0415 -- imports Klein
+
+    return MetricsApp(node).app
+
+
 def load_target(spec: str) -> Any:
     """``/abs/file.py:name`` or ``package.module:name`` -> the object."""
     target, _, attr = spec.rpartition(":")
@@ -284,8 +290,6 @@ def install_mounts(table: MountTable, node: Any) -> None:
             table.add(web.docs.path, openapi, name="docs", strip=False, owned=True)
     metrics = node.config.metrics
     if metrics.enabled and not metrics.endpoint:
-        from ahtwist.web.metrics import MetricsApp  # noqa: PLC0415 -- imports Klein
-
-        table.add(metrics.path, MetricsApp(node).app, name="metrics", strip=False)
+        table.add(metrics.path, LazyResource(lambda: _metrics_app(node), node), name="metrics", strip=False)
     for mount in web.mounts:
         table.add(mount.path, load_target(mount.app), name=mount.app.rpartition("/")[2])

@@ -116,6 +116,8 @@ def test_actionhero19_client_action_room_and_say(browser, server, client_file, r
             "message": "hi from AH19", "room": "defaultRoom", "from": details["data"]["id"], "context": "user"
         }
 
+        # the page's own say comes back to it too (a frame of its own after the reply: wait for it)
+        page.wait_for_function("() => window.said.length === 2")
         # the page ends the connection: no reconnect, 'disconnected' once
         page.evaluate("() => client.disconnect()")
         assert page.evaluate("() => window.said.map((m) => m.message)") == ["hi from /ws", "hi from AH19"]

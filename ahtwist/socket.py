@@ -38,7 +38,7 @@ from ahtwist.line_output import CRLF, INPUT_PAUSE_BACKLOG, LineOutput
 from ahtwist.node import SOCKET_REQUESTS, Node
 from ahtwist.servers.base import Server
 from ahtwist.servers.peer import is_secure, peer_address
-from ahtwist.servers.write import no_delay
+from ahtwist.servers.write import no_delay, write_now
 from ahtwist.timers import Deadlines
 from ahtwist.verbs import SOCKET_VERBS
 
@@ -290,7 +290,7 @@ class SocketProtocol(LineOutput, Protocol):
     def _accepted(self, connection: Connection) -> None:
         if self._closing:  # a create hook destroyed it, or the client left
             return
-        self.transport.write(WELCOME_LINE)
+        write_now(self.transport, WELCOME_LINE)
         factory = self.factory
         if factory.idle_timeout > 0:
             self._last_seen = now = factory.clock.seconds()

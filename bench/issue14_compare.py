@@ -87,12 +87,21 @@ def idle_ws(port: int, clients: int, echo_server: bool, server: Server) -> dict:
             "kib_per_idle_websocket": round((after - before) / clients, 2), "warmup_replies": warm["replies"]}
 
 
-def idle_tcp(port: int, count: int, server: Server) -> dict:
-    for s in loadgen.idle_clients(port, 20):
+def raw_lines(cpu: int | None = 0) -> Server:
+    """The floor for an idle TCP connection: a bare Twisted line protocol
+    (bench/raw_echo_server.py: a ``LineOnlyReceiver``, no welcome line)."""
+    port_file = LOGS / "raw-port"
+    port_file.unlink(missing_ok=True)
+    return Server([sys.executable, str(BENCH / "raw_echo_server.py"), str(port_file)], None, cpu,
+                  port_file=port_file, log=LOGS / "raw.log")
+
+
+def idle_tcp(port: int, count: int, server: Server, welcome: bool = True) -> dict:
+    for s in loadgen.idle_clients(port, 20, welcome):
         s.close()
     time.sleep(1)
     before = server.rss_kib()
-    socks = loadgen.idle_clients(port, count)
+    socks = loadgen.idle_clients(port, count, welcome)
     time.sleep(2)
     after = server.rss_kib()
     for s in socks:
@@ -118,6 +127,11 @@ def memory_section(before: Path, idle: int, rounds: int) -> dict:
         server = echo()
         try:
             out["websocket"].setdefault("autobahn_echo", []).append(idle_ws(server.port, idle, True, server))
+        finally:
+            server.stop()
+        server = raw_lines()
+        try:
+            out["tcp"].setdefault("raw_twisted_lines", []).append(idle_tcp(server.port, idle, server, False))
         finally:
             server.stop()
     out["median_kib_per_idle_websocket"] = {

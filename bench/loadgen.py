@@ -235,8 +235,9 @@ def fan_out(
     }
 
 
-def idle_clients(port: int, count: int) -> list[socket.socket]:
-    """``count`` connected, idle clients (welcome read); the caller closes them."""
+def idle_clients(port: int, count: int, welcome: bool = True) -> list[socket.socket]:
+    """``count`` connected, idle clients (welcome read, when the server sends
+    one); the caller closes them."""
     socks = _connect(port, count)
-    _skip_welcome(socks, True)
+    _skip_welcome(socks, welcome)
     return socks

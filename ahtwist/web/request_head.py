@@ -71,11 +71,13 @@ def parse_head(data: bytes, max_headers: int) -> tuple[bytes, bytes, bytes, list
     if method not in METHODS or version not in VERSIONS or not target or target.translate(None, _TARGET_BYTES):
         return None
     headers = []
+    known = _CANONICAL.get
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
-        if not colon or line[0] in (32, 9):  # no colon; obs-fold (ahtwist refuses it)
+        if not colon:
             return None
-        canonical = canonical_name(name)
+        # an obs-fold line (ahtwist refuses it) starts with a space or tab: not a token
+        canonical = known(name) or canonical_name(name)
         if canonical is None or canonical in _NOT_HERE:
             return None
         headers.append((canonical, value.strip(b" \t")))

@@ -20,7 +20,7 @@ from twisted.web import http, server
 from twisted.web.http import NO_BODY_CODES
 from twisted.web.http_headers import Headers
 
-from ahtwist.servers.peer import is_secure
+from ahtwist.servers.peer import is_secure, peer_address
 from ahtwist.servers.write import write_now
 from ahtwist.web.body import NO_BODY, BodyReader, reader_for
 from ahtwist.web.request_head import parse_head
@@ -192,6 +192,7 @@ class WebChannel(http.HTTPChannel):
 
     #: (peer, host) addresses, made at the first request
     _addresses: tuple[Any, Any] | None = None
+    _peer: tuple[str, int] | None = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -199,6 +200,13 @@ class WebChannel(http.HTTPChannel):
         site = self.site
         site.channels.add(self)
         site.opened += 1
+
+    def peer(self) -> tuple[str, int]:
+        """The client's ``(host, port)`` (:func:`~ahtwist.servers.peer.peer_address`)."""
+        found = self._peer
+        if found is None:
+            found = self._peer = peer_address(self.addresses()[0])
+        return found
 
     def addresses(self) -> tuple[Any, Any]:
         """The connection's (peer, host) addresses, as every request has them

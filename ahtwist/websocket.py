@@ -1,9 +1,10 @@
 """The websocket server: RFC 6455 at ``servers.websocket.path`` on every web listener.
 
 Autobahn does the protocol (handshake, framing, UTF-8 validation, size
-limits, ping/pong, close codes); this module only turns text frames into
-calls on the node's core and the results back into frames
-(docs/protocol-websocket.md):
+limits, ping/pong, close codes); the commonest client frame is read by
+:mod:`ahtwist.websocket_receive` under the same rules and replies are
+framed here.  This module only turns text frames into calls on the node's
+core and the results back into frames (docs/protocol-websocket.md):
 
 * :class:`WebSocketServer` -- one per node: parses a frame, counts it,
   dispatches the event (action, file, room verbs, say, detailsView,

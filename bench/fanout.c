@@ -5,7 +5,7 @@
  * computed as the data arrives.  bench/loadgen.py's fan_out_c() compiles it
  * (cc -O2) into bench/.build/ and runs it:
  *
- *     fanout PORT[,PORT...] MEMBERS WINDOW SECONDS WARMUP SAMPLED 'JOIN LINE'
+ *     fanout PORT[,PORT...] MEMBERS WINDOW SECONDS WARMUP SAMPLED 'JOIN LINE' [RATE]
  *
  * MEMBERS members connect over TCP (TCP_NODELAY) to 127.0.0.1, spread evenly
  * over the ports; each sends the join line and reads lines until one with
@@ -17,6 +17,11 @@
  * port also record now - the timestamp in the message.  After WARMUP seconds
  * the counts restart and run for SECONDS.  One JSON object on stdout, with
  * fan_out()'s keys.
+ *
+ * With RATE > 0 the load is open-loop instead: the sender says RATE times a
+ * second on a fixed schedule (WINDOW is then unused), so the delays are
+ * those of a server that is not kept saturated ("says_per_s_offered" in
+ * the output).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -144,14 +149,14 @@ static void print_ms(const char *key, double ns, int last) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 8) {
-        fprintf(stderr, "usage: fanout PORT[,PORT...] MEMBERS WINDOW SECONDS WARMUP SAMPLED 'JOIN LINE'\n");
+    if (argc != 8 && argc != 9) {
+        fprintf(stderr, "usage: fanout PORT[,PORT...] MEMBERS WINDOW SECONDS WARMUP SAMPLED 'JOIN LINE' [RATE]\n");
         return 2;
     }
     int ports[MAX_PORTS], nports = 0;
     for (char *p = strtok(argv[1], ","); p && nports < MAX_PORTS; p = strtok(NULL, ",")) ports[nports++] = atoi(p);
     int members_asked = atoi(argv[2]), window = atoi(argv[3]), sampled = atoi(argv[6]);
-    double seconds = atof(argv[4]), warmup = atof(argv[5]);
+    double seconds = atof(argv[4]), warmup = atof(argv[5]), rate = argc == 9 ? atof(argv[8]) : 0;
     size_t join_len = strlen(argv[7]);
     char *join = grow(NULL, join_len + 2);
     memcpy(join, argv[7], join_len);
@@ -193,7 +198,7 @@ int main(int argc, char **argv) {
 
     long long said = 0, said_at_start = 0, deliveries = 0;
     char line[64];
-    for (int i = 0; i < window; i++) {
+    for (int i = 0; i < (rate > 0 ? 0 : window); i++) {
         int len = snprintf(line, sizeof line, "say defaultRoom %lld\n", (long long)now_ns());
         send_all(sender, line, (size_t)len);
         said++;
@@ -207,6 +212,7 @@ int main(int argc, char **argv) {
     int64_t stop_at = measure_from + (int64_t)(seconds * 1e9);
     int64_t measured_start = start;
     int measuring = 0;
+    int64_t next_say = start; /* open loop: when the next say is due */
 
     for (;;) {
         int64_t t = now_ns();
@@ -218,7 +224,17 @@ int main(int argc, char **argv) {
             said_at_start = said;
         }
         if (t >= stop_at) break;
-        int ready = epoll_wait(ep, events, 1024, 500);
+        int timeout = 500;
+        if (rate > 0) {
+            while (t >= next_say) {
+                int l = snprintf(line, sizeof line, "say defaultRoom %lld\n", (long long)now_ns());
+                send_all(sender, line, (size_t)l);
+                said++;
+                next_say = start + (int64_t)((double)said * 1e9 / rate);
+            }
+            timeout = (int)((next_say - t) / 1000000); /* ms, rounded down: never late by more than the loop */
+        }
+        int ready = epoll_wait(ep, events, 1024, timeout);
         if (ready < 0) {
             if (errno == EINTR) continue;
             die("epoll_wait");
@@ -266,7 +282,7 @@ int main(int argc, char **argv) {
                 }
                 memcpy(m->pending, buf + cut, m->pending_len);
             }
-            if (m->fd == sender) /* its own copies complete its says: keep the window full */
+            if (m->fd == sender && rate <= 0) /* its own copies complete its says: keep the window full */
                 for (long long i = 0; i < got; i++) {
                     int l = snprintf(line, sizeof line, "say defaultRoom %lld\n", (long long)now_ns());
                     send_all(sender, line, (size_t)l);
@@ -282,6 +298,7 @@ int main(int argc, char **argv) {
     printf("{\"members\": %d, \"nodes\": %d, \"says_in_flight\": %d, \"seconds\": %.2f, \"says\": %lld, "
            "\"deliveries\": %lld, \"deliveries_per_s\": %lld, ",
            count, nports, window, elapsed, said - said_at_start, deliveries, (long long)llround(deliveries / elapsed));
+    if (rate > 0) printf("\"says_per_s_offered\": %g, ", rate);
     print_ms("delay_ms_p50", percentile(delays, delays_len, 50), 0);
     print_ms("delay_ms_p99", percentile(delays, delays_len, 99), 0);
     if (delays_len)

@@ -61,6 +61,8 @@ WS_LOAD = [PYTHON, str(BENCH / "websocket_load.py")]
 WINDOW = {"socket": 2, "websocket": 2}
 #: socket fan-out: bench/fanout.c ("c", falls back to Python without a compiler) or bench/loadgen.py ("python")
 FANOUT_GENERATOR = ["c"]
+#: socket fan-out with bench/fanout.c: says per second on a fixed schedule (open loop) instead of WINDOW in flight
+FANOUT_RATE = [0.0]
 
 #: row -> (what, unit, goal for after / raw)
 ROWS = {
@@ -251,7 +253,8 @@ def socket_fanout_row(before: Path, seconds: float) -> tuple[dict, dict]:
     def run(v: str) -> Callable[[], dict]:
         def go() -> dict:
             if FANOUT_GENERATOR[0] == "c":  # on CPU 1, as this process
-                result = loadgen.fan_out_c(ports[v], 500, WINDOW["socket"], seconds, 2, cpu=1)
+                result = loadgen.fan_out_c(ports[v], 500, WINDOW["socket"], seconds, 2, cpu=1,
+                                           rate=FANOUT_RATE[0])
             else:
                 result = loadgen.fan_out(ports[v], 500, WINDOW["socket"], seconds, 2)
                 result["generator"] = "python"
@@ -350,7 +353,8 @@ def markdown(data: dict) -> str:
         used = sorted({r.get("generator", "python") for rs in fanout["runs"].values() for r in rs})
         lines += ["", "Socket fan-out load generator: " + ", ".join(
             {"c": "bench/fanout.c (C, one epoll loop)", "python": "bench/loadgen.py fan_out (Python)"}.get(g, g)
-            for g in used) + "."]
+            for g in used) + "." + (f" Open loop: {data['fanout_rate']:g} says a second on a fixed schedule "
+                                     "(not the row's 2 in flight)." if data.get("fanout_rate") else "")]
     lines += ["", "Per round (after / raw): " + "; ".join(
         f"{name} {data['rows'][name]['ratio_per_round']['after']}" for name in ROWS if name in data["rows"]), ""]
     if PROFILES.exists():
@@ -369,6 +373,9 @@ def main() -> None:
     parser.add_argument("--fanout-generator", choices=("c", "python"), default="c",
                         help="socket fan-out load generator: bench/fanout.c (default; the Python one when no C "
                              "compiler is found) or bench/loadgen.py's fan_out")
+    parser.add_argument("--fanout-rate", type=float, default=0, metavar="SAYS_PER_S",
+                        help="socket fan-out (C generator): open loop, this many says a second on a fixed "
+                             "schedule instead of --window in flight (0: closed loop, the row as defined)")
     parser.add_argument("--render", metavar="JSON", help="only rewrite the markdown of a recorded run")
     options = parser.parse_args()
     if options.render:
@@ -377,6 +384,9 @@ def main() -> None:
         return
     WINDOW.update(socket=options.window, websocket=options.window)
     FANOUT_GENERATOR[0] = options.fanout_generator
+    FANOUT_RATE[0] = options.fanout_rate
+    if options.fanout_rate and options.fanout_generator != "c":
+        parser.error("--fanout-rate needs --fanout-generator c")
     if (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})  # bench/loadgen.py runs in this process
     import resource
@@ -394,6 +404,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
                     "pinning": "servers on CPU 0, load generators on CPU 1 (taskset)"},
         "goals_after_over_raw": {k: v[2] for k, v in ROWS.items()},
+        "fanout_generator": options.fanout_generator, "fanout_rate": options.fanout_rate,
         "rows": {},
     }
     out = Path(options.out)

@@ -284,12 +284,17 @@ def fan_out_c(
     join: bytes = b"roomAdd defaultRoom\n",
     *,
     cpu: int | None = None,
+    rate: float = 0,
 ) -> dict[str, Any]:
     """:func:`fan_out` measured by bench/fanout.c (same arguments, same keys,
-    plus ``generator``: ``"c"``), run on ``cpu`` when given.  Without a C
-    compiler it says so on stderr and measures with :func:`fan_out`
-    (``generator``: ``"python (no C compiler)"``)."""
+    plus ``generator``: ``"c"``), run on ``cpu`` when given.  ``rate`` > 0
+    makes it open-loop: that many says a second on a fixed schedule instead
+    of ``window`` in flight (C only).  Without a C compiler it says so on
+    stderr and measures with :func:`fan_out` (``generator``:
+    ``"python (no C compiler)"``)."""
     binary = build_fanout()
+    if binary is None and rate > 0:
+        raise RuntimeError("an open-loop fan-out needs bench/fanout.c, and no C compiler was found")
     if binary is None:
         print("bench/loadgen.py: no C compiler (cc, gcc, clang or $CC) found: "
               "fan-out measured by the Python generator", file=sys.stderr, flush=True)
@@ -298,7 +303,7 @@ def fan_out_c(
         return result
     ports = [port] if isinstance(port, int) else list(port)
     command = [str(binary), ",".join(map(str, ports)), str(members), str(window), str(seconds), str(warmup),
-               str(sampled), join.decode()]
+               str(sampled), join.decode(), str(rate)]
     if cpu is not None and (os.cpu_count() or 1) > 1 and shutil.which("taskset"):
         command = ["taskset", "-c", str(cpu), *command]
     out = subprocess.run(command, capture_output=True, text=True, check=False)

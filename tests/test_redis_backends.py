@@ -7,6 +7,7 @@ that nothing was left behind on the reactor (timers, connections), which is
 how these tests catch leaks across outages.
 """
 
+import os
 import signal
 import tempfile
 import unittest.mock
@@ -600,6 +601,121 @@ class RedisProviderTests(TestCase):
         self.addCleanup(node.link.stop)
         self.addCleanup(node.bus.stop)
         return await node.start()
+
+
+#: a script that keeps Redis busy for 150 ms
+BUSY_150_MS = """
+local t = redis.call('TIME')
+local start = t[1] * 1000000 + t[2]
+repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - start >= 150000
+return 'OK'
+"""
+
+
+class RedisBacklogTests(TestCase):
+    """A Redis, or a node, that is busy is not a dead one; one that stops
+    answering is (the link's watch, ahtwist/backends/redis/link.py); says go
+    out in a bounded window, in order, and nothing is lost or doubled when
+    the connection drops in the middle of a burst."""
+
+    timeout = 90
+
+    async def node_on(self, url: str, node_id: str) -> Node:
+        node = Node(url, node_id)
+        self.addCleanup(node.link.stop)
+        self.addCleanup(node.bus.stop)
+        return await node.start()
+
+    async def test_a_burst_of_says_goes_out_in_a_window_and_survives_a_lost_connection(self):
+        from ahtwist.backends.redis.history import SAY
+
+        SERVER.flush()
+        a, b = await self.node_on(SERVER.url, "a"), await self.node_on(SERVER.url, "b")
+        epoch = await a.history.create("r")
+        a.history.says.window = 8
+        waiting, most = [0], [0]
+        execute = a.link.execute
+
+        def counting(*args):
+            d = execute(*args)
+            if args[:2] == ("EVALSHA", SAY.sha):
+                waiting[0] += 1
+                most[0] = max(most[0], waiting[0])
+
+                def answered(result):
+                    waiting[0] -= 1
+                    return result
+
+                d.addBoth(answered)
+            return d
+
+        a.link.execute = counting
+        answers = [a.history.publish_say("r", {"n": n}) for n in range(200)]
+        await wait_for_in_reactor(lambda: len(b.events) >= 60)
+        a.link._command.transport.abortConnection()  # in the middle of the burst
+        await wait_for_in_reactor(lambda: len(b.events) >= 200 and len(a.events) >= 200, timeout=60)
+        await wait_for_in_reactor(lambda: not a.history.says)
+        await b.history.publish_say("r", {"n": 200})  # after it: nothing more came before it
+        await wait_for_in_reactor(lambda: len(b.events) == 201 and len(a.events) == 201)
+        for node in (a, b):
+            self.assertEqual([(e["payload"]["n"], e["offset"], e["epoch"]) for e in node.events],
+                             [(n, n + 1, epoch) for n in range(201)])
+        self.assertEqual(most[0], 8)
+        self.assertEqual(a.link.reconnects, 1)
+        self.assertTrue(all(d.called for d in answers))
+        stored = [d.result for d in answers if d.result != (0, "")]
+        self.assertEqual(stored, [(n + 1, epoch) for n in range(len(stored))])
+        self.assertGreaterEqual(len(stored), 60)
+
+    async def test_a_busy_redis_that_keeps_answering_is_not_dropped(self):
+        """40 commands of 0.15 s each, each larger than what Redis reads from a
+        client at a time (so it answers them one by one, not all at the end):
+        the last is answered 6 s after it was sent, past any per-command
+        deadline of 5 s, but replies keep coming, so the link stays up and
+        nothing is sent twice."""
+        server = RedisServer().start()
+        self.addCleanup(server.stop)
+        lines = capture_log(self)
+        a = await self.node_on(server.url, "a")
+        a.link.command_timeout = 2.0
+        epoch = await a.history.create("r")
+        busy = [a.link.execute("EVAL", BUSY_150_MS, 0, "x" * 20000) for _ in range(40)]
+        said = a.history.publish_say("r", {"message": "after the backlog"})
+        replies = [await d for d in busy]
+        self.assertEqual(replies, ["OK"] * 40)
+        self.assertEqual(await said, (1, epoch))
+        await wait_for_in_reactor(lambda: a.events)
+        self.assertEqual([e["payload"] for e in a.events], [{"message": "after the backlog"}])
+        self.assertEqual((a.link.connections, a.link.stalls), (1, 0))
+        self.assertEqual([line for line in lines if "connection lost" in line], [])
+
+    async def test_a_redis_that_stops_answering_is_dropped_and_found_again(self):
+        server = RedisServer().start()
+        self.addCleanup(server.stop)
+        lines = capture_log(self)
+        a = await self.node_on(server.url, "a")
+        a.link.command_timeout = 1.0
+        a.link.subscription_timeout = 1.0
+        a.link.watch.start()  # at the new period
+        epoch = await a.history.create("r")
+        os.kill(server.process.pid, signal.SIGSTOP)
+        self.addCleanup(os.kill, server.process.pid, signal.SIGCONT)
+        await wait_for_in_reactor(lambda: not a.link.up, timeout=30)
+        lost = [line for line in lines if "connection lost" in line]
+        self.assertEqual(len(lost), 1, lines)
+        self.assertRegex(
+            lost[0],
+            rf"^Redis {server.url}: connection lost: no reply from Redis for \d+\.\d s "
+            r"\(1 command\(s\) waiting\); reconnecting in 0\.5 s$",
+        )
+        self.assertEqual(a.link.stalls, 0)
+        self.assertEqual(await a.history.publish_say("r", {"message": "held"}), (0, ""))
+        os.kill(server.process.pid, signal.SIGCONT)
+        await wait_for_in_reactor(lambda: a.link.reconnects == 1, timeout=60)
+        await wait_for_in_reactor(lambda: not a.history.says, timeout=30)
+        recovered, missed, position, current = await a.history.since("r", 0, epoch)
+        self.assertEqual((recovered, position, current), (True, 1, epoch))
+        self.assertEqual([payload for _, payload in missed], [{"message": "held"}])
 
 
 class RedisTLSTests(TestCase):

@@ -24,18 +24,17 @@ say it has already delivered (same epoch, offset not past it), and after a
 subscription gap (the link lost and found again) reads what it missed from
 the streams and delivers it, in order, before the live says that arrived
 meanwhile.  Says made while Redis is out of reach are held (up to
-``max_held``) and stored and published, in order, once it is back.
+``max_held``) and stored and published, in order, once it is back.  The says not stored yet are
+kept, and sent in a bounded window, by :mod:`ahtwist.backends.redis.says`.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-from collections import deque
 from typing import Any
 
-import txredisapi
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -43,7 +42,8 @@ from ahtwist._async import start
 from ahtwist.backends.history import HistoryLimits, new_epoch
 from ahtwist.backends.interfaces import IRoomHistory
 from ahtwist.backends.redis.bus import RedisBus
-from ahtwist.backends.redis.link import RedisLink, RedisUnavailable
+from ahtwist.backends.redis.link import RedisLink
+from ahtwist.backends.redis.says import MAX_HELD, SEND_WINDOW, HeldSay, SayQueue
 from ahtwist.backends.redis.scripts import Script, text
 from ahtwist.encoding import dumps, loads
 
@@ -52,8 +52,6 @@ log = Logger(namespace="ahtwist.redis")
 #: ms a node's last stored say number is kept after its last say (a say re-sent
 #: after a lost reply within that time is not stored twice)
 SAID_TTL_MS = 86400000
-#: says held while Redis is out of reach, at most (the oldest go first)
-MAX_HELD = 10000
 #: entries looked at per say for the age trim
 AGE_TRIM_SCAN = 64
 
@@ -154,21 +152,6 @@ SINCE = Script(
 Missed = list[tuple[int, dict[str, Any]]]
 
 
-class _Held:
-    """A say not yet stored: waiting for Redis, or sent on connection ``sent_on``."""
-
-    __slots__ = ("room", "payload", "number", "id", "sent_on", "delivered_here")
-
-    def __init__(self, room: str, payload: bytes, number: int, say_id: str) -> None:
-        self.room = room
-        self.payload = payload
-        self.number = number
-        self.id = say_id
-        self.sent_on = 0
-        #: already delivered to this node's members (said while Redis was down)
-        self.delivered_here = False
-
-
 @implementer(IRoomHistory)
 class RedisRoomHistory:
     """:class:`~ahtwist.backends.interfaces.IRoomHistory` on Redis Streams,
@@ -184,9 +167,7 @@ class RedisRoomHistory:
       their history: what was said before is gone, what came after is
       delivered);
     * ``duplicates_dropped`` -- say events received again (already delivered);
-    * ``held`` -- says made while Redis was out of reach, stored once it came
-      back; ``held_dropped`` -- those dropped because more than ``max_held``
-      were waiting.
+    * ``held``, ``held_dropped`` -- of its :class:`SayQueue` (``says``).
     """
 
     def __init__(
@@ -197,18 +178,18 @@ class RedisRoomHistory:
         prefix: str,
         limits: HistoryLimits | None = None,
         max_held: int = MAX_HELD,
+        window: int = SEND_WINDOW,
     ) -> None:
         self.link = link
         self.bus = bus
         self.prefix = prefix
         self.limits = limits if limits is not None else HistoryLimits()
-        self.max_held = max_held
         self._key_prefix = f"{prefix}:history:"
         self._ids = itertools.count(1)
         self._node_nonce = os.urandom(8).hex()
         self._node_key = f"{self._key_prefix}node:{self._node_nonce}"
-        #: says not yet stored, in the order they were said
-        self._held: deque[_Held] = deque()
+        #: says not stored yet
+        self.says = SayQueue(link, self._store, max_held=max_held, window=window)
         #: room -> (offset, epoch) of the latest say delivered here
         self.seen: dict[str, tuple[int, str]] = {}
         #: ids of says delivered here while Redis was down, not yet seen back
@@ -219,10 +200,9 @@ class RedisRoomHistory:
         self.messages_filled = 0
         self.epochs_lost = 0
         self.duplicates_dropped = 0
-        self.held = 0
-        self.held_dropped = 0
         bus.intake = self._incoming
         link.on_up.append(self._came_up)
+        link.on_down.append(self.says.went_down)
 
     def _keys(self, room: str) -> list[str]:
         base = self._key_prefix + room
@@ -257,57 +237,35 @@ class RedisRoomHistory:
                                         room=room, reason=f.getErrorMessage()))
         return d.addCallback(lambda _: None)
 
+    @property
+    def held(self) -> int:
+        return self.says.held
+
+    @property
+    def held_dropped(self) -> int:
+        return self.says.held_dropped
+
     def publish_say(self, room: str, payload: dict[str, Any]) -> Deferred[tuple[int, str]]:
         number = next(self._ids)
-        item = _Held(room, dumps(payload), number, f"{self._node_nonce}:{number}")
-        self._held.append(item)
-        if len(self._held) > self.max_held:
-            self._held.popleft()
-            self.held_dropped += 1
-            if self.held_dropped == 1 or self.held_dropped % 1000 == 0:
-                log.error("Redis out of reach: {count} says dropped so far (more than {max} waiting)",
-                          count=self.held_dropped, max=self.max_held)
-        if not self.link.up or len(self._held) > 1 and self._held[-2].sent_on != self.link.connections:
-            # this node's members get it now (no offset yet: it has none);
-            # stored and published to the others, in order, once Redis is back
-            self.held += 1
-            item.delivered_here = True
-            self._delivered_here.add(item.id)
-            self.bus.deliver_here({"type": "say", "room": room, "payload": payload})
-            return succeed((0, ""))
-        return self._send(item)
+        say = HeldSay(room, dumps(payload), number, f"{self._node_nonce}:{number}")
+        answer = self.says.add(say)
+        if answer is not None:
+            return answer
+        # Redis is out of reach: this node's members get it now (no offset
+        # yet: it has none); stored and published to the others, in order,
+        # once Redis is back (its event then carries its id: not delivered
+        # here twice)
+        say.delivered_here = True
+        self._delivered_here.add(say.id)
+        self.bus.deliver_here({"type": "say", "room": room, "payload": payload})
+        return succeed((0, ""))
 
-    def _send(self, item: _Held) -> Deferred[tuple[int, str]]:
-        again = "1" if item.sent_on else ""
-        item.sent_on = self.link.connections
-        keys = [*self._keys(item.room), self._node_key]
-        args = [self.link.channel, self._envelope(item.room), item.payload, self.limits.max_messages,
-                self.limits.max_age, new_epoch(), SAID_TTL_MS, item.id if item.delivered_here else "",
-                item.number, again]
-        d = SAY(self.link, keys, args)
-
-        def stored(reply: list[Any]) -> tuple[int, str]:
-            self._forget(item)
-            return int(reply[0]), text(reply[1])
-
-        def failed(failure: Any) -> tuple[int, str]:
-            if failure.check(RedisUnavailable, txredisapi.ConnectionError, TimeoutError, CancelledError):
-                self.held += 1
-                return 0, ""  # sent again when the link is back
-            self._forget(item)
-            log.failure("storing a say in {room} failed", failure, room=item.room)
-            return 0, ""
-
-        return d.addCallbacks(stored, failed)
-
-    def _forget(self, item: _Held) -> None:
-        if self._held and self._held[0] is item:
-            self._held.popleft()
-        else:
-            try:
-                self._held.remove(item)
-            except ValueError:
-                pass
+    def _store(self, say: HeldSay, again: bool) -> Deferred[Any]:
+        keys = [*self._keys(say.room), self._node_key]
+        args = [self.link.channel, self._envelope(say.room), say.payload, self.limits.max_messages,
+                self.limits.max_age, new_epoch(), SAID_TTL_MS, say.id if say.delivered_here else "",
+                say.number, "1" if again else ""]
+        return SAY(self.link, keys, args)
 
     def since(self, room: str, offset: int | None, epoch: str | None) -> Deferred[tuple[bool, Missed, int, str]]:
         return start(self._since(room, offset, epoch))
@@ -382,10 +340,7 @@ class RedisRoomHistory:
         for script in (SAY, SINCE, CREATE):
             script.load(self.link).addErrback(lambda f: log.warn("loading a script failed: {reason}",
                                                                  reason=f.getErrorMessage()))
-        if self._held:
-            for item in list(self._held):
-                if item.sent_on != self.link.connections:
-                    self._send(item)
+        self.says.came_up()
         if self.link.connections > 1 and self.seen:
             start(self._fill_gap())
 

@@ -33,13 +33,15 @@ T = TypeVar("T")
 
 #: seconds a TCP (and TLS) connect may take
 CONNECT_TIMEOUT = 5.0
-#: seconds a command may wait for its reply; past it the connection is dropped
+#: seconds a connection with commands waiting may go without receiving any
+#: reply before it counts as dead and is dropped (RedisLink's docstring)
 COMMAND_TIMEOUT = 5.0
 #: first reconnection delay (s); doubled per failed attempt up to redis.reconnectMaxDelay
 FIRST_RETRY_DELAY = 0.5
 #: seconds a stop waits for the connections to close before aborting them
 STOP_TIMEOUT = 1.0
-#: seconds without any message on the subscriber connection after which the
+#: seconds a ping Redis has answered may take to arrive on the subscriber
+#: connection, with nothing else arriving there meanwhile, before the
 #: subscription counts as stalled (redis.subscriptionTimeout); the link pings
 #: itself three times as often
 SUBSCRIPTION_TIMEOUT = 3.0
@@ -78,7 +80,13 @@ class _ProtocolFactory(Factory):
             auth: dict[str, Any] = {"password": target.sentinel_password, "dbid": None, "username": None}
         else:
             auth = {"password": target.password, "dbid": target.db, "username": target.username}
-        proto = self.protocol("utf-8", replyTimeout=COMMAND_TIMEOUT, convertNumbers=False, **auth)
+        # A Sentinel's answer has a deadline per command.  The link's own
+        # connections do not: a reply that is late because Redis, or this
+        # process, is busy working through a backlog is not a dead connection
+        # (dropping it would send the backlog again); the link's watch drops a
+        # connection that receives nothing at all (_LinkWatch).
+        timeout = COMMAND_TIMEOUT if self.sentinel else None
+        proto = self.protocol("utf-8", replyTimeout=timeout, convertNumbers=False, **auth)
         proto.factory = self
         return proto
 
@@ -121,6 +129,16 @@ class _CommandProtocol(txredisapi.RedisProtocol, _LinkProtocolMixin):
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self._init_link()
+        #: reactor time bytes last arrived on this connection (None: never)
+        self.received_at: float | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received_at = self.factory.link.reactor.seconds()
+        super().dataReceived(data)
+
+    def waiting(self) -> int:
+        """Commands sent and not answered yet (txredisapi's reply queue)."""
+        return len(self.replyQueue.waiting)
 
     def connectionLost(self, why: Failure) -> None:
         super().connectionLost(why)
@@ -224,18 +242,41 @@ def _mark_tls_creator() -> None:
 _mark_tls_creator()
 
 
-class _SubscriptionWatch:
-    """Pings the link's own channel while it is up, and drops the link when
-    nothing at all arrived on the subscriber connection for
-    ``subscription_timeout`` seconds (RedisLink's docstring)."""
+class _LinkWatch:
+    """Watches both connections of the link while it is up (RedisLink's
+    docstring): every third of ``subscription_timeout`` it checks them and
+    publishes a ping on the link's own channel.
+
+    * The command connection is dead when commands wait for replies and
+      nothing at all arrived on it for ``command_timeout`` seconds.  A
+      connection still receiving replies is alive, however long its backlog.
+    * The subscription is stalled when a ping that Redis answered (so it was
+      published) was followed by nothing at all on the subscriber connection
+      for ``subscription_timeout`` seconds.  A ping waiting behind a backlog
+      of commands proves nothing, so it is not counted until it is answered,
+      and a new one is not sent before.
+
+    A reactor that was busy runs its timers before reading what arrived
+    meanwhile, so each verdict is confirmed after one more pass over the
+    sockets before the connections are dropped.
+    """
 
     def __init__(self, link: RedisLink) -> None:
         self.link = link
         self._pinger: Any = None
+        #: reactor time of the earliest answered ping not followed by any
+        #: message on the subscriber connection yet (None: none)
+        self._answered_at: float | None = None
+        self._ping_waiting = False
+        #: reactor time commands were first seen waiting (None: none waiting)
+        self._waiting_since: float | None = None
 
     def start(self) -> None:
         self.stop()
         link = self.link
+        self._answered_at = None
+        self._ping_waiting = False
+        self._waiting_since = None
         self._pinger = LoopingCall(self._check)
         self._pinger.clock = link.reactor
         self._pinger.start(link.subscription_timeout / 3, now=False)
@@ -245,31 +286,67 @@ class _SubscriptionWatch:
             self._pinger.stop()
         self._pinger = None
 
-    def _silence(self) -> float:
-        now = self.link.reactor.seconds()
-        return now - (self.link.last_message_at or now)
-
     def _check(self) -> None:
         link = self.link
         if not link.up:
             return
-        if self._silence() > link.subscription_timeout:
-            # A reactor busy for a while runs timers before reading what
-            # arrived meanwhile: judge again after one pass over the sockets.
-            link.reactor.callLater(0, self._confirm_stall, link._subscriber)
+        if self._command_dead() is not None or self._subscription_silence() is not None:
+            # judge again after one pass over the sockets
+            link.reactor.callLater(0, self._confirm, link._command, link._subscriber)
             return
-        link.execute("PUBLISH", link.ping_channel, "ping").addErrback(lambda _: None)
+        if not self._ping_waiting:
+            self._ping_waiting = True
+            link.execute("PUBLISH", link.ping_channel, "ping").addCallbacks(self._answered, self._unanswered)
 
-    def _confirm_stall(self, subscriber: Any) -> None:
+    def _answered(self, _: Any) -> None:
+        self._ping_waiting = False
         link = self.link
-        silence = self._silence()
-        if not link.up or subscriber is not link._subscriber or silence <= link.subscription_timeout:
+        now = link.reactor.seconds()
+        if self._answered_at is None or (link.last_message_at or 0) >= self._answered_at:
+            self._answered_at = now
+
+    def _unanswered(self, _: Any) -> None:
+        self._ping_waiting = False
+
+    def _command_dead(self) -> float | None:
+        """Seconds the command connection has had commands waiting and
+        received nothing, when past ``command_timeout``; else None."""
+        link = self.link
+        command = link._command
+        if command is None or not command.waiting():
+            self._waiting_since = None
+            return None
+        now = link.reactor.seconds()
+        if self._waiting_since is None:
+            self._waiting_since = now
+        silent_since = max(self._waiting_since, command.received_at or 0.0)
+        silence = now - silent_since
+        return silence if silence > link.command_timeout else None
+
+    def _subscription_silence(self) -> float | None:
+        """Seconds since an answered ping with nothing received on the
+        subscriber connection since, when past ``subscription_timeout``."""
+        link = self.link
+        answered = self._answered_at
+        if answered is None or (link.last_message_at or 0) >= answered:
+            return None
+        now = link.reactor.seconds()
+        if now - answered <= link.subscription_timeout:
+            return None
+        return now - (link.last_message_at or answered)
+
+    def _confirm(self, command: Any, subscriber: Any) -> None:
+        link = self.link
+        if not link.up or command is not link._command or subscriber is not link._subscriber:
             return
-        link.stalls += 1
-        reason = f"subscription to {link.channel} stalled (nothing received for {silence:.1f} s)"
-        link._connection_lost(subscriber, reason)
-        if subscriber.transport is not None:
-            subscriber.transport.abortConnection()
+        silence = self._command_dead()
+        if silence is not None:
+            link._drop(command, f"no reply from Redis for {silence:.1f} s ({command.waiting()} command(s) waiting)")
+            return
+        silence = self._subscription_silence()
+        if silence is not None:
+            link.stalls += 1
+            link._drop(subscriber, f"subscription to {link.channel} stalled (nothing received for {silence:.1f} s)")
 
 
 class RedisLink:
@@ -281,14 +358,12 @@ class RedisLink:
     attempt, and one reconnection to announce.  Attempts are retried forever
     with back-off (0.5 s doubling to ``reconnect_max_delay``).
 
-    A subscription can also die silently (a connection that stays open but
-    delivers nothing: a stalled proxy, a half-open TCP connection).  While up,
-    the link publishes a ping on a channel of its own (``ping_channel``,
-    subscribed on the same connection) every third of
-    ``subscription_timeout``; when nothing at all arrived on the subscriber
-    connection for ``subscription_timeout`` seconds the subscription counts
-    as stalled: it is logged, both connections are dropped and the link
-    reconnects and resubscribes at once.
+    A connection can also die silently (a stalled proxy, a half-open TCP
+    connection, a Redis that stopped): the link's watch (:class:`_LinkWatch`,
+    pinging itself on ``ping_channel``) finds a stalled subscription or a
+    command connection that no longer answers; it is logged, both
+    connections are dropped and the link reconnects and resubscribes.  A
+    Redis, or a node, busy with a backlog but still answering is neither.
 
     Counters (plain attributes, read by metrics; never reset):
 
@@ -312,6 +387,7 @@ class RedisLink:
         reconnect_max_delay: float = 5.0,
         endpoint: Any = None,
         subscription_timeout: float = SUBSCRIPTION_TIMEOUT,
+        command_timeout: float = COMMAND_TIMEOUT,
     ) -> None:
         self.reactor = reactor
         self.target = target
@@ -319,6 +395,7 @@ class RedisLink:
         #: this link's own channel for its pings (nobody else subscribes to it)
         self.ping_channel = f"{channel}:ping:{uuid.uuid4().hex}"
         self.subscription_timeout = subscription_timeout
+        self.command_timeout = command_timeout
         self.reconnect_max_delay = reconnect_max_delay
         self._fixed_endpoint = endpoint
         self.endpoint = endpoint or _client_endpoint(reactor, target)
@@ -343,7 +420,7 @@ class RedisLink:
         self.last_message_at: float | None = None
         #: start of the current subscription gap (the last message before it)
         self._gap_start: float | None = None
-        self.watch = _SubscriptionWatch(self)
+        self.watch = _LinkWatch(self)
         self._logged_master: tuple[str, int] | None = None
         self._command: Any = None
         self._subscriber: Any = None
@@ -408,7 +485,9 @@ class RedisLink:
             self.endpoint = _client_endpoint(self.reactor, attrs.evolve(self.target, host=host, port=port))
         command = await self._open_one(_CommandProtocol)
         if self.target.sentinels:
-            role = await command.execute_command("ROLE")
+            asked = command.execute_command("ROLE")
+            asked.addTimeout(COMMAND_TIMEOUT, self.reactor)
+            role = await asked
             if not role or role[0] != "master":
                 raise _ConnectFailed(f"{_address(self.master_address)} is not a master (it is a {role[0]})")
         subscriber = await self._open_one(_SubscriberProtocol)
@@ -511,6 +590,12 @@ class RedisLink:
             delay=delay,
         )
         self._retry = self.reactor.callLater(delay, self._connect)
+
+    def _drop(self, protocol: Any, reason: str) -> None:
+        """Give up ``protocol`` (one of the two) as dead: log, reconnect."""
+        self._connection_lost(protocol, reason)
+        if protocol.transport is not None:
+            protocol.transport.abortConnection()
 
     def _set_down(self) -> None:
         if not self.up:

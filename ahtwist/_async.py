@@ -9,7 +9,7 @@ throws and closes exactly as ``yield from`` would, so the semantics are the
 same either way.
 """
 
-from collections.abc import Coroutine, Generator
+from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -27,6 +27,17 @@ def run_now(coro: Coroutine[Any, Any, T]) -> "T | Deferred[T]":
     except BaseException:
         return fail()
     return Deferred.fromCoroutine(_Resume(coro, waiting_on).wait())
+
+
+def first_step(coro: Coroutine[Any, Any, Any]) -> "Awaitable[Any] | None":
+    """Run ``coro`` until it first waits: None when it finished without
+    waiting (its value is dropped; what it raised is raised here), else an
+    awaitable that continues it (await it as you would have awaited ``coro``)."""
+    try:
+        waiting_on = coro.send(None)
+    except StopIteration:
+        return None
+    return _Resume(coro, waiting_on)
 
 
 def start(coro: Coroutine[Any, Any, T]) -> "Deferred[T]":

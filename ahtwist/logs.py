@@ -95,18 +95,17 @@ class LineLogObserver:
                 return
         self._add(line, immediate)
 
-    def rendered(self, level: LogLevel, namespace: str, text: str) -> None:
-        """A RENDERED event's line without the event, for an emitter that
-        found this observer the only one listening (:func:`sole_text_observer`)."""
-        immediate = self._accepted.get(level)
-        if immediate is not None:
-            self._add((time.time(), namespace, level, text), immediate)
-
     def _add(self, line: Any, immediate: bool) -> None:
         """Buffer a line (or a RENDERED line's parts); write now or soon."""
         buffer = self._buffer
         buffer.append(line)
-        if immediate or len(buffer) > 512:
+        if immediate or len(buffer) > 512 or self._pending is None:
+            self._settle(immediate)
+
+    def _settle(self, immediate: bool) -> None:
+        """After a line was buffered: write now (a warning or worse, a full
+        buffer, no clock) or in ``flush_interval`` seconds."""
+        if immediate or len(self._buffer) > 512:
             self.flush()
         elif self._pending is None:
             if self.clock is None:
@@ -221,17 +220,25 @@ class LineLogObserver:
         self.flush()
 
 
-def sole_text_observer(observers: list[Any]) -> LineLogObserver | None:
-    """The text :class:`LineLogObserver` when it is the only one in
-    ``observers`` (a :class:`~twisted.logger.LogPublisher`'s list): then an
-    emitter of a RENDERED line may hand it the text alone
-    (:meth:`LineLogObserver.rendered`) -- nobody else would see the event.
-    With any other observer (JSON, twistd's, a test's) it gets the event."""
-    if len(observers) == 1:
-        observer = observers[0]
-        if type(observer) is LineLogObserver and not observer.json:
-            return observer
-    return None
+def emit_rendered(observers: list[Any], level: LogLevel, namespace: str, text: str) -> bool:
+    """Hand a RENDERED line to the text :class:`LineLogObserver` when it is
+    the only one in ``observers`` (a :class:`~twisted.logger.LogPublisher`'s
+    list) -- nobody else would see the event -- and say True; False when any
+    other observer listens (JSON, twistd's, a test's): the emitter then
+    builds and sends the event.  The line is buffered as the event's would
+    be (``_add``'s steps, without the calls: this runs once per action)."""
+    if len(observers) != 1:
+        return False
+    observer = observers[0]
+    if type(observer) is not LineLogObserver or observer.json:
+        return False
+    immediate = observer._accepted.get(level)
+    if immediate is not None:
+        buffer = observer._buffer
+        buffer.append((time.time(), namespace, level, text))
+        if immediate or len(buffer) > 512 or observer._pending is None:
+            observer._settle(immediate)
+    return True
 
 
 def _json_default(value: Any) -> Any:

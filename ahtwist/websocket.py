@@ -1,9 +1,10 @@
 """The websocket server: RFC 6455 at ``servers.websocket.path`` on every web listener.
 
 Autobahn does the protocol (handshake, framing, UTF-8 validation, size
-limits, ping/pong, close codes); this module only turns text frames into
-calls on the node's core and the results back into frames
-(docs/protocol-websocket.md):
+limits, ping/pong, close codes); the commonest client frame is read by
+:mod:`ahtwist.websocket_receive` under the same rules and replies are
+framed here.  This module only turns text frames into calls on the node's
+core and the results back into frames (docs/protocol-websocket.md):
 
 * :class:`WebSocketServer` -- one per node: parses a frame, counts it,
   dispatches the event (action, file, room verbs, say, detailsView,
@@ -52,6 +53,7 @@ from ahtwist.servers.write import write_now
 from ahtwist.timers import TimerWheel
 from ahtwist.verbs import COMMON_VERBS
 from ahtwist.web.query import parse_query
+from ahtwist.websocket_receive import read_frames, simple_frame_limit
 
 if TYPE_CHECKING:
     from ahtwist.node import Node
@@ -488,6 +490,8 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
     last_message: tuple[int, Any] = (0, None)
     #: the client's unsent output (set once open)
     meter: OutboundMeter | None = None
+    #: the largest payload read without Autobahn's parser (set per factory)
+    _simple_frame_limit = -1
     # protocol options read here: class attributes of the factory's
     # protocol class (WebSocketFactory._protocol_class)
     openHandshakeTimeout: float
@@ -658,7 +662,25 @@ class WebSocketConnectionProtocol(WebSocketServerProtocol):
     def dataReceived(self, data: bytes) -> None:
         # Autobahn's dataReceived formats the arguments of a debug line
         # (hltype/hlval) on every read even with debug logging off; this is
-        # the same call without it.
+        # the same call without it.  With nothing of a frame or message
+        # under way, the simple frames at the start of the read are
+        # delivered by read_frames (ahtwist/websocket_receive.py) and only
+        # what it leaves goes through Autobahn's parser (as _dataReceived
+        # would hand it on).
+        if (
+            self.state == _OPEN
+            and self.current_frame is None
+            and not self.inside_message
+            and not self.data
+            and self._perMessageCompress is None
+            and self._listeners is None
+            and not self.failedByMe
+        ):
+            data = read_frames(self, data)  # counts the read
+            if data:
+                self.data += data
+                self.consumeData()
+            return
         self._dataReceived(data)
 
     def onMessageEnd(self) -> None:
@@ -769,6 +791,7 @@ class WebSocketFactory(WebSocketServerFactory):
             value = getattr(self, name)
             # a function option (perMessageCompressionAccept) must not become a method
             options[name] = staticmethod(value) if callable(value) else value
+        options["_simple_frame_limit"] = simple_frame_limit(self)
         options["__module__"] = base.__module__
         options["__qualname__"] = base.__qualname__
         self.protocol = cast(

@@ -8,8 +8,8 @@ put first on the server's PYTHONPATH (as bench/issue14_compare.py does);
 "after" is this checkout.  For each row the three servers -- the raw
 baseline, before, after -- run at once, each pinned to CPU 0, and are
 measured one after the other, the order reversed every round; the load
-generators (wrk, bench/loadgen.py in this process, bench/websocket_load.py)
-run on CPU 1.  Each round's ratio is against the raw baseline of the same
+generators (wrk, bench/loadgen.py in this process, bench/websocket_load.py,
+bench/fanout.c for the socket fan-out) run on CPU 1.  Each round's ratio is against the raw baseline of the same
 round; the table shows medians over the rounds.  The machine is shared: the
 load average and the CPU the rest of the machine used during each
 measurement are recorded beside it.
@@ -25,7 +25,10 @@ Rows and baselines:
 * ``websocket_action`` -- 50 websocket clients x 1 ``randomNumber`` vs the
   bare Autobahn echo (bench/servers/autobahn_echo.py);
 * ``websocket_fanout`` / ``socket_fanout`` -- 500 members of one room, 2
-  says in flight, deliveries/s and delay p99 vs bench/servers/raw_rooms.py.
+  says in flight, deliveries/s and delay p99 vs bench/servers/raw_rooms.py
+  (socket: measured by bench/fanout.c, compiled with the machine's C
+  compiler, unless ``--fanout-generator python`` or no compiler is found;
+  the generator is recorded with each run).
 
 Writes bench/results/issue14_rows.json and issue14_rows.md.
 """
@@ -56,6 +59,10 @@ LOGS = Path(tempfile.mkdtemp(prefix="ahtwist-rows-"))
 WS_LOAD = [PYTHON, str(BENCH / "websocket_load.py")]
 #: fan-out: says in flight (--window)
 WINDOW = {"socket": 2, "websocket": 2}
+#: socket fan-out: bench/fanout.c ("c", falls back to Python without a compiler) or bench/loadgen.py ("python")
+FANOUT_GENERATOR = ["c"]
+#: socket fan-out with bench/fanout.c: says per second on a fixed schedule (open loop) instead of WINDOW in flight
+FANOUT_RATE = [0.0]
 
 #: row -> (what, unit, goal for after / raw)
 ROWS = {
@@ -245,7 +252,12 @@ def socket_fanout_row(before: Path, seconds: float) -> tuple[dict, dict]:
 
     def run(v: str) -> Callable[[], dict]:
         def go() -> dict:
-            result = loadgen.fan_out(ports[v], 500, WINDOW["socket"], seconds, 2)
+            if FANOUT_GENERATOR[0] == "c":  # on CPU 1, as this process
+                result = loadgen.fan_out_c(ports[v], 500, WINDOW["socket"], seconds, 2, cpu=1,
+                                           rate=FANOUT_RATE[0])
+            else:
+                result = loadgen.fan_out(ports[v], 500, WINDOW["socket"], seconds, 2)
+                result["generator"] = "python"
             result["rate"] = result["deliveries_per_s"]
             result["p99_ms"] = result["delay_ms_p99"]
             return result
@@ -329,13 +341,20 @@ def markdown(data: dict) -> str:
         lines.append(
             f"| {what} ({unit}) | {rate['raw']:,} | {rate['before']:,} | {rate['after']:,} | {ratio['before']:.2f} | "
             f"**{ratio['after']:.2f}** | {ratio['after_over_before']:.2f} | {AT_FILING[name]} | ≥ {goal} ({met}) | "
-            f"{p99_text} | {' / '.join(str(row['median_server_cpu_us_per_item'][v]) for v in ('raw', 'before', 'after'))} | "
+            f"{p99_text} | {' / '.join(str(round(row['median_server_cpu_us_per_item'][v], 2)) for v in ('raw', 'before', 'after'))} | "
             f"{row['median_cpu_ratio']['before']:.2f}, {row['median_cpu_ratio']['after']:.2f} |")
     lines += ["", "Rates are requests, replies or deliveries per second (medians). *CPU ratio* = the raw "
               "baseline's server CPU time per item / this variant's (warm-up included), per round, median: "
               "higher is better, and it equals the rate ratio when the server is the bottleneck; it stays "
               "meaningful when the load generator is (fan-out: one Python process reading 500 sockets) or when "
               "other work on the machine starves it."]
+    fanout = data["rows"].get("socket_fanout")
+    if fanout is not None:
+        used = sorted({r.get("generator", "python") for rs in fanout["runs"].values() for r in rs})
+        lines += ["", "Socket fan-out load generator: " + ", ".join(
+            {"c": "bench/fanout.c (C, one epoll loop)", "python": "bench/loadgen.py fan_out (Python)"}.get(g, g)
+            for g in used) + "." + (f" Open loop: {data['fanout_rate']:g} says a second on a fixed schedule "
+                                     "(not the row's 2 in flight)." if data.get("fanout_rate") else "")]
     lines += ["", "Per round (after / raw): " + "; ".join(
         f"{name} {data['rows'][name]['ratio_per_round']['after']}" for name in ROWS if name in data["rows"]), ""]
     if PROFILES.exists():
@@ -351,6 +370,12 @@ def main() -> None:
     parser.add_argument("--only", choices=list(ROWS), action="append")
     parser.add_argument("--out", default=str(RESULTS / "issue14_rows"))
     parser.add_argument("--window", type=int, default=2, help="fan-out: says in flight")
+    parser.add_argument("--fanout-generator", choices=("c", "python"), default="c",
+                        help="socket fan-out load generator: bench/fanout.c (default; the Python one when no C "
+                             "compiler is found) or bench/loadgen.py's fan_out")
+    parser.add_argument("--fanout-rate", type=float, default=0, metavar="SAYS_PER_S",
+                        help="socket fan-out (C generator): open loop, this many says a second on a fixed "
+                             "schedule instead of --window in flight (0: closed loop, the row as defined)")
     parser.add_argument("--render", metavar="JSON", help="only rewrite the markdown of a recorded run")
     options = parser.parse_args()
     if options.render:
@@ -358,6 +383,10 @@ def main() -> None:
         Path(options.render).with_suffix(".md").write_text(markdown(data))
         return
     WINDOW.update(socket=options.window, websocket=options.window)
+    FANOUT_GENERATOR[0] = options.fanout_generator
+    FANOUT_RATE[0] = options.fanout_rate
+    if options.fanout_rate and options.fanout_generator != "c":
+        parser.error("--fanout-rate needs --fanout-generator c")
     if (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})  # bench/loadgen.py runs in this process
     import resource
@@ -375,6 +404,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
                     "pinning": "servers on CPU 0, load generators on CPU 1 (taskset)"},
         "goals_after_over_raw": {k: v[2] for k, v in ROWS.items()},
+        "fanout_generator": options.fanout_generator, "fanout_rate": options.fanout_rate,
         "rows": {},
     }
     out = Path(options.out)

@@ -7,14 +7,24 @@ one core of load can saturate one core of server:
   requests in flight; replies/s and latency percentiles;
 * :func:`fan_out` -- M room members, one sender keeping ``window`` ``say``
   messages in flight; deliveries/s and delivery-delay percentiles;
+* :func:`fan_out_c` -- the same measurement by bench/fanout.c (compiled on
+  first use into bench/.build/), for when the Python loop reading 500
+  sockets, not the server, would set the delays;
 * :func:`idle_clients` -- open N connections and leave them idle.
 
 Times come from ``time.perf_counter_ns`` (CLOCK_MONOTONIC on Linux).
 """
 
+import hashlib
+import json
+import os
 import select
+import shutil
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 REQUEST = b'{"action":"randomNumber"}\n'
@@ -233,6 +243,75 @@ def fan_out(
         "delay_ms_p99": round(percentile(delays, 99) / 1e6, 3),
         "delay_ms_max": round(delays[-1] / 1e6, 3) if delays else None,
     }
+
+
+FANOUT_C = Path(__file__).resolve().parent / "fanout.c"
+BUILD = FANOUT_C.parent / ".build"
+
+
+def c_compiler() -> str | None:
+    """``$CC``, else the first of cc, gcc, clang on the PATH."""
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def build_fanout() -> Path | None:
+    """bench/fanout.c compiled with ``-O2`` into bench/.build/ (named by the
+    source's hash, so an edit rebuilds it), or None without a C compiler."""
+    source = FANOUT_C.read_bytes()
+    binary = BUILD / f"fanout-{hashlib.sha256(source).hexdigest()[:12]}"
+    if binary.exists():
+        return binary
+    compiler = c_compiler()
+    if compiler is None:
+        return None
+    BUILD.mkdir(exist_ok=True)
+    partial = binary.with_name(f"{binary.name}.{os.getpid()}")
+    subprocess.run([compiler, "-O2", "-Wall", "-o", str(partial), str(FANOUT_C), "-lm"], check=True)
+    partial.replace(binary)  # whole or not at all, should two runs build at once
+    return binary
+
+
+def fan_out_c(
+    port: int | list[int],
+    members: int,
+    window: int,
+    seconds: float,
+    warmup: float,
+    sampled: int = 100,
+    join: bytes = b"roomAdd defaultRoom\n",
+    *,
+    cpu: int | None = None,
+    rate: float = 0,
+) -> dict[str, Any]:
+    """:func:`fan_out` measured by bench/fanout.c (same arguments, same keys,
+    plus ``generator``: ``"c"``), run on ``cpu`` when given.  ``rate`` > 0
+    makes it open-loop: that many says a second on a fixed schedule instead
+    of ``window`` in flight (C only).  Without a C compiler it says so on
+    stderr and measures with :func:`fan_out` (``generator``:
+    ``"python (no C compiler)"``)."""
+    binary = build_fanout()
+    if binary is None and rate > 0:
+        raise RuntimeError("an open-loop fan-out needs bench/fanout.c, and no C compiler was found")
+    if binary is None:
+        print("bench/loadgen.py: no C compiler (cc, gcc, clang or $CC) found: "
+              "fan-out measured by the Python generator", file=sys.stderr, flush=True)
+        result = fan_out(port, members, window, seconds, warmup, sampled, join)
+        result["generator"] = "python (no C compiler)"
+        return result
+    ports = [port] if isinstance(port, int) else list(port)
+    command = [str(binary), ",".join(map(str, ports)), str(members), str(window), str(seconds), str(warmup),
+               str(sampled), join.decode(), str(rate)]
+    if cpu is not None and (os.cpu_count() or 1) > 1 and shutil.which("taskset"):
+        command = ["taskset", "-c", str(cpu), *command]
+    out = subprocess.run(command, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"bench/fanout.c exited {out.returncode}: {out.stderr.strip()}")
+    result: dict[str, Any] = json.loads(out.stdout)
+    result["generator"] = "c"
+    return result
 
 
 def idle_clients(port: int, count: int, welcome: bool = True) -> list[socket.socket]:

@@ -7,7 +7,9 @@ spots, not a benchmark.
 
     .venv/bin/python bench/profile_server.py [/api/randomNumber] [seconds]
     .venv/bin/python bench/profile_server.py churn [seconds]   (websocket connect/close, bench/scale.py)
-    .venv/bin/python bench/profile_server.py socket-fanout [seconds]   (500 TCP members, 2 says in flight)
+    .venv/bin/python bench/profile_server.py socket-fanout [seconds]   (500 TCP members, 2 says in flight,
+                                                                        bench/fanout.c; without a C compiler
+                                                                        bench/loadgen.py's fan_out)
     .venv/bin/python bench/profile_server.py socket-pipelined [seconds]   (50 TCP clients x 16 in flight)
     .venv/bin/python bench/profile_server.py websocket [seconds]   (50 websocket clients x 1 randomNumber)
     .venv/bin/python bench/profile_server.py say [says] [members]  (say to a websocket room, bench/scale.py;
@@ -53,7 +55,7 @@ def main() -> None:
 
     def load() -> None:
         if on_socket:
-            call = ("fan_out({port}, 500, 2, {seconds}, 1)" if path == "socket-fanout"
+            call = ("fan_out_c({port}, 500, 2, {seconds}, 1)" if path == "socket-fanout"
                     else "request_reply({port}, 50, 16, {seconds}, 1)").format(port=port, seconds=seconds)
             command = [sys.executable, "-c", f"from bench import loadgen; print(loadgen.{call})"]
             print(subprocess.run(pinned(command, 1), capture_output=True, text=True, cwd=REPO).stdout)

@@ -235,17 +235,25 @@ def test_ids_come_from_a_random_pool_a_forked_child_does_not_share():
     from ahtwist.connection import new_id, random_bytes
 
     random_bytes(1)  # the pool holds a page now
+    new_id()  # and the ids a batch
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child (a --workers process): its next bytes are its own
-        os.write(write, random_bytes(16))
+    if pid == 0:  # the child (a --workers process): its next bytes and ids are its own
+        os.write(write, random_bytes(16) + new_id().encode())
         os._exit(0)
     os.close(write)
-    child = os.read(read, 16)
+    child = os.read(read, 100)
     os.close(read)
     os.waitpid(pid, 0)
-    assert len(child) == 16
-    assert child != random_bytes(16)
+    assert len(child) == 16 + 36
+    assert child[:16] != random_bytes(16)
+    assert child[16:].decode() != new_id()
     ids = {new_id() for _ in range(1000)}
     assert len(ids) == 1000
     assert all(len(i) == 36 and i[14] == "4" and i[19] in "89ab" for i in ids)
+    # each is what str(uuid.UUID(...)) prints for a version 4, RFC 4122 uuid
+    import uuid
+
+    parsed = [uuid.UUID(i) for i in ids]
+    assert [str(u) for u in parsed] == list(ids)
+    assert {(u.version, u.variant) for u in parsed} == {(4, uuid.RFC_4122)}

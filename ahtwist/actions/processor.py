@@ -8,23 +8,24 @@ Order and texts follow docs/python-api.md, 'Processing order', exactly.
 """
 
 import time
+from collections.abc import Awaitable
 from inspect import isawaitable
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.logger import Logger, LogLevel
 
 from ahtwist import errors
-from ahtwist._async import run_now
-from ahtwist.actions.action import render_version
+from ahtwist._async import first_step, run_now
+from ahtwist.actions.action import Action
 from ahtwist.actions.data import ActionData
 from ahtwist.actions.inputs import InputValidator
-from ahtwist.actions.registry import SAFE_PARAMS, ActionRegistry
+from ahtwist.actions.registry import ActionPlan, ActionRegistry
 from ahtwist.config import General
 from ahtwist.counters import FAST_MS, ActionCounts
 from ahtwist.encoding import dumps
 from ahtwist.errors import ActionError
-from ahtwist.logs import RENDERED, sole_text_observer
+from ahtwist.logs import RENDERED, emit_rendered
 
 if TYPE_CHECKING:
     from ahtwist.connection import Connection
@@ -36,7 +37,6 @@ log = Logger(namespace="ahtwist.action")  # the namespace is written out in _log
 #: this list and adds and removes them in place)
 _OBSERVERS: list[Any] = getattr(log.observer, "_observers", [])
 
-_SAFE = frozenset(SAFE_PARAMS)
 _LEVELS = {
     "debug": LogLevel.debug,
     "info": LogLevel.info,
@@ -149,7 +149,28 @@ class ActionProcessor:
             message_id,
             connection.message_count if message_count is None else message_count,
         )
-        result = run_now(self._process(data))
+        connection.total_actions += 1
+        connection.pending_actions += 1
+        self.in_flight += 1
+        try:
+            rest = self._steps(data)
+        except CancelledError:
+            rest = self._fail(data, errors.CONNECTION_GONE, CONNECTION_GONE)
+        except Exception as e:  # a bug in middleware plumbing; never lose the reply
+            log.failure("unexpected error processing action {action}", action=data.action)
+            rest = self._fail(data, self._unexpected(e), SERVER_ERROR)
+        except BaseException:  # as when every step ran in a coroutine: a failed Deferred
+            connection.pending_actions -= 1
+            self.in_flight -= 1
+            return fail()
+        if rest is True or rest is False:  # finished without waiting
+            connection.pending_actions -= 1
+            self.in_flight -= 1
+            try:
+                return self._conclude(data)
+            except BaseException:
+                return fail()
+        result = run_now(self._finish_later(data, rest))
         if not isinstance(result, ActionData):  # a Deferred: still running
             # a connection that goes away cancels it
             waiting = connection.waiting
@@ -159,22 +180,26 @@ class ActionProcessor:
             result.addBoth(_forget, waiting, result)
         return result
 
-    async def _process(self, data: ActionData) -> ActionData:
-        connection = data.connection
-        connection.total_actions += 1
-        connection.pending_actions += 1
-        self.in_flight += 1
+    async def _finish_later(self, data: ActionData, rest: Awaitable[bool]) -> ActionData:
+        """The rest of a request whose steps are waiting on something."""
         try:
-            await self._steps(data)
+            await rest
         except CancelledError:
             self._fail(data, errors.CONNECTION_GONE, CONNECTION_GONE)
         except Exception as e:  # a bug in middleware plumbing; never lose the reply
             log.failure("unexpected error processing action {action}", action=data.action)
             self._fail(data, self._unexpected(e), SERVER_ERROR)
         finally:
-            connection.pending_actions -= 1
+            data.connection.pending_actions -= 1
             self.in_flight -= 1
-        data.duration = duration = round((time.monotonic() - data.started_at) * 1000)
+        return self._conclude(data)
+
+    def _conclude(self, data: ActionData) -> ActionData:
+        """Duration, status, the metrics' bookkeeping and the log line of a
+        finished request."""
+        elapsed = (time.monotonic() - data.started_at) * 1000
+        # round() gives 0 up to 0.5 (ties to even) and costs more than the rest of this line
+        data.duration = duration = 0 if elapsed <= 0.5 else round(elapsed)
         if data.error is not None and isinstance(data.response, dict):
             data.response.setdefault("error", data.error)
         status = data.action_status
@@ -191,31 +216,87 @@ class ActionProcessor:
             counts.fast[duration] += 1
         else:
             counts.add(status, duration)
-        self._log(data)
+        # the action log line (here rather than in a method of its own: one call less per request)
+        level = self.logged_levels.get(template.log_level if template else "info")
+        if level is None:
+            return data
+        params = data.params
+        if self.filtered:
+            params = {k: "[FILTERED]" if k in self.filtered else v for k, v in params.items()}
+        connection = data.connection
+        kind = connection.type
+        ip = connection.remote_ip
+        action = data.action
+        error = data.error
+        shown = _log_json(params)
+        # The line is rendered once, here (str.format on the event would parse
+        # the format and convert each field again), and sent as a "{text}"
+        # event (RENDERED: ahtwist's observer adds time and system when it
+        # writes its buffer) with the structured fields beside it for JSON
+        # observers.  The event is what Logger.emit would build, handed
+        # straight to the observer: emit() re-validates the level on every call.
+        text = (
+            f"[ action @ {kind} ] to={ip} action={action} params={shown} duration={duration} "
+            f"error={'' if error is None else _log_json(error)}"
+        )
+        if len(text) > MAX_LOG_LINE:  # a junk line must not become a huge log line
+            text = f"{text[:MAX_LOG_LINE]}... ({len(text)} characters)"
+            params = {"truncated": True}
+        if emit_rendered(_OBSERVERS, level, "ahtwist.action", text):
+            return data  # no event: nobody else would see it
+        log.observer(
+            {
+                "log_logger": log,
+                "log_level": level,
+                "log_namespace": "ahtwist.action",
+                "log_source": None,
+                "log_format": RENDERED,
+                "log_time": time.time(),
+                "text": text,
+                "type": kind,
+                "remoteIP": ip,
+                "action": action,
+                "params": params,
+                "duration": duration,
+                "error": error,
+            }
+        )
         return data
 
-    def _fail(self, data: ActionData, error: Any, status: str) -> None:
+    def _fail(self, data: ActionData, error: Any, status: str) -> bool:
+        """Record the request's failure; False (the steps stop here)."""
         data.error = error
         data.action_status = status
+        return False
 
     def _unexpected(self, exc: BaseException) -> str:
         if self.expose_errors:
             return str(exc) or type(exc).__name__
         return errors.INTERNAL_ERROR
 
-    async def _steps(self, data: ActionData) -> None:
+    # --- the steps ----------------------------------------------------------
+    #
+    # Each step runs synchronously as long as nothing it calls hands back an
+    # awaitable; the first one that does returns a coroutine finishing the
+    # request from there (awaited by _finish_later), so an action, middleware
+    # and inputs that do not wait cost no coroutine or Deferred at all.  A
+    # step's result: True (the action ran and succeeded: post-processors are
+    # due), False (it stopped: an error, or ``to_process`` off), or that
+    # awaitable, giving True or False.
+
+    def _steps(self, data: ActionData) -> "bool | Awaitable[bool]":
         connection = data.connection
         params = data.params
         version = params.get("apiVersion")
-        template = self.registry.get(data.action, version)
-        data.action_template = template
+        plan = self.registry.resolve(data.action, version)
+        template = data.action_template = None if plan is None else plan.action
         if self.stopping:
             return self._fail(data, errors.SHUTTING_DOWN, SHUTTING_DOWN)
         if connection.pending_actions > self.limit:
             return self._fail(data, errors.TOO_MANY_PENDING, TOO_MANY_REQUESTS)
         if self.in_flight > self.in_flight_cap:
             return self._fail(data, errors.TOO_BUSY, SERVER_TOO_BUSY)
-        if template is None:
+        if plan is None or template is None:  # (template: for mypy)
             return self._fail(data, errors.UNKNOWN_ACTION, UNKNOWN_ACTION)
         if connection.type in template.blocked_connection_types:
             return self._fail(
@@ -223,23 +304,59 @@ class ActionProcessor:
                 errors.BLOCKED_CONNECTION_TYPE.format(type=connection.type),
                 UNSUPPORTED_TYPE,
             )
-
-        params = dict(params)
+        if plan.chain:
+            params = dict(params)
+            if version is None:
+                params["apiVersion"] = plan.version
+            data.params = params
+            return self._with_middleware(data, template, plan)
+        # no middleware: nobody sees the params between the copy and the
+        # scrubbing, so the scrubbed copy is the only one made (the same
+        # keys in the same order: apiVersion, when added, comes last)
+        if self.scrub and not params.keys() <= plan.kept:
+            kept = plan.kept
+            params = {k: v for k, v in params.items() if k in kept}
+        else:  # (every param kept: a plain copy, without the comprehension's function call)
+            params = dict(params)
         if version is None:
-            params["apiVersion"] = render_version(template.version)
+            params["apiVersion"] = plan.version
         data.params = params
-        chain = self.registry.middleware_for(template)
-
-        # pre-processors see every param the client sent
-        if chain and not await self._run_middleware(data, chain, "pre_processor", PRE_PROCESSOR_ERROR):
-            return None
-
-        if self.scrub:
-            inputs = template.inputs
-            data.params = {k: v for k, v in data.params.items() if k in inputs or k in _SAFE}
         data.validated = True
-        if template.inputs:
-            await self.inputs.validate(data, template.inputs, data.params)
+        return self._inputs(data, template) if template.inputs else self._run(data, template)
+
+    async def _with_middleware(self, data: ActionData, template: Action, plan: ActionPlan) -> bool:
+        """The steps of an action with middleware: pre-processors (seeing
+        every param the client sent), the rest, post-processors."""
+        chain = plan.chain
+        if not await self._run_middleware(data, chain, "pre_processor", PRE_PROCESSOR_ERROR):
+            return False
+        if self.scrub:
+            kept = plan.kept
+            data.params = {k: v for k, v in data.params.items() if k in kept}
+        data.validated = True
+        ran = self._inputs(data, template) if template.inputs else self._run(data, template)
+        if ran is not True and ran is not False:
+            ran = await ran
+        if ran:
+            await self._run_middleware(data, chain, "post_processor", POST_PROCESSOR_ERROR)
+        return ran
+
+    def _inputs(self, data: ActionData, template: Action) -> "bool | Awaitable[bool]":
+        """The action's inputs (defaults, formatters, validators), then the run."""
+        waiting = first_step(self.inputs.validate(data, template.inputs, data.params))
+        if waiting is not None:
+            return self._run_after(data, template, waiting)
+        return self._run(data, template)
+
+    async def _run_after(self, data: ActionData, template: Action, inputs: Awaitable[Any]) -> bool:
+        await inputs
+        ran = self._run(data, template)
+        if ran is not True and ran is not False:
+            ran = await ran
+        return ran
+
+    def _run(self, data: ActionData, template: Action) -> "bool | Awaitable[bool]":
+        """The inputs' verdict, then the action's ``run``."""
         if data.missing_params:
             return self._fail(
                 data, errors.MISSING_PARAM.format(param=data.missing_params[0]), MISSING_PARAMS
@@ -247,28 +364,44 @@ class ActionProcessor:
         if data.validator_errors:
             return self._fail(data, data.validator_errors[0], VALIDATOR_ERRORS)
         if not data.to_process:
-            return None
-
+            return False
         try:
             result = template.run(data)
-            if _maybe_await(result):
-                result = await result
         except CancelledError:
             raise
-        except ActionError as e:
-            return self._fail(data, e.error, ACTION_ERROR)
         except Exception as e:
-            log.failure("action {action} raised", action=template.name)
-            return self._fail(data, self._unexpected(e), SERVER_ERROR)
+            return self._run_failed(data, template, e)
+        if result is None:
+            response = data.response
+            if type(response) is dict and "error" not in response:
+                return True  # the common success, as _ran would say, without the call
+        elif isawaitable(result):
+            return self._ran_later(data, template, result)
+        return self._ran(data, result)
+
+    async def _ran_later(self, data: ActionData, template: Action, running: Awaitable[Any]) -> bool:
+        try:
+            result = await running
+        except CancelledError:
+            raise
+        except Exception as e:
+            return self._run_failed(data, template, e)
+        return self._ran(data, result)
+
+    def _run_failed(self, data: ActionData, template: Action, e: Exception) -> bool:
+        if isinstance(e, ActionError):
+            return self._fail(data, e.error, ACTION_ERROR)
+        log.failure("action {action} raised", action=template.name)
+        return self._fail(data, self._unexpected(e), SERVER_ERROR)
+
+    def _ran(self, data: ActionData, result: Any) -> bool:
+        """What the run returned or set: an error, or success."""
         if isinstance(result, ActionError):
             return self._fail(data, result.error, ACTION_ERROR)
         if isinstance(data.response, dict) and "error" in data.response:
             data.action_status = ACTION_ERROR
-            return None
-
-        if chain:
-            await self._run_middleware(data, chain, "post_processor", POST_PROCESSOR_ERROR)
-        return None
+            return False
+        return True
 
     async def _run_middleware(self, data: ActionData, chain: list[Any], hook_name: str, status: str) -> bool:
         """Run one hook of each middleware in order; False (and the error set)
@@ -291,53 +424,3 @@ class ActionProcessor:
                 self._fail(data, self._unexpected(e), SERVER_ERROR)
                 return False
         return True
-
-    def _log(self, data: ActionData) -> None:
-        template = data.action_template
-        level = self.logged_levels.get(template.log_level if template else "info")
-        if level is None:
-            return
-        params = data.params
-        if self.filtered:
-            params = {k: "[FILTERED]" if k in self.filtered else v for k, v in params.items()}
-        connection = data.connection
-        kind = connection.type
-        ip = connection.remote_ip
-        action = data.action
-        duration = data.duration
-        error = data.error
-        shown = _log_json(params)
-        # The line is rendered once, here (str.format on the event would parse
-        # the format and convert each field again), and sent as a "{text}"
-        # event (RENDERED: ahtwist's observer adds time and system when it
-        # writes its buffer) with the structured fields beside it for JSON
-        # observers.  The event is what Logger.emit would build, handed
-        # straight to the observer: emit() re-validates the level on every call.
-        text = (
-            f"[ action @ {kind} ] to={ip} action={action} params={shown} duration={duration} "
-            f"error={'' if error is None else _log_json(error)}"
-        )
-        if len(text) > MAX_LOG_LINE:  # a junk line must not become a huge log line
-            text = f"{text[:MAX_LOG_LINE]}... ({len(text)} characters)"
-            params = {"truncated": True}
-        sink = sole_text_observer(_OBSERVERS)
-        if sink is not None:
-            sink.rendered(level, "ahtwist.action", text)  # no event: nobody else would see it
-            return
-        log.observer(
-            {
-                "log_logger": log,
-                "log_level": level,
-                "log_namespace": "ahtwist.action",
-                "log_source": None,
-                "log_format": RENDERED,
-                "log_time": time.time(),
-                "text": text,
-                "type": kind,
-                "remoteIP": ip,
-                "action": action,
-                "params": params,
-                "duration": duration,
-                "error": error,
-            }
-        )

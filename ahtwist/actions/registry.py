@@ -25,6 +25,22 @@ def parse_version(value: Any) -> float | None:
     return None
 
 
+class ActionPlan:
+    """What the processor needs of one action on every request, worked out
+    once (:meth:`ActionRegistry.plan`): the action, its middleware chain, the
+    params scrubbing keeps and its version as ``apiVersion`` shows it."""
+
+    __slots__ = ("action", "chain", "kept", "version")
+
+    def __init__(self, action: Action, chain: list[ActionMiddleware]) -> None:
+        self.action = action
+        #: global middleware by priority, then the action's own (empty: none)
+        self.chain = chain
+        #: the param names that survive scrubbing: its inputs and the safe params
+        self.kept = frozenset(action.inputs) | frozenset(SAFE_PARAMS)
+        self.version = render_version(action.version)
+
+
 class ActionRegistry:
     """Actions by name and version, plus the action middleware.
 
@@ -44,6 +60,7 @@ class ActionRegistry:
         #: names added by :meth:`add_post_variables` (initializers)
         self.extra_post_variables: set[str] = set()
         self._chains: dict[int, list[ActionMiddleware]] = {}
+        self._plans: dict[int, ActionPlan] = {}
 
     # --- actions -----------------------------------------------------------
 
@@ -91,6 +108,7 @@ class ActionRegistry:
 
     def _reindex(self) -> None:
         self._chains = {}
+        self._plans = {}
         self.latest = {
             name: versions[max(versions)] for name, versions in self.versions.items() if versions
         }
@@ -127,6 +145,7 @@ class ActionRegistry:
             (m for m in self.middleware.values() if m.is_global), self.default_priority
         )
         self._chains = {}
+        self._plans = {}
 
     def middleware_for(self, action: Action) -> list[ActionMiddleware]:
         """Global middleware by priority, then the action's own in list order
@@ -140,6 +159,22 @@ class ActionRegistry:
                     chain.append(m)
             self._chains[id(action)] = chain
         return chain
+
+    def resolve(self, name: Any, version: Any = None) -> ActionPlan | None:
+        """The plan of :meth:`get`'s action (None: no such action)."""
+        action = self.latest.get(name) if version is None and type(name) is str else self.get(name, version)
+        if action is None:
+            return None
+        plan = self._plans.get(id(action))
+        return plan if plan is not None else self.plan(action)
+
+    def plan(self, action: Action) -> ActionPlan:
+        """The action's :class:`ActionPlan` (made once per action, again after
+        any change to the actions or the middleware)."""
+        plan = self._plans.get(id(action))
+        if plan is None:
+            plan = self._plans[id(action)] = ActionPlan(action, self.middleware_for(action))
+        return plan
 
     # --- documentation -----------------------------------------------------
 

@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.web.http_headers import _nameEncoder
 from zope.interface import implementer
 
 from ahtwist import errors
@@ -167,12 +168,12 @@ class FingerprintCookie:
             self._expires = (now, middle)
         secure = self.secure
         if secure is None:
-            proto = request.getHeader(b"x-forwarded-proto") if self.proxies.networks else None
-            tls = getattr(request.channel, "tls", None)  # WebChannel knows it once per connection
+            channel = request.channel
+            proto = request.requestHeaders._rawHeaders.get(b"X-Forwarded-Proto") if self.proxies.networks else None
+            tls = getattr(channel, "tls", None)  # WebChannel knows it once per connection
             secure = (request.isSecure() if tls is None else tls) or (
                 proto is not None
-                and self.proxies.scheme(peer_address(request.getClientAddress())[0], proto.decode("latin-1"), False)
-                == "https"
+                and self.proxies.scheme(channel.peer()[0], proto[-1].decode("latin-1"), False) == "https"
             )
         return f"{self.key}={fingerprint}{middle}{self.tails[bool(secure)]}"
 
@@ -205,7 +206,8 @@ class WebServer:
         fp = web.fingerprintOptions
         self.cookie_key = fp.cookieKey
         self.cookie_key_bytes = fp.cookieKey.encode()
-        self.fingerprint_header = b"x-" + fp.cookieKey.lower().encode()
+        #: the fingerprint header's name as Twisted's Headers store it
+        self.fingerprint_header = _nameEncoder.encode(b"x-" + fp.cookieKey.lower().encode())
         self.set_cookies = fp.toSetCookie
         self.static_fingerprint = fp.onlyStaticElements
         self.cookie_settings = dict(fp.settings)
@@ -315,7 +317,8 @@ class WebServer:
 
     def _connection(self, request: WebRequest, arrived: int) -> Connection:
         fingerprint = None
-        cookie_header = request.requestHeaders.getRawHeaders(b"cookie")
+        headers = request.requestHeaders._rawHeaders  # canonical names (Twisted's Headers)
+        cookie_header = headers.get(b"Cookie")
         cookie = (
             parse_cookies(b"; ".join(cookie_header).decode("latin-1")).get(self.cookie_key)
             if cookie_header
@@ -324,17 +327,17 @@ class WebServer:
         if cookie:
             fingerprint = cookie
         else:
-            header = request.requestHeaders.getRawHeaders(self.fingerprint_header)
+            header = headers.get(self.fingerprint_header)
             if header and header[0]:
                 fingerprint = header[0].decode("latin-1")
         set_cookie = None
-        ip, port = peer_address(request.getClientAddress())
+        ip, port = request.channel.peer()
         # X-Forwarded-For counts only from a trusted proxy: none trusted, no lookup
-        forwarded = request.getHeader(b"x-forwarded-for") if self.proxies.networks else None
+        forwarded = headers.get(b"X-Forwarded-For") if self.proxies.networks else None
         if forwarded:
-            fport = request.getHeader(b"x-forwarded-port")
+            fport = headers.get(b"X-Forwarded-Port")
             ip, port = self.proxies.client(
-                ip, port, forwarded.decode("latin-1"), fport.decode("latin-1") if fport else None
+                ip, port, forwarded[-1].decode("latin-1"), fport[-1].decode("latin-1") if fport else None
             )
         if fingerprint is None:
             fingerprint = self._new_fingerprint(request, ip)

@@ -27,7 +27,9 @@ _LINE_BREAKS = str.maketrans({"\r": " ", "\n": " ", "\0": " "})
 
 def header_bytes(value: str) -> bytes:
     """Header text as bytes; line breaks become spaces (no header injection)."""
-    return value.translate(_LINE_BREAKS).encode("latin-1", "replace")
+    if "\r" in value or "\n" in value or "\0" in value:  # three C scans: cheaper than translate
+        value = value.translate(_LINE_BREAKS)
+    return value.encode("latin-1", "replace")
 
 
 def lines(pairs: list[tuple[bytes, bytes]]) -> bytes:

@@ -11,17 +11,19 @@ with 414.
 
 from http import HTTPStatus
 from io import BytesIO
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.http import NO_BODY_CODES
+from twisted.web.http_headers import Headers
 
-from ahtwist.servers.peer import is_secure
+from ahtwist.servers.peer import is_secure, peer_address
 from ahtwist.servers.write import write_now
 from ahtwist.web.body import NO_BODY, BodyReader, reader_for
+from ahtwist.web.request_head import parse_head
 
 #: longest request target (path + query) accepted, in bytes
 MAX_URL_LENGTH = 8192
@@ -38,18 +40,40 @@ class WebRequest(server.Request):
     mount = None
     _rejected = False
 
+    def __init__(self, channel: "WebChannel", queued: object = None) -> None:
+        # twisted.web.server.Request.__init__ (with http.Request.__init__ and
+        # Componentized.__init__) sets exactly these; the peer and host
+        # addresses are the channel's, made once per connection instead of
+        # twice per request, and form bodies are never parsed into args
+        self.notifications = []
+        self.channel = channel
+        self.client, self.host = channel.addresses()
+        self.requestHeaders = Headers()
+        self.received_cookies = {}
+        self.responseHeaders = Headers()
+        self.cookies = []
+        self.transport = channel.transport
+        self.queued = False
+        self._parsePOSTFormSubmission = False
+        self._adapterCache = {}
+
     def gotLength(self, length: int | None) -> None:
-        self.content = BytesIO()  # bodies are read by self.body; Twisted closes this one
         channel = self.channel
-        web = channel.site.server  # the ahtwist.web.api.WebServer
-        content_type = self.requestHeaders.getRawHeaders(b"content-type")
+        self.prepare_body(length, getattr(channel, "_command", b"GET"), channel._path)
+
+    def prepare_body(self, length: int | None, command: bytes, target: bytes) -> None:
+        """The headers are complete: choose the body reader (from the method
+        and Content-Type) and refuse a declared length over the limits."""
+        self.content = BytesIO()  # bodies are read by self.body; Twisted closes this one
+        web = self.channel.site.server  # the ahtwist.web.api.WebServer
+        content_type = self.requestHeaders._rawHeaders.get(b"Content-Type")
         #: the mounted app serving this request (:mod:`ahtwist.web.mounts`), if any
-        self.mount = web.mounts.match(channel._path.partition(b"?")[0]) if web.mount_index else None
+        self.mount = web.mounts.match(target.partition(b"?")[0]) if web.mount_index else None
         if self.mount is not None:
             self.body = BodyReader(web.form_limits.max_fields_size, keep=True)
         else:
             self.body = reader_for(
-                getattr(channel, "_command", b"GET"),
+                command,
                 content_type[0] if content_type else None,
                 web.form_limits,
                 web.save_raw_body,
@@ -166,12 +190,87 @@ class WebChannel(http.HTTPChannel):
     #: a TCP, TLS or unix transport (all have abortConnection)
     transport: ITCPTransport
 
+    #: (peer, host) addresses, made at the first request
+    _addresses: tuple[Any, Any] | None = None
+    _peer: tuple[str, int] | None = None
+
     def connectionMade(self) -> None:
         super().connectionMade()
         self.tls = is_secure(self.transport)
         site = self.site
         site.channels.add(self)
         site.opened += 1
+
+    def peer(self) -> tuple[str, int]:
+        """The client's ``(host, port)`` (:func:`~ahtwist.servers.peer.peer_address`)."""
+        found = self._peer
+        if found is None:
+            found = self._peer = peer_address(self.addresses()[0])
+        return found
+
+    def addresses(self) -> tuple[Any, Any]:
+        """The connection's (peer, host) addresses, as every request has them
+        (``getClientAddress()``, ``getHost()``)."""
+        addresses = self._addresses
+        if addresses is None:
+            addresses = self._addresses = (self.transport.getPeer(), self.transport.getHost())
+        return addresses
+
+    def dataReceived(self, data: bytes) -> None:
+        # A read that is exactly one complete request head without a body,
+        # between requests, is parsed in one go (parse_head); anything else
+        # -- a partial head, pipelined requests, a body, anything parse_head
+        # is not sure of -- goes through Twisted's line parser as before.
+        if (
+            self._HTTPChannel__first_line == 1  # type: ignore[attr-defined]
+            and not self._handlingRequest
+            and not self._buffer
+            and self.line_mode
+            and self.persistent
+            and not self.paused
+            and not self._busyReceiving
+        ):
+            head = parse_head(data, self.maxHeaders)
+            if head is not None and not self.transport.disconnecting:  # type: ignore[attr-defined]
+                self._simple_request(*head)
+                return
+        super().dataReceived(data)
+
+    def _simple_request(self, command: bytes, target: bytes, version: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        """What Twisted's ``lineReceived`` (for the request line and each
+        header), ``allHeadersReceived`` and ``allContentReceived`` do for a
+        request head with no body, Expect or Content-Length/Transfer-Encoding.
+
+        One difference: Twisted stops the idle timeout while a request is
+        answered and starts a new one when it is done; a request answered
+        (on a connection kept open) before this returns keeps the timeout
+        this read restarted instead: the same deadline, give or take the
+        microseconds of the answer, without a cancelled and a new timer.
+        """
+        self.resetTimeout()
+        request = cast(WebRequest, self.requestFactory(self, len(self.requests)))
+        self.requests.append(request)
+        raw = request.requestHeaders._rawHeaders
+        for name, value in headers:
+            values = raw.get(name)
+            if values is None:
+                raw[name] = [value]
+            else:
+                values.append(value)
+        self.persistent = self.checkPersistence(request, version)
+        request.prepare_body(0, command, target)
+        if request._rejected:
+            return
+        self._handlingRequest = True
+        self.line_mode = 0  # setRawMode(): later reads are buffered until the answer
+        saved, self._savedTimeOut = self._savedTimeOut, None
+        request.requestReceived(command, target, version)
+        if self._handlingRequest and self.timeOut:
+            # not answered yet, the connection closing, or taken over (a
+            # websocket): no idle timeout, as Twisted has it
+            self._savedTimeOut = self.setTimeout(None)
+        else:
+            self._savedTimeOut = saved
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.site.channels.discard(self)
@@ -224,7 +323,8 @@ class WebSite(server.Site):
     # Twisted types this as its HTTP/1.1-or-HTTP/2 switching wrapper; any
     # HTTPChannel works here (we serve HTTP/1.x only)
     protocol = WebChannel  # type: ignore[assignment]
-    requestFactory = WebRequest
+    # a Request subclass whose constructor wants a WebChannel
+    requestFactory = WebRequest  # type: ignore[assignment]
 
     def __init__(self, web_server: Any, timeout: float = 60, reactor: Any = None) -> None:
         super().__init__(

@@ -84,6 +84,51 @@ def _maybe_await(result: Any) -> bool:
     return result is not None and isawaitable(result)
 
 
+def log_action(data: ActionData, level: Any, filtered: Any, duration: int) -> None:
+    """The action log line of a finished request, at ``level``."""
+    params = data.params
+    if filtered:
+        params = {k: "[FILTERED]" if k in filtered else v for k, v in params.items()}
+    connection = data.connection
+    kind = connection.type
+    ip = connection.remote_ip
+    action = data.action
+    error = data.error
+    shown = _log_json(params)
+    # The line is rendered once, here (str.format on the event would parse
+    # the format and convert each field again), and sent as a "{text}"
+    # event (RENDERED: ahtwist's observer adds time and system when it
+    # writes its buffer) with the structured fields beside it for JSON
+    # observers.  The event is what Logger.emit would build, handed
+    # straight to the observer: emit() re-validates the level on every call.
+    text = (
+        f"[ action @ {kind} ] to={ip} action={action} params={shown} duration={duration} "
+        f"error={'' if error is None else _log_json(error)}"
+    )
+    if len(text) > MAX_LOG_LINE:  # a junk line must not become a huge log line
+        text = f"{text[:MAX_LOG_LINE]}... ({len(text)} characters)"
+        params = {"truncated": True}
+    if emit_rendered(_OBSERVERS, level, "ahtwist.action", text):
+        return  # no event: nobody else would see it
+    log.observer(
+        {
+            "log_logger": log,
+            "log_level": level,
+            "log_namespace": "ahtwist.action",
+            "log_source": None,
+            "log_format": RENDERED,
+            "log_time": time.time(),
+            "text": text,
+            "type": kind,
+            "remoteIP": ip,
+            "action": action,
+            "params": params,
+            "duration": duration,
+            "error": error,
+        }
+    )
+
+
 class ActionProcessor:
     """Runs actions for every transport.
 
@@ -216,51 +261,10 @@ class ActionProcessor:
             counts.fast[duration] += 1
         else:
             counts.add(status, duration)
-        # the action log line (here rather than in a method of its own: one call less per request)
+        # the action log line
         level = self.logged_levels.get(template.log_level if template else "info")
-        if level is None:
-            return data
-        params = data.params
-        if self.filtered:
-            params = {k: "[FILTERED]" if k in self.filtered else v for k, v in params.items()}
-        connection = data.connection
-        kind = connection.type
-        ip = connection.remote_ip
-        action = data.action
-        error = data.error
-        shown = _log_json(params)
-        # The line is rendered once, here (str.format on the event would parse
-        # the format and convert each field again), and sent as a "{text}"
-        # event (RENDERED: ahtwist's observer adds time and system when it
-        # writes its buffer) with the structured fields beside it for JSON
-        # observers.  The event is what Logger.emit would build, handed
-        # straight to the observer: emit() re-validates the level on every call.
-        text = (
-            f"[ action @ {kind} ] to={ip} action={action} params={shown} duration={duration} "
-            f"error={'' if error is None else _log_json(error)}"
-        )
-        if len(text) > MAX_LOG_LINE:  # a junk line must not become a huge log line
-            text = f"{text[:MAX_LOG_LINE]}... ({len(text)} characters)"
-            params = {"truncated": True}
-        if emit_rendered(_OBSERVERS, level, "ahtwist.action", text):
-            return data  # no event: nobody else would see it
-        log.observer(
-            {
-                "log_logger": log,
-                "log_level": level,
-                "log_namespace": "ahtwist.action",
-                "log_source": None,
-                "log_format": RENDERED,
-                "log_time": time.time(),
-                "text": text,
-                "type": kind,
-                "remoteIP": ip,
-                "action": action,
-                "params": params,
-                "duration": duration,
-                "error": error,
-            }
-        )
+        if level is not None:
+            log_action(data, level, self.filtered, duration)
         return data
 
     def _fail(self, data: ActionData, error: Any, status: str) -> bool:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import txredisapi
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from ahtwist.backends.redis.link import RedisLink, RedisUnavailable
@@ -154,7 +154,7 @@ class SayQueue:
             self._pump()
 
         def failed(failure: Any) -> None:
-            if failure.check(RedisUnavailable, txredisapi.ConnectionError, TimeoutError, CancelledError):
+            if failure.check(RedisUnavailable, txredisapi.ConnectionError):
                 # the connection is gone: sent again on the next one (came_up)
                 self.held += 1
                 say.answer((0, ""))

@@ -27,6 +27,14 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+#: :func:`dumps`' first try is ``orjson.dumps(value, default=JSON_DEFAULT,
+#: option=COMPACT_OPTION)``: hot paths call it so, without dumps' Python
+#: frame (a ``functools.partial`` with keywords costs more than the frame),
+#: and call :func:`dumps` when it raises TypeError
+COMPACT_OPTION = _COMPACT
+JSON_DEFAULT = _default
+
+
 def _stdlib(value: Any, indent: int | None, default: Any = _default) -> bytes:
     separators = (",", ": ") if indent else (",", ":")
     return json.dumps(

@@ -12,10 +12,11 @@ the client dropped (docs/protocol-socket.md).
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from twisted.logger import Logger
 
 import ahtwist.errors as errors
-from ahtwist.encoding import dumps
+from ahtwist.encoding import COMPACT_OPTION, JSON_DEFAULT, dumps
 from ahtwist.files import FileInfo
 from ahtwist.servers.write import sends_now, write_now
 
@@ -84,7 +85,19 @@ class LineOutput:
                 shared = factory.shared_line = (message, values, dumps(message) + CRLF)
             self._write(shared[2])
         else:
-            self._write(dumps(message) + CRLF)
+            try:
+                body = orjson.dumps(message, default=JSON_DEFAULT, option=COMPACT_OPTION)
+            except TypeError:
+                body = dumps(message)
+            cork = self._cork
+            if cork and self._cork_bytes + len(body) < CORK_LIMIT - 2:
+                # behind earlier lines of this read, gathered (so no file is
+                # streaming): the line's two parts, joined with the rest
+                cork.append(body)
+                cork.append(CRLF)
+                self._cork_bytes += len(body) + 2
+            else:
+                self._write(body + CRLF)
 
     def corked(self, handle: Callable[[bytes], None], data: bytes) -> None:
         """``handle(data)`` (one read's lines) with the lines written

@@ -72,8 +72,8 @@ class LineLogObserver:
         self.json = json
         self.clock = clock
         self.flush_interval = flush_interval
-        #: lines, and the parts of RENDERED lines (made when written)
-        self._buffer: list[Any] = []
+        #: the lines not written yet
+        self._buffer: list[str] = []
         self._pending = None
         self._second = 0.0
         self._next_second = 0.0
@@ -87,16 +87,16 @@ class LineLogObserver:
         if immediate is None:
             return
         if event.get("log_format") is RENDERED and not self.json:
-            # the text is final: the line is made when the buffer is written
-            line: Any = (event["log_time"], event["log_namespace"], level, event["text"])
+            # the text is final: only the time and system go before it
+            line = self._rendered(event["log_time"], event["log_namespace"], level, event["text"])
         else:
             line = self._json(event) if self.json else self._text(event, level)
             if line is None:
                 return
         self._add(line, immediate)
 
-    def _add(self, line: Any, immediate: bool) -> None:
-        """Buffer a line (or a RENDERED line's parts); write now or soon."""
+    def _add(self, line: str, immediate: bool) -> None:
+        """Buffer a line; write now or soon."""
         buffer = self._buffer
         buffer.append(line)
         if immediate or len(buffer) > 512 or self._pending is None:
@@ -130,6 +130,14 @@ class LineLogObserver:
         if failure is not None:
             text = f"{text}\n{failure.getTraceback()}"
         return self._line(event, level, text) if text else None
+
+    def _rendered(self, when: float, namespace: str, level: LogLevel, text: str) -> str:
+        """The line of a RENDERED event (as :meth:`_line` makes it)."""
+        if self._second <= when < self._next_second and "\n" not in text:
+            head = self._heads.get((namespace, level))
+            if head is not None:
+                return f"{head}{text}\n"
+        return self._line({"log_time": when, "log_namespace": namespace}, level, text)
 
     def _line(self, event: dict[str, Any], level: LogLevel, text: str) -> str:
         """``<time> [<system>] <text>``: the system is ``<namespace>#<level>``
@@ -188,23 +196,7 @@ class LineLogObserver:
         buffer = self._buffer
         if not buffer:
             return
-        parts: list[str] = []
-        add = parts.append
-        heads = self._heads
-        for item in buffer:
-            if type(item) is str:
-                add(item)
-                continue
-            # a RENDERED line: (time, namespace, level, text), made as _line makes it, without the calls
-            when, namespace, level, text = item
-            if not self._second <= when < self._next_second:
-                self._time(when)
-            head = heads.get((namespace, level))
-            if head is None or "\n" in text:
-                add(self._line({"log_time": when, "log_namespace": namespace}, level, text))
-            else:
-                add(f"{head}{text}\n")
-        data = "".join(parts)
+        data = "".join(buffer)
         buffer.clear()
         try:
             self.out.write(data)
@@ -225,8 +217,9 @@ def emit_rendered(observers: list[Any], level: LogLevel, namespace: str, text: s
     the only one in ``observers`` (a :class:`~twisted.logger.LogPublisher`'s
     list) -- nobody else would see the event -- and say True; False when any
     other observer listens (JSON, twistd's, a test's): the emitter then
-    builds and sends the event.  The line is buffered as the event's would
-    be (``_add``'s steps, without the calls: this runs once per action)."""
+    builds and sends the event.  The line is made and buffered as the
+    event's would be (``__call__``'s steps, without the calls: this runs
+    once per action)."""
     if len(observers) != 1:
         return False
     observer = observers[0]
@@ -234,8 +227,15 @@ def emit_rendered(observers: list[Any], level: LogLevel, namespace: str, text: s
         return False
     immediate = observer._accepted.get(level)
     if immediate is not None:
+        when = time.time()
+        head = None
+        if observer._second <= when < observer._next_second and "\n" not in text:
+            head = observer._heads.get((namespace, level))
         buffer = observer._buffer
-        buffer.append((time.time(), namespace, level, text))
+        if head is not None:
+            buffer.append(f"{head}{text}\n")
+        else:
+            buffer.append(observer._rendered(when, namespace, level, text))
         if immediate or len(buffer) > 512 or observer._pending is None:
             observer._settle(immediate)
     return True

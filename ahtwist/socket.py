@@ -33,7 +33,7 @@ from ahtwist.actions.processor import ActionData
 from ahtwist.connection import EMPTY, Connection, ConnectionRaw, IConnectionTransport, new_id
 from ahtwist.encoding import NestedTooDeep, dumps, loads
 from ahtwist.errors import ConnectionRefused
-from ahtwist.limits import RATE_LIMITED, over_rate
+from ahtwist.limits import RATE_LIMITED
 from ahtwist.line_output import CRLF, INPUT_PAUSE_BACKLOG, LineOutput
 from ahtwist.node import SOCKET_REQUESTS, Node
 from ahtwist.servers.base import Server
@@ -121,7 +121,8 @@ class SocketServer(Server):
         self.stats.increment(SOCKET_REQUESTS)
         words = line.split(" ")
         verb = words[0]
-        if over_rate(connection):
+        bucket = connection.bucket  # limits.over_rate, without the call (once per line)
+        if bucket is not None and not bucket.take():
             self.stats.increment(RATE_LIMITED)
             self.send_reply(connection, replies.verb_reply(errors.TOO_FAST, None, count, new_id()))
         elif verb == "file":
@@ -145,7 +146,8 @@ class SocketServer(Server):
         """A JSON object request, or the first word as the action name
         (docs/protocol-socket.md, 'Actions'); the action works on a copy of the sticky params."""
         request = None
-        if line[0] == "{" or line.lstrip(_JSON_SPACE)[:1] == "{":
+        first = line[0]
+        if first == "{" or (first in _JSON_SPACE and line.lstrip(_JSON_SPACE)[:1] == "{"):
             try:
                 request = loads(line)
             except NestedTooDeep:
@@ -193,10 +195,12 @@ class SocketServer(Server):
             self._render_action(result, connection)
 
     def _render_action(self, data: ActionData, connection: Connection) -> None:
-        if data.to_render:
+        transport = connection.transport
+        # (connection.send_message's test, without its call: once per action)
+        if data.to_render and transport is not None and not connection.destroyed:
             response = replies.stamp(data.response, data.message_count, data.message_id)
             try:
-                connection.send_message(response)
+                transport.send_message(response)
             except Exception:
                 self._render_failed(Failure(), connection, data.message_id, data.message_count)
         if self.draining and connection.pending_actions == 0:

@@ -12,6 +12,7 @@ from collections.abc import Awaitable
 from inspect import isawaitable
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.logger import Logger, LogLevel
 
@@ -23,7 +24,7 @@ from ahtwist.actions.inputs import InputValidator
 from ahtwist.actions.registry import ActionPlan, ActionRegistry
 from ahtwist.config import General
 from ahtwist.counters import FAST_MS, ActionCounts
-from ahtwist.encoding import dumps
+from ahtwist.encoding import COMPACT_OPTION, dumps
 from ahtwist.errors import ActionError
 from ahtwist.logs import RENDERED, emit_rendered
 
@@ -94,7 +95,10 @@ def log_action(data: ActionData, level: Any, filtered: Any, duration: int) -> No
     ip = connection.remote_ip
     action = data.action
     error = data.error
-    shown = _log_json(params)
+    try:  # _log_json's first try, without its Python calls (once per action)
+        shown = orjson.dumps(params, default=str, option=COMPACT_OPTION).decode("utf-8", "replace")
+    except TypeError:
+        shown = _log_json(params)
     # The line is rendered once, here (str.format on the event would parse
     # the format and convert each field again), and sent as a "{text}"
     # event (RENDERED: ahtwist's observer adds time and system when it

@@ -76,6 +76,13 @@ def _log_json(value: Any) -> str:
     return dumps(value, default=str).decode("utf-8", "replace")
 
 
+#: action name -> (apiVersion, the log's JSON of exactly ``{"action": name,
+#: "apiVersion": apiVersion}``), checked by identity of the version; at
+#: most MAX_BARE_PARAMS_JSON names (clients choose them)
+_BARE_PARAMS_JSON: dict[str, tuple[Any, str]] = {}
+MAX_BARE_PARAMS_JSON = 1024
+
+
 def _forget(result: Any, waiting: set[Any], deferred: Any) -> Any:
     waiting.discard(deferred)
     return result
@@ -95,14 +102,29 @@ def log_action(data: ActionData, level: Any, filtered: Any, duration: int) -> No
     ip = connection.remote_ip
     action = data.action
     error = data.error
-    try:  # _log_json's first try, without its Python calls (once per action)
-        shown = orjson.dumps(params, default=str, option=COMPACT_OPTION).decode("utf-8", "replace")
-    except TypeError:
-        shown = _log_json(params)
+    # most requests' params are {"action": <a str>, "apiVersion": <the
+    # version>}: their JSON is encoded once per action (and version object)
+    name = params.get("action")
+    bare = len(params) == 2 and type(name) is str and "apiVersion" in params
+    if bare:
+        for first in params:
+            bare = first == "action"
+            break
+    version = params.get("apiVersion")
+    cached = _BARE_PARAMS_JSON.get(name) if bare else None
+    if cached is not None and cached[0] is version:  # the same object: the same JSON
+        shown = cached[1]
+    else:
+        try:  # _log_json's first try, without its Python calls
+            shown = orjson.dumps(params, default=str, option=COMPACT_OPTION).decode("utf-8", "replace")
+        except TypeError:
+            shown = _log_json(params)
+        if bare and len(_BARE_PARAMS_JSON) < MAX_BARE_PARAMS_JSON:
+            _BARE_PARAMS_JSON[name] = (version, shown)
     # The line is rendered once, here (str.format on the event would parse
     # the format and convert each field again), and sent as a "{text}"
-    # event (RENDERED: ahtwist's observer adds time and system when it
-    # writes its buffer) with the structured fields beside it for JSON
+    # event (RENDERED: ahtwist's observer only puts time and system before
+    # it) with the structured fields beside it for JSON
     # observers.  The event is what Logger.emit would build, handed
     # straight to the observer: emit() re-validates the level on every call.
     text = (

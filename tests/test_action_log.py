@@ -117,3 +117,48 @@ def test_a_sole_text_observer_gets_the_same_lines_without_the_event():
         'params={"action":"cacheTest","key":"k","apiVersion":1} duration=0 '
         'error="value is a required parameter for this action"\n'
     )
+
+
+def test_params_json_of_each_shape_whatever_was_logged_before():
+    """The JSON of bare {action, apiVersion} params is remembered per action:
+    other shapes, key orders and values are each encoded as they are."""
+    from ahtwist.actions.data import ActionData
+    from ahtwist.actions.processor import _log_json, log_action
+
+    connection = Connection("socket", "10.1.2.3", 1, 0)
+    shapes = [
+        {"action": "randomNumber", "apiVersion": 1},
+        {"action": "randomNumber", "apiVersion": 1},
+        {"apiVersion": 1, "action": "randomNumber"},
+        {"action": "randomNumber", "other": 1},
+        {"action": "randomNumber", "more": 2},
+        {"action": "randomNumber", "apiVersion": 1.0},
+        {"action": "randomNumber", "apiVersion": True},
+        {"action": "randomNumber", "apiVersion": 2},
+        {"action": "randomNumber", "apiVersion": 1},
+        {"action": 1, "apiVersion": 1},
+        {"action": True, "apiVersion": 1},
+    ]
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        for params in shapes:
+            data = ActionData(None, connection, params, "m", 1)
+            log_action(data, LogLevel.info, frozenset(), 0)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    shown = [re.search(r" params=(.*) duration=", e["text"]).group(1) for e in events]
+    assert shown == [
+        '{"action":"randomNumber","apiVersion":1}',
+        '{"action":"randomNumber","apiVersion":1}',
+        '{"apiVersion":1,"action":"randomNumber"}',
+        '{"action":"randomNumber","other":1}',
+        '{"action":"randomNumber","more":2}',
+        '{"action":"randomNumber","apiVersion":1.0}',
+        '{"action":"randomNumber","apiVersion":true}',
+        '{"action":"randomNumber","apiVersion":2}',
+        '{"action":"randomNumber","apiVersion":1}',
+        '{"action":1,"apiVersion":1}',
+        '{"action":true,"apiVersion":1}',
+    ]
+    assert shown == [_log_json(p) for p in shapes]

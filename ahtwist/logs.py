@@ -88,12 +88,11 @@ class LineLogObserver:
             return
         if event.get("log_format") is RENDERED and not self.json:
             # the text is final: only the time and system go before it
-            line = self._rendered(event["log_time"], event["log_namespace"], level, event["text"])
-        else:
-            line = self._json(event) if self.json else self._text(event, level)
-            if line is None:
-                return
-        self._add(line, immediate)
+            self._add(self._rendered(event["log_time"], event["log_namespace"], level, event["text"]), immediate)
+            return
+        line = self._json(event) if self.json else self._text(event, level)
+        if line is not None:
+            self._add(line, immediate)
 
     def _add(self, line: str, immediate: bool) -> None:
         """Buffer a line; write now or soon."""

@@ -104,7 +104,7 @@ def log_action(data: ActionData, level: Any, filtered: Any, duration: int) -> No
     error = data.error
     # most requests' params are {"action": <a str>, "apiVersion": <the
     # version>}: their JSON is encoded once per action (and version object)
-    name = params.get("action")
+    name: Any = params.get("action")
     bare = len(params) == 2 and type(name) is str and "apiVersion" in params
     if bare:
         for first in params:
@@ -318,7 +318,11 @@ class ActionProcessor:
         connection = data.connection
         params = data.params
         version = params.get("apiVersion")
-        plan = self.registry.resolve(data.action, version)
+        name = data.action
+        # registry.resolve's answer when it gave it before, without the call
+        plan = self.registry.latest_plans.get(name) if version is None and type(name) is str else None
+        if plan is None:
+            plan = self.registry.resolve(name, version)
         template = data.action_template = None if plan is None else plan.action
         if self.stopping:
             return self._fail(data, errors.SHUTTING_DOWN, SHUTTING_DOWN)

@@ -61,6 +61,9 @@ class ActionRegistry:
         self.extra_post_variables: set[str] = set()
         self._chains: dict[int, list[ActionMiddleware]] = {}
         self._plans: dict[int, ActionPlan] = {}
+        #: name -> the plan of its highest version, filled by :meth:`resolve`
+        #: (read by the processor without the call); emptied with the plans
+        self.latest_plans: dict[str, ActionPlan] = {}
 
     # --- actions -----------------------------------------------------------
 
@@ -109,6 +112,7 @@ class ActionRegistry:
     def _reindex(self) -> None:
         self._chains = {}
         self._plans = {}
+        self.latest_plans = {}
         self.latest = {
             name: versions[max(versions)] for name, versions in self.versions.items() if versions
         }
@@ -146,6 +150,7 @@ class ActionRegistry:
         )
         self._chains = {}
         self._plans = {}
+        self.latest_plans = {}
 
     def middleware_for(self, action: Action) -> list[ActionMiddleware]:
         """Global middleware by priority, then the action's own in list order
@@ -162,11 +167,16 @@ class ActionRegistry:
 
     def resolve(self, name: Any, version: Any = None) -> ActionPlan | None:
         """The plan of :meth:`get`'s action (None: no such action)."""
-        action = self.latest.get(name) if version is None and type(name) is str else self.get(name, version)
+        latest = version is None and type(name) is str
+        action = self.latest.get(name) if latest else self.get(name, version)
         if action is None:
             return None
         plan = self._plans.get(id(action))
-        return plan if plan is not None else self.plan(action)
+        if plan is None:
+            plan = self.plan(action)
+        if latest:
+            self.latest_plans[name] = plan
+        return plan
 
     def plan(self, action: Action) -> ActionPlan:
         """The action's :class:`ActionPlan` (made once per action, again after

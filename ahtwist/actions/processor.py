@@ -300,9 +300,7 @@ class ActionProcessor:
         return False
 
     def _unexpected(self, exc: BaseException) -> str:
-        if self.expose_errors:
-            return str(exc) or type(exc).__name__
-        return errors.INTERNAL_ERROR
+        return (str(exc) or type(exc).__name__) if self.expose_errors else errors.INTERNAL_ERROR
 
     # --- the steps ----------------------------------------------------------
     #
@@ -318,11 +316,9 @@ class ActionProcessor:
         connection = data.connection
         params = data.params
         version = params.get("apiVersion")
-        name = data.action
-        # registry.resolve's answer when it gave it before, without the call
+        name = data.action  # the plan registry.resolve gave before, without the call:
         plan = self.registry.latest_plans.get(name) if version is None and type(name) is str else None
-        if plan is None:
-            plan = self.registry.resolve(name, version)
+        plan = plan or self.registry.resolve(name, version)
         template = data.action_template = None if plan is None else plan.action
         if self.stopping:
             return self._fail(data, errors.SHUTTING_DOWN, SHUTTING_DOWN)

@@ -30,9 +30,10 @@ from zope.interface import implementer
 import ahtwist.errors as errors
 import ahtwist.replies as replies
 from ahtwist.actions.processor import ActionData
-from ahtwist.connection import EMPTY, Connection, ConnectionRaw, IConnectionTransport, new_id
+from ahtwist.connection import EMPTY, Connection, ConnectionRaw, IConnectionTransport
 from ahtwist.encoding import NestedTooDeep, dumps, loads
 from ahtwist.errors import ConnectionRefused
+from ahtwist.ids import new_id
 from ahtwist.limits import RATE_LIMITED, over_rate
 from ahtwist.line_output import CRLF, INPUT_PAUSE_BACKLOG, LineOutput
 from ahtwist.node import SOCKET_REQUESTS, Node

@@ -34,8 +34,9 @@ from twisted.python.failure import Failure
 import ahtwist.errors as errors
 import ahtwist.replies as replies
 from ahtwist.actions.data import ActionData
-from ahtwist.connection import Connection, ConnectionRaw, canonical_type, new_id
+from ahtwist.connection import Connection, ConnectionRaw, canonical_type
 from ahtwist.files import FileInfo
+from ahtwist.ids import new_id
 from ahtwist.limits import RATE_LIMITED, over_rate
 from ahtwist.verbs import COMMON_VERBS, NO_REPLY, NO_SINCE, UnknownVerb, VerbError, Verbs, say_text
 from ahtwist.workers import server_endpoint

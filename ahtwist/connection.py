@@ -76,6 +76,11 @@ class ConnectionRaw:
         return peer_certificate(self.transport)
 
 
+#: ``connection.raw`` of every client with no handshake and no TLS (socket
+#: clients over TCP or a unix socket): one immutable object shared by all
+NO_HANDSHAKE = ConnectionRaw(EMPTY, EMPTY, EMPTY)
+
+
 class IConnectionTransport(Interface):
     """What a transport does for the core (one provider per connection)."""
 
@@ -93,7 +98,7 @@ class IConnection(Interface):
     id = Attribute("unique id")
     type = Attribute("'web', 'websocket' or 'socket'")
     fingerprint = Attribute("stable client id (web cookie) or the id")
-    rooms = Attribute("joined rooms, in join order (a Membership)")
+    rooms = Attribute("joined rooms, in join order (a Membership; read-only: join through node.rooms)")
     params = Attribute("params (sticky on the socket)")
 
     def send_message(message: dict[str, Any]) -> None:
@@ -139,6 +144,24 @@ class Membership(dict[str, None]):
         return f"Membership({list(self)!r})"
 
 
+class _NoRooms(Membership):
+    """The rooms of a connection that is in none: one empty Membership shared
+    by all of them, so it refuses changes (rooms are joined through
+    ``node.rooms``, which gives the connection a Membership of its own)."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("join and leave rooms through node.rooms")
+
+    __setitem__ = __delitem__ = _refuse
+    add = discard = setdefault = update = pop = popitem = clear = __ior__ = _refuse  # type: ignore[assignment]
+
+
+#: ``connection.rooms`` while the connection is in no room
+NO_ROOMS: Membership = _NoRooms()
+
+
 @implementer(IConnection)
 class Connection:
     """One client of any transport (docs/python-api.md, 'Connections')."""
@@ -149,7 +172,7 @@ class Connection:
         "remote_ip",
         "remote_port",
         "fingerprint",
-        "params",
+        "_params",
         "rooms",
         "pending_actions",
         "total_actions",
@@ -184,8 +207,11 @@ class Connection:
         self.remote_ip = remote_ip
         self.remote_port = remote_port
         self.fingerprint = fingerprint or self.id
-        self.params: dict[str, Any] = {}
-        self.rooms = Membership()
+        #: the params, made at the first use (:attr:`params`): a transport's hot
+        #: path may read this directly (None: nothing was ever set)
+        self._params: dict[str, Any] | None = None
+        #: joined rooms: :data:`NO_ROOMS` until the first join (:meth:`joined`)
+        self.rooms: Membership = NO_ROOMS
         self.pending_actions = 0
         self.total_actions = 0
         self.message_count = 0
@@ -205,6 +231,36 @@ class Connection:
         self.destroyed = False
         self.node = node
         self._session: dict[str, Any] | None = None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The connection's params (docs/python-api.md, 'Connections'): an
+        idle connection holds none until something reads or sets them."""
+        params = self._params
+        if params is None:
+            params = self._params = {}
+        return params
+
+    @params.setter
+    def params(self, value: dict[str, Any]) -> None:
+        self._params = value
+
+    def joined(self, room: str) -> None:
+        """Record a join in :attr:`rooms` (the room service calls it)."""
+        rooms = self.rooms
+        if rooms is NO_ROOMS:
+            rooms = self.rooms = Membership()
+        rooms.add(room)
+
+    def left(self, room: str) -> None:
+        """Record a leave in :attr:`rooms`; out of the last room, the
+        connection holds the shared :data:`NO_ROOMS` again."""
+        rooms = self.rooms
+        if room in rooms:
+            if len(rooms) == 1:
+                self.rooms = NO_ROOMS
+            else:
+                rooms.discard(room)
 
     @property
     def session(self) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from zope.interface import implementer
 import ahtwist.errors as errors
 import ahtwist.replies as replies
 from ahtwist.actions.processor import ActionData
-from ahtwist.connection import EMPTY, Connection, ConnectionRaw, IConnectionTransport
+from ahtwist.connection import EMPTY, NO_HANDSHAKE, Connection, ConnectionRaw, IConnectionTransport
 from ahtwist.encoding import NestedTooDeep, dumps, loads
 from ahtwist.errors import ConnectionRefused
 from ahtwist.ids import new_id
@@ -167,17 +167,21 @@ class SocketServer(Server):
             if type(request_params) is dict:
                 sticky = dict(request_params)
                 sticky.pop("messageId", None)  # never sticky
-                connection.params = sticky
+                connection._params = sticky
             else:
                 request_params = None
+                sticky = connection.params
             if "action" in request:
-                connection.params["action"] = request["action"]
+                sticky["action"] = request["action"]
             message_id = request.get("messageId")
             if message_id is None and request_params is not None:
                 message_id = request_params.get("messageId")
         else:
-            connection.params["action"] = verb
-        params = dict(connection.params)
+            if connection._params is None:  # nothing set yet (Connection.params)
+                connection._params = {}
+            sticky = connection._params
+            sticky["action"] = verb
+        params = dict(sticky)
         if request_params is not None and "messageId" in request_params:
             params["messageId"] = request_params["messageId"]
         if message_id is None:
@@ -269,7 +273,7 @@ class SocketProtocol(LineOutput, Protocol):
         factory = self.factory
         transport = self.transport
         ip, port = peer_address(transport.getPeer())
-        raw = ConnectionRaw(EMPTY, EMPTY, EMPTY, is_secure(transport), transport)
+        raw = ConnectionRaw(EMPTY, EMPTY, EMPTY, True, transport) if is_secure(transport) else NO_HANDSHAKE
         server = self.server
         connection = server.new_connection(self, ip, port, raw)
         self.connection = connection

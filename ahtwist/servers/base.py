@@ -288,8 +288,8 @@ class Server(MultiService):
         connection.message_count += 1
         count = connection.message_count
         self.stats.increment(self.requests_counter)
-        if connection.params:
-            connection.params = {}
+        if connection._params:  # not sticky (None: never set; see Connection.params)
+            connection._params = None
         if isinstance(message, dict):
             message_id = message.get("messageId")
             event = message.get("event")

@@ -14,8 +14,9 @@ Three pieces, one job each:
   ``data``/``context``/``messageCount``/``messageId``).  It talks to the client
   only through the :class:`~ahtwist.connection.Connection`.
 * :class:`SocketFactory` -- builds protocols on every ``--socket`` endpoint
-  (``tcp:``, ``ssl:``, ``unix:``, ``systemd:``) and knows the live ones, so a
-  stop can drain them (:meth:`SocketFactory.drain`).
+  (``tcp:``, ``ssl:``, ``unix:``, ``systemd:``) and drains the live ones
+  (the server's ``connections``, from the first byte) on a stop
+  (:meth:`SocketFactory.drain`).
 """
 
 from typing import Any
@@ -277,7 +278,9 @@ class SocketProtocol(LineOutput, Protocol):
         server = self.server
         connection = server.new_connection(self, ip, port, raw)
         self.connection = connection
-        factory.protocols.add(self)
+        # the server's registry holds it from now (while middleware decides
+        # too) until connectionLost: what a stop drains
+        server.connections[connection] = None
         if factory.keep_alive and hasattr(transport, "setTcpKeepAlive"):
             transport.setTcpKeepAlive(1)
         no_delay(transport)
@@ -331,12 +334,12 @@ class SocketProtocol(LineOutput, Protocol):
         self._held = None
         self._stop_file()
         self._partial = None
-        self.factory.forget(self)
         connection: Connection | None = getattr(self, "connection", None)  # None: never made
         if connection is not None:
             self.server.disconnected(connection).addErrback(
                 lambda f: log.failure("destroying socket connection {id}", f, id=connection.id)
             )
+        self.factory.gone()
 
     # --- input -----------------------------------------------------------------
 
@@ -523,7 +526,6 @@ class SocketFactory(ServerFactory):
         #: the idle deadlines of every connection (one reactor call per second with any due)
         self.idle = Deadlines(self.clock, SocketProtocol._check_idle)
         self.keep_alive = config.setKeepAlive
-        self.protocols: set[SocketProtocol] = set()
         self._drained: Deferred[None] | None = None
         #: (payload, its values, its line) of the latest chat delivery
         self.shared_line: tuple[dict[str, Any], tuple[Any, ...], bytes] | None = None
@@ -531,9 +533,9 @@ class SocketFactory(ServerFactory):
     def buildProtocol(self, addr: Any) -> SocketProtocol:
         return SocketProtocol(self)
 
-    def forget(self, protocol: SocketProtocol) -> None:
-        self.protocols.discard(protocol)
-        if not self.protocols and self._drained is not None and not self._drained.called:
+    def gone(self) -> None:
+        """A client went: the drain is done when it was the last one."""
+        if not self.server.connections and self._drained is not None and not self._drained.called:
             self._drained.callback(None)
 
     # --- stop ------------------------------------------------------------------
@@ -543,7 +545,8 @@ class SocketFactory(ServerFactory):
         rechecked every second (and closed as soon as their last action
         answers); whatever is open ``limit`` seconds after the start is
         aborted.  Fires once every connection is gone."""
-        self.server.draining = True
+        server = self.server
+        server.draining = True
         self._drained = done = Deferred[None]()
         clock = self.clock
         deadline = clock.seconds() + limit
@@ -554,12 +557,13 @@ class SocketFactory(ServerFactory):
             if done.called:
                 return
             overdue = clock.seconds() >= deadline
-            for protocol in list(self.protocols):
+            for connection in list(server.connections):
+                protocol = connection.transport
                 if overdue:
                     protocol.abort()
-                elif protocol.connection.pending_actions == 0:
+                elif connection.pending_actions == 0:
                     protocol.close()
-            if not self.protocols:
+            if not server.connections:
                 if not done.called:
                     done.callback(None)
             elif overdue:
@@ -570,7 +574,7 @@ class SocketFactory(ServerFactory):
 
         def _give_up() -> None:
             if not done.called:
-                log.warn("{n} socket connections did not close", n=len(self.protocols))
+                log.warn("{n} socket connections did not close", n=len(server.connections))
                 done.callback(None)
 
         def cancel_timers(result: Any) -> Any:

@@ -155,8 +155,9 @@ class Server(MultiService):
         self.verbs = Verbs(node)
         #: stats counter of the messages this server received
         self.requests_counter = f"{canonical_type(self.type)}:requests"
-        #: this server's open connections (transports keep theirs too)
-        self.connections: set[Connection] = set()
+        #: this server's open connections (a dict used as an ordered set: an
+        #: entry costs about half a set's, and a server may hold 10,000s)
+        self.connections: dict[Connection, None] = {}
         self._listeners_added = False
 
     def _add_listeners(self) -> None:
@@ -197,7 +198,7 @@ class Server(MultiService):
         """Say goodbye to every connection once its pending actions are done
         (at most ``limit`` seconds), then forget the rest."""
 
-        told: set[Connection] = set()
+        told: set[Connection] = set()  # only while a stop drains
 
         def idle_ones_go() -> bool:
             for connection in list(self.connections):
@@ -264,7 +265,7 @@ class Server(MultiService):
     def _accepted(self, connection: Connection, greet: bool = True) -> Connection:
         if connection.destroyed:
             return connection
-        self.connections.add(connection)
+        self.connections[connection] = None
         if self.logs_connections:
             log.info(
                 "{type} connection {id} from {ip}", type=connection.type, id=connection.id, ip=connection.remote_ip
@@ -276,7 +277,7 @@ class Server(MultiService):
     def disconnected(self, connection: Connection) -> Deferred[None]:
         """The client is gone: leave rooms, run destroy middleware, forget it."""
         if connection in self.connections:
-            self.connections.discard(connection)
+            del self.connections[connection]
             if self.logs_connections:
                 log.info("{type} connection {id} closed", type=connection.type, id=connection.id)
         return self.node.destroy_connection(connection)

@@ -260,7 +260,11 @@ class SocketProtocol(LineOutput, Protocol):
     _discarding = False
     _discard_tail = b""
     _close_call: Any = None
-    _last_seen = 0.0
+    #: when input last came (None: never; a client silent since it was
+    #: accepted holds no time of its own)
+    _last_seen: float | None = None
+    #: its idle deadline (:class:`~ahtwist.timers.Deadlines`)
+    deadline_bucket: Any = None
     #: connection middleware is still deciding (input is not read meanwhile)
     _waiting = False
 
@@ -301,8 +305,9 @@ class SocketProtocol(LineOutput, Protocol):
         write_now(self.transport, WELCOME_LINE)
         factory = self.factory
         if factory.idle_timeout > 0:
-            self._last_seen = now = factory.clock.seconds()
-            factory.idle.watch(self, now + factory.idle_timeout)
+            # the first check closes a client that said nothing since
+            # (_last_seen is older than this deadline, or None)
+            factory.idle.watch(self, factory.clock.seconds() + factory.idle_timeout)
         if self._waiting:
             self._waiting = False
             held, self._held = self._held, None
@@ -454,7 +459,9 @@ class SocketProtocol(LineOutput, Protocol):
         if self._closing:
             return
         factory = self.factory
-        due = self._last_seen + factory.idle_timeout
+        last = self._last_seen
+        # None: silent since the accept, and this is the accept's deadline
+        due = 0.0 if last is None else last + factory.idle_timeout
         if factory.clock.seconds() >= due:
             log.info("closing idle socket client {id}", id=self.connection.id)
             self.close()

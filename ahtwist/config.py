@@ -225,6 +225,7 @@ class RedisConfig:
     url: str = _setting("", "str")
     reconnectMaxDelay: int = _setting(5, "posint")
     subscriptionTimeout: int = _setting(3, "posint")
+    commandTimeout: int = _setting(5, "posint")
 
 
 @attrs.frozen

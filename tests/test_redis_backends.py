@@ -55,14 +55,15 @@ class Node:
     """
 
     def __init__(self, url: str, node_id: str, token: str = "secret", rpc_timeout_ms: int = 300,
-                 starting_rooms: tuple[str, ...] = ("defaultRoom",), announce: bool = True) -> None:
+                 starting_rooms: tuple[str, ...] = ("defaultRoom",), announce: bool = True,
+                 redis_settings: str = "") -> None:
         from ahtwist.backends.redis import ClusterService
 
         rooms = ", ".join(f'"{room}"' for room in starting_rooms)
         config = config_from(
             f'[general]\nid = "{node_id}"\nserverToken = "{token}"\nchannel = "test"\n'
             f"rpcTimeout = {rpc_timeout_ms}\nstartingChatRooms = [{rooms}]\n"
-            f'[redis]\nurl = "{url}"\nreconnectMaxDelay = 1\n'
+            f'[redis]\nurl = "{url}"\nreconnectMaxDelay = 1\n{redis_settings}'
         )
         self.cluster = cluster = ClusterService(config, reactor)
         if not announce:
@@ -620,8 +621,8 @@ class RedisBacklogTests(TestCase):
 
     timeout = 90
 
-    async def node_on(self, url: str, node_id: str) -> Node:
-        node = Node(url, node_id)
+    async def node_on(self, url: str, node_id: str, **kw) -> Node:
+        node = Node(url, node_id, **kw)
         self.addCleanup(node.link.stop)
         self.addCleanup(node.bus.stop)
         return await node.start()
@@ -676,8 +677,8 @@ class RedisBacklogTests(TestCase):
         server = RedisServer().start()
         self.addCleanup(server.stop)
         lines = capture_log(self)
-        a = await self.node_on(server.url, "a")
-        a.link.command_timeout = 2.0
+        a = await self.node_on(server.url, "a", redis_settings="commandTimeout = 2\n")
+        self.assertEqual(a.link.command_timeout, 2)
         epoch = await a.history.create("r")
         busy = [a.link.execute("EVAL", BUSY_150_MS, 0, "x" * 20000) for _ in range(40)]
         said = a.history.publish_say("r", {"message": "after the backlog"})
@@ -693,10 +694,9 @@ class RedisBacklogTests(TestCase):
         server = RedisServer().start()
         self.addCleanup(server.stop)
         lines = capture_log(self)
-        a = await self.node_on(server.url, "a")
-        a.link.command_timeout = 1.0
-        a.link.subscription_timeout = 1.0
-        a.link.watch.start()  # at the new period
+        a = await self.node_on(
+            server.url, "a", redis_settings="commandTimeout = 1\nsubscriptionTimeout = 1\n"
+        )
         epoch = await a.history.create("r")
         os.kill(server.process.pid, signal.SIGSTOP)
         self.addCleanup(os.kill, server.process.pid, signal.SIGCONT)

@@ -50,6 +50,7 @@ class ClusterService(Service):
             general.channel,
             config.redis.reconnectMaxDelay,
             subscription_timeout=config.redis.subscriptionTimeout,
+            command_timeout=config.redis.commandTimeout,
         )
         prefix = general.channel
         self.server_token = general.serverToken

@@ -34,7 +34,8 @@ T = TypeVar("T")
 #: seconds a TCP (and TLS) connect may take
 CONNECT_TIMEOUT = 5.0
 #: seconds a connection with commands waiting may go without receiving any
-#: reply before it counts as dead and is dropped (RedisLink's docstring)
+#: reply before it counts as dead and is dropped (redis.commandTimeout;
+#: RedisLink's docstring)
 COMMAND_TIMEOUT = 5.0
 #: first reconnection delay (s); doubled per failed attempt up to redis.reconnectMaxDelay
 FIRST_RETRY_DELAY = 0.5

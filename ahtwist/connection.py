@@ -6,13 +6,13 @@ core pushes through.  Rooms, actions and middleware only ever see the
 :class:`Connection`; they never know which transport is behind it.
 """
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 from zope.interface import Attribute, Interface, implementer
 
+from ahtwist.ids import new_id
 from ahtwist.servers.peer import peer_certificate
 
 
@@ -76,6 +76,11 @@ class ConnectionRaw:
         return peer_certificate(self.transport)
 
 
+#: ``connection.raw`` of every client with no handshake and no TLS (socket
+#: clients over TCP or a unix socket): one immutable object shared by all
+NO_HANDSHAKE = ConnectionRaw(EMPTY, EMPTY, EMPTY)
+
+
 class IConnectionTransport(Interface):
     """What a transport does for the core (one provider per connection)."""
 
@@ -93,7 +98,7 @@ class IConnection(Interface):
     id = Attribute("unique id")
     type = Attribute("'web', 'websocket' or 'socket'")
     fingerprint = Attribute("stable client id (web cookie) or the id")
-    rooms = Attribute("joined rooms, in join order (a Membership)")
+    rooms = Attribute("joined rooms, in join order (a Membership; read-only: join through node.rooms)")
     params = Attribute("params (sticky on the socket)")
 
     def send_message(message: dict[str, Any]) -> None:
@@ -104,76 +109,6 @@ class IConnection(Interface):
 
     def destroy() -> None:
         """Close the connection from the server side."""
-
-
-class _RandomPool:
-    """Bytes from ``os.urandom`` fetched a page at a time: one system call per
-    few hundred draws instead of one per draw.  A forked child (``--workers``)
-    starts with an empty pool, so no two processes hand out the same bytes."""
-
-    PAGE = 4096
-
-    def __init__(self) -> None:
-        self.buffer = b""
-        self.used = 0
-
-    def take(self, n: int) -> bytes:
-        used = self.used
-        if used + n > len(self.buffer):
-            self.buffer, used = os.urandom(self.PAGE), 0
-        self.used = used + n
-        return self.buffer[used : used + n]
-
-    def reset(self) -> None:
-        self.buffer, self.used = b"", 0
-
-
-_pool = _RandomPool()
-#: ``random_bytes(n)``: n bytes from the operating system's CSPRNG
-random_bytes = _pool.take
-
-# new_id's batch: 256 uuids made from one page of random bytes with a few
-# C-level slice copies, instead of a bytearray, a hex string and five slices
-# in Python per id (a socket or websocket action without a messageId needs one)
-_UUIDS_PER_BATCH = _RandomPool.PAGE // 16
-#: byte -> the byte with the version nibble 4 / the RFC 4122 variant bits
-_VERSION_4 = bytes((b & 0x0F) | 0x40 for b in range(256))
-_VARIANT = bytes((b & 0x3F) | 0x80 for b in range(256))
-#: 36 characters and a space per id; the x's are overwritten with hex digits
-_TEMPLATE = b"xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx " * _UUIDS_PER_BATCH
-#: (offset in the template's 37, offset in the id's 32 hex digits) of every digit
-_DIGITS = tuple((j + (j >= 8) + (j >= 12) + (j >= 16) + (j >= 20), j) for j in range(32))
-_ids: list[str] = []
-
-
-def _new_ids() -> list[str]:
-    """A batch of fresh uuids (each as ``new_id`` returns it)."""
-    raw = bytearray(os.urandom(_RandomPool.PAGE))
-    raw[6::16] = raw[6::16].translate(_VERSION_4)
-    raw[8::16] = raw[8::16].translate(_VARIANT)
-    digits = raw.hex().encode("ascii")
-    out = bytearray(_TEMPLATE)
-    for to, at in _DIGITS:
-        out[to::37] = digits[at::32]
-    return out.decode("ascii").split()
-
-
-def new_id() -> str:
-    """A fresh lowercase RFC 4122 v4 uuid (as ``str(uuid.uuid4())``, faster:
-    made a batch at a time)."""
-    if not _ids:
-        _ids.extend(_new_ids())
-    return _ids.pop()
-
-
-def _reset_after_fork() -> None:
-    """A forked child (``--workers``) starts with nothing of its parent's:
-    no two processes hand out the same bytes or ids."""
-    _pool.reset()
-    _ids.clear()
-
-
-os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 class Membership(dict[str, None]):
@@ -209,6 +144,24 @@ class Membership(dict[str, None]):
         return f"Membership({list(self)!r})"
 
 
+class _NoRooms(Membership):
+    """The rooms of a connection that is in none: one empty Membership shared
+    by all of them, so it refuses changes (rooms are joined through
+    ``node.rooms``, which gives the connection a Membership of its own)."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("join and leave rooms through node.rooms")
+
+    __setitem__ = __delitem__ = _refuse
+    add = discard = setdefault = update = pop = popitem = clear = __ior__ = _refuse  # type: ignore[assignment]
+
+
+#: ``connection.rooms`` while the connection is in no room
+NO_ROOMS: Membership = _NoRooms()
+
+
 @implementer(IConnection)
 class Connection:
     """One client of any transport (docs/python-api.md, 'Connections')."""
@@ -219,7 +172,7 @@ class Connection:
         "remote_ip",
         "remote_port",
         "fingerprint",
-        "params",
+        "_params",
         "rooms",
         "pending_actions",
         "total_actions",
@@ -254,8 +207,11 @@ class Connection:
         self.remote_ip = remote_ip
         self.remote_port = remote_port
         self.fingerprint = fingerprint or self.id
-        self.params: dict[str, Any] = {}
-        self.rooms = Membership()
+        #: the params, made at the first use (:attr:`params`): a transport's hot
+        #: path may read this directly (None: nothing was ever set)
+        self._params: dict[str, Any] | None = None
+        #: joined rooms: :data:`NO_ROOMS` until the first join (:meth:`joined`)
+        self.rooms: Membership = NO_ROOMS
         self.pending_actions = 0
         self.total_actions = 0
         self.message_count = 0
@@ -275,6 +231,36 @@ class Connection:
         self.destroyed = False
         self.node = node
         self._session: dict[str, Any] | None = None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The connection's params (docs/python-api.md, 'Connections'): an
+        idle connection holds none until something reads or sets them."""
+        params = self._params
+        if params is None:
+            params = self._params = {}
+        return params
+
+    @params.setter
+    def params(self, value: dict[str, Any]) -> None:
+        self._params = value
+
+    def joined(self, room: str) -> None:
+        """Record a join in :attr:`rooms` (the room service calls it)."""
+        rooms = self.rooms
+        if rooms is NO_ROOMS:
+            rooms = self.rooms = Membership()
+        rooms.add(room)
+
+    def left(self, room: str) -> None:
+        """Record a leave in :attr:`rooms`; out of the last room, the
+        connection holds the shared :data:`NO_ROOMS` again."""
+        rooms = self.rooms
+        if room in rooms:
+            if len(rooms) == 1:
+                self.rooms = NO_ROOMS
+            else:
+                rooms.discard(room)
 
     @property
     def session(self) -> dict[str, Any]:

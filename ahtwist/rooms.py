@@ -243,7 +243,7 @@ class RoomService:
             raise RoomError(errors.NOT_IN_ROOM.format(room=room))
         record = {"id": connection.id, "joinedAt": self._now_ms(), "host": self.node_id}
         await self.backend.add_member(room, record)
-        connection.rooms.add(room)
+        connection.joined(room)
         self._local.setdefault(room, {})[connection.id] = connection
         if since is None:
             return True
@@ -272,7 +272,7 @@ class RoomService:
         return True
 
     def _forget_local(self, connection: Connection, room: str) -> None:
-        connection.rooms.discard(room)
+        connection.left(room)
         if room in self.resumes.tracked:
             self.resumes.forget(connection.id, room)
         members = self._local.get(room)

@@ -14,8 +14,9 @@ Three pieces, one job each:
   ``data``/``context``/``messageCount``/``messageId``).  It talks to the client
   only through the :class:`~ahtwist.connection.Connection`.
 * :class:`SocketFactory` -- builds protocols on every ``--socket`` endpoint
-  (``tcp:``, ``ssl:``, ``unix:``, ``systemd:``) and knows the live ones, so a
-  stop can drain them (:meth:`SocketFactory.drain`).
+  (``tcp:``, ``ssl:``, ``unix:``, ``systemd:``) and drains the live ones
+  (the server's ``connections``, from the first byte) on a stop
+  (:meth:`SocketFactory.drain`).
 """
 
 from typing import Any
@@ -30,9 +31,10 @@ from zope.interface import implementer
 import ahtwist.errors as errors
 import ahtwist.replies as replies
 from ahtwist.actions.processor import ActionData
-from ahtwist.connection import EMPTY, Connection, ConnectionRaw, IConnectionTransport, new_id
+from ahtwist.connection import EMPTY, NO_HANDSHAKE, Connection, ConnectionRaw, IConnectionTransport
 from ahtwist.encoding import NestedTooDeep, dumps, loads
 from ahtwist.errors import ConnectionRefused
+from ahtwist.ids import new_id
 from ahtwist.limits import RATE_LIMITED
 from ahtwist.line_output import CRLF, INPUT_PAUSE_BACKLOG, LineOutput
 from ahtwist.node import SOCKET_REQUESTS, Node
@@ -168,17 +170,21 @@ class SocketServer(Server):
             if type(request_params) is dict:
                 sticky = dict(request_params)
                 sticky.pop("messageId", None)  # never sticky
-                connection.params = sticky
+                connection._params = sticky
             else:
                 request_params = None
+                sticky = connection.params
             if "action" in request:
-                connection.params["action"] = request["action"]
+                sticky["action"] = request["action"]
             message_id = request.get("messageId")
             if message_id is None and request_params is not None:
                 message_id = request_params.get("messageId")
         else:
-            connection.params["action"] = verb
-        params = dict(connection.params)
+            if connection._params is None:  # nothing set yet (Connection.params)
+                connection._params = {}
+            sticky = connection._params
+            sticky["action"] = verb
+        params = dict(sticky)
         if request_params is not None and "messageId" in request_params:
             params["messageId"] = request_params["messageId"]
         if message_id is None:
@@ -258,7 +264,11 @@ class SocketProtocol(LineOutput, Protocol):
     _discarding = False
     _discard_tail = b""
     _close_call: Any = None
-    _last_seen = 0.0
+    #: when input last came (None: never; a client silent since it was
+    #: accepted holds no time of its own)
+    _last_seen: float | None = None
+    #: its idle deadline (:class:`~ahtwist.timers.Deadlines`)
+    deadline_bucket: Any = None
     #: connection middleware is still deciding (input is not read meanwhile)
     _waiting = False
 
@@ -272,11 +282,13 @@ class SocketProtocol(LineOutput, Protocol):
         factory = self.factory
         transport = self.transport
         ip, port = peer_address(transport.getPeer())
-        raw = ConnectionRaw(EMPTY, EMPTY, EMPTY, is_secure(transport), transport)
+        raw = ConnectionRaw(EMPTY, EMPTY, EMPTY, True, transport) if is_secure(transport) else NO_HANDSHAKE
         server = self.server
         connection = server.new_connection(self, ip, port, raw)
         self.connection = connection
-        factory.protocols.add(self)
+        # the server's registry holds it from now (while middleware decides
+        # too) until connectionLost: what a stop drains
+        server.connections[connection] = None
         if factory.keep_alive and hasattr(transport, "setTcpKeepAlive"):
             transport.setTcpKeepAlive(1)
         no_delay(transport)
@@ -297,8 +309,9 @@ class SocketProtocol(LineOutput, Protocol):
         write_now(self.transport, WELCOME_LINE)
         factory = self.factory
         if factory.idle_timeout > 0:
-            self._last_seen = now = factory.clock.seconds()
-            factory.idle.watch(self, now + factory.idle_timeout)
+            # the first check closes a client that said nothing since
+            # (_last_seen is older than this deadline, or None)
+            factory.idle.watch(self, factory.clock.seconds() + factory.idle_timeout)
         if self._waiting:
             self._waiting = False
             held, self._held = self._held, None
@@ -330,12 +343,12 @@ class SocketProtocol(LineOutput, Protocol):
         self._held = None
         self._stop_file()
         self._partial = None
-        self.factory.forget(self)
         connection: Connection | None = getattr(self, "connection", None)  # None: never made
         if connection is not None:
             self.server.disconnected(connection).addErrback(
                 lambda f: log.failure("destroying socket connection {id}", f, id=connection.id)
             )
+        self.factory.gone()
 
     # --- input -----------------------------------------------------------------
 
@@ -450,7 +463,9 @@ class SocketProtocol(LineOutput, Protocol):
         if self._closing:
             return
         factory = self.factory
-        due = self._last_seen + factory.idle_timeout
+        last = self._last_seen
+        # None: silent since the accept, and this is the accept's deadline
+        due = 0.0 if last is None else last + factory.idle_timeout
         if factory.clock.seconds() >= due:
             log.info("closing idle socket client {id}", id=self.connection.id)
             self.close()
@@ -522,7 +537,6 @@ class SocketFactory(ServerFactory):
         #: the idle deadlines of every connection (one reactor call per second with any due)
         self.idle = Deadlines(self.clock, SocketProtocol._check_idle)
         self.keep_alive = config.setKeepAlive
-        self.protocols: set[SocketProtocol] = set()
         self._drained: Deferred[None] | None = None
         #: (payload, its values, its line) of the latest chat delivery
         self.shared_line: tuple[dict[str, Any], tuple[Any, ...], bytes] | None = None
@@ -530,9 +544,9 @@ class SocketFactory(ServerFactory):
     def buildProtocol(self, addr: Any) -> SocketProtocol:
         return SocketProtocol(self)
 
-    def forget(self, protocol: SocketProtocol) -> None:
-        self.protocols.discard(protocol)
-        if not self.protocols and self._drained is not None and not self._drained.called:
+    def gone(self) -> None:
+        """A client went: the drain is done when it was the last one."""
+        if not self.server.connections and self._drained is not None and not self._drained.called:
             self._drained.callback(None)
 
     # --- stop ------------------------------------------------------------------
@@ -542,7 +556,8 @@ class SocketFactory(ServerFactory):
         rechecked every second (and closed as soon as their last action
         answers); whatever is open ``limit`` seconds after the start is
         aborted.  Fires once every connection is gone."""
-        self.server.draining = True
+        server = self.server
+        server.draining = True
         self._drained = done = Deferred[None]()
         clock = self.clock
         deadline = clock.seconds() + limit
@@ -553,12 +568,13 @@ class SocketFactory(ServerFactory):
             if done.called:
                 return
             overdue = clock.seconds() >= deadline
-            for protocol in list(self.protocols):
+            for connection in list(server.connections):
+                protocol = connection.transport
                 if overdue:
                     protocol.abort()
-                elif protocol.connection.pending_actions == 0:
+                elif connection.pending_actions == 0:
                     protocol.close()
-            if not self.protocols:
+            if not server.connections:
                 if not done.called:
                     done.callback(None)
             elif overdue:
@@ -569,7 +585,7 @@ class SocketFactory(ServerFactory):
 
         def _give_up() -> None:
             if not done.called:
-                log.warn("{n} socket connections did not close", n=len(self.protocols))
+                log.warn("{n} socket connections did not close", n=len(server.connections))
                 done.callback(None)
 
         def cancel_timers(result: Any) -> Any:

@@ -123,6 +123,18 @@ class TimerWheel:
             self.reactor_call_later(delay_ms / 1000.0, self._run_chunk, rest, delay_ms)
 
 
+class DeadlineBucket:
+    """The objects of a :class:`Deadlines` due in one whole second."""
+
+    __slots__ = ("second", "call", "members")
+
+    def __init__(self, second: int, call: Any) -> None:
+        self.second = second
+        #: the reactor's delayed call that fires the bucket
+        self.call = call
+        self.members: dict[Any, None] = {}
+
+
 class Deadlines:
     """Many objects' deadlines on whole seconds, one reactor call per second
     that has any due (the socket server's idle timeouts: a ``DelayedCall``
@@ -132,44 +144,47 @@ class Deadlines:
     its deadline; when that second comes, ``on_due(obj)`` is called for every
     object filed there (it may :meth:`watch` it again for a later deadline).
     A deadline is therefore met up to one second late, never early.
+
+    A watched object carries its bucket in its ``deadline_bucket`` attribute
+    (None when it is not watched; one :class:`Deadlines` per object): all a
+    deadline costs the object is that attribute and its bucket's dict entry.
     """
 
     def __init__(self, clock: Any, on_due: Callable[[Any], None]) -> None:
         self.clock = clock
         self.on_due = on_due
-        #: second -> (the reactor's delayed call, {object: None})
-        self.buckets: dict[int, tuple[Any, dict[Any, None]]] = {}
-        #: object -> its second
-        self.filed: dict[Any, int] = {}
+        #: second -> its bucket
+        self.buckets: dict[int, DeadlineBucket] = {}
 
     def watch(self, obj: Any, deadline: float) -> None:
         self.forget(obj)
         second = math.ceil(deadline)
-        entry = self.buckets.get(second)
-        if entry is None:
+        bucket = self.buckets.get(second)
+        if bucket is None:
             delay = max(0.0, second - self.clock.seconds())
-            self.buckets[second] = (self.clock.callLater(delay, self._fire, second), {obj: None})
-        else:
-            entry[1][obj] = None
-        self.filed[obj] = second
+            bucket = DeadlineBucket(second, self.clock.callLater(delay, self._fire, second))
+            self.buckets[second] = bucket
+        bucket.members[obj] = None
+        obj.deadline_bucket = bucket
 
     def forget(self, obj: Any) -> None:
-        second = self.filed.pop(obj, None)
-        if second is None:
+        bucket = obj.deadline_bucket
+        if bucket is None:
             return
-        call, members = self.buckets[second]
+        obj.deadline_bucket = None
+        members = bucket.members
         del members[obj]
         if not members:
-            del self.buckets[second]
-            call.cancel()
+            del self.buckets[bucket.second]
+            bucket.call.cancel()
 
     def __contains__(self, obj: Any) -> bool:
-        return obj in self.filed
+        return obj.deadline_bucket is not None
 
     def _fire(self, second: int) -> None:
-        _, members = self.buckets.pop(second)
+        members = self.buckets.pop(second).members
         for obj in members:
-            del self.filed[obj]
+            obj.deadline_bucket = None
         for obj in members:
             try:
                 self.on_due(obj)

@@ -41,9 +41,10 @@ from zope.interface import implementer
 
 import ahtwist.errors as errors
 import ahtwist.replies as replies
-from ahtwist.connection import EMPTY, Connection, ConnectionRaw, IConnectionTransport, new_id
+from ahtwist.connection import EMPTY, Connection, ConnectionRaw, IConnectionTransport
 from ahtwist.encoding import NestedTooDeep, dumps, loads
 from ahtwist.errors import ConnectionRefused
+from ahtwist.ids import new_id
 from ahtwist.limits import OutboundMeter
 from ahtwist.origins import OriginPolicy
 from ahtwist.proxies import TrustedProxies

@@ -4,7 +4,9 @@ Starts the service in this process, opens N idle websocket (or TCP)
 clients from a load-generator process, and prints the Python allocations
 added per connection, grouped by source file, plus RSS per connection.
 
-    .venv/bin/python bench/profile_memory.py [websocket|tcp] [N]
+    .venv/bin/python bench/profile_memory.py [websocket|tcp] [N] [lines]
+
+``lines`` groups the allocations by source line instead of by file.
 """
 
 import re
@@ -31,6 +33,7 @@ def rss_kib() -> int:
 def main() -> None:
     kind = sys.argv[1] if len(sys.argv) > 1 else "websocket"
     count = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
+    by_line = len(sys.argv) > 3 and sys.argv[3] == "lines"
     web, sock = free_port(), free_port()
     config = load_config(None, overrides=Overrides(
         web=(f"tcp:{web}:interface=127.0.0.1:backlog=1024",),
@@ -71,13 +74,14 @@ def main() -> None:
     reactor.callLater(0.5, lambda: threading.Thread(target=load).start())
     reactor.run()
     (snap0, rss0), (snap1, rss1) = result["before"], result["after"]
-    stats = snap1.compare_to(snap0, "filename")
+    stats = snap1.compare_to(snap0, "lineno" if by_line else "filename")
     total = sum(s.size_diff for s in stats)
     print(f"{count} idle {kind} connections: RSS +{(rss1 - rss0) / count:.2f} KiB each, "
           f"Python allocations +{total / 1024 / count:.2f} KiB each (tracemalloc adds its own overhead to RSS)")
-    for stat in stats[:15]:
-        print(f"{stat.size_diff / count:9.0f} B/conn {stat.count_diff / count:6.1f} blocks/conn  "
-              f"{stat.traceback[0].filename.split('site-packages/')[-1]}")
+    for stat in stats[: 40 if by_line else 15]:
+        frame = stat.traceback[0]
+        where = frame.filename.split("site-packages/")[-1] + (f":{frame.lineno}" if by_line else "")
+        print(f"{stat.size_diff / count:9.0f} B/conn {stat.count_diff / count:6.1f} blocks/conn  {where}")
 
 
 if __name__ == "__main__":

@@ -232,7 +232,7 @@ def test_websocket_is_also_called_webSocket():
 def test_ids_come_from_a_random_pool_a_forked_child_does_not_share():
     import os
 
-    from ahtwist.connection import new_id, random_bytes
+    from ahtwist.ids import new_id, random_bytes
 
     random_bytes(1)  # the pool holds a page now
     new_id()  # and the ids a batch

@@ -115,4 +115,4 @@ def test_drain_waits_for_a_pending_action_then_says_goodbye_once():
     assert lines() == []  # one goodbye, however often the drain looks
     protocol.connectionLost(None)
     clock.advance(0.1)
-    assert drained.called and server.connections == set() and node.connections == {}
+    assert drained.called and server.connections == {} and node.connections == {}

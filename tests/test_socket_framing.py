@@ -312,7 +312,7 @@ def test_dropped_connections_are_forgotten():
     assert factory.node.active_by_type["socket"] == 50
     for client in clients:
         client.drop()
-    assert factory.protocols == set()
+    assert factory.server.connections == {}
     assert factory.node.connections == {}
     assert factory.node.active_by_type["socket"] == 0
     assert factory.node.rooms.local_members("defaultRoom") == []

@@ -68,27 +68,66 @@ def test_a_failing_call_is_logged_and_the_others_still_run():
     assert fired == ["after"]
 
 
+class Watched:
+    """An object a Deadlines watches (it carries its bucket)."""
+
+    deadline_bucket = None
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
 def test_deadlines_are_met_on_the_next_whole_second_and_share_a_reactor_call():
     from ahtwist.timers import Deadlines
 
     clock = Clock()
     due: list[str] = []
-    deadlines = Deadlines(clock, due.append)
+    deadlines = Deadlines(clock, lambda obj: due.append(obj.name))
+    a, b, c = Watched("a"), Watched("b"), Watched("c")
     clock.advance(0.25)
-    deadlines.watch("a", 3.1)
-    deadlines.watch("b", 3.9)
-    deadlines.watch("c", 5.0)
+    deadlines.watch(a, 3.1)
+    deadlines.watch(b, 3.9)
+    deadlines.watch(c, 5.0)
     assert sorted(call.getTime() for call in clock.getDelayedCalls()) == [4.0, 5.0]
-    assert "a" in deadlines
+    assert a in deadlines
+    assert a.deadline_bucket is b.deadline_bucket  # one bucket for the second 4
     clock.advance(3.74)  # 3.99
     assert due == []
     clock.advance(0.01)
     assert due == ["a", "b"]
-    assert "a" not in deadlines
-    deadlines.watch("c", 7)  # a new deadline replaces the old one
+    assert a not in deadlines and a.deadline_bucket is None
+    deadlines.watch(c, 7)  # a new deadline replaces the old one
     clock.advance(1)
     assert due == ["a", "b"]
-    deadlines.forget("c")
-    deadlines.forget("c")  # forgetting twice is harmless
+    deadlines.forget(c)
+    deadlines.forget(c)  # forgetting twice is harmless
     assert clock.getDelayedCalls() == []
-    assert deadlines.buckets == {} and deadlines.filed == {}
+    assert deadlines.buckets == {} and c.deadline_bucket is None
+
+
+def test_a_deadline_handler_may_watch_again_and_a_failing_one_does_not_stop_the_others():
+    from ahtwist.timers import Deadlines
+
+    clock = Clock()
+    due: list[str] = []
+    a, b, c = Watched("a"), Watched("b"), Watched("c")
+
+    def on_due(obj: Watched) -> None:
+        due.append(obj.name)
+        if obj is a:
+            raise ValueError("boom")
+        if obj is b and len(due) < 3:
+            deadlines.watch(b, clock.seconds() + 2)
+
+    deadlines = Deadlines(clock, on_due)
+    for obj in (a, b, c):
+        deadlines.watch(obj, 1)
+    clock.advance(1)
+    assert due == ["a", "b", "c"]
+    assert list(deadlines.buckets) == [3] and b in deadlines and c not in deadlines
+    clock.advance(2)
+    assert due == ["a", "b", "c", "b"]
+    assert deadlines.buckets == {} and clock.getDelayedCalls() == []

@@ -21,8 +21,9 @@ from twisted.web.http_headers import _nameEncoder
 from zope.interface import implementer
 
 from ahtwist import errors
-from ahtwist.connection import Connection, IConnectionTransport, new_id, random_bytes
+from ahtwist.connection import Connection, IConnectionTransport
 from ahtwist.errors import ConnectionRefused
+from ahtwist.ids import new_id, random_bytes
 from ahtwist.node import WEB_REQUESTS, Node
 from ahtwist.proxies import TrustedProxies
 from ahtwist.servers.base import lookup_file

@@ -14,9 +14,9 @@ from zope.interface import implementer
 
 from ahtwist.backends.interfaces import IBus
 from ahtwist.backends.redis.link import RedisLink
-from ahtwist.connection import new_id
 from ahtwist.encoding import dumps
 from ahtwist.errors import INTERNAL_ERROR, RPC_TIMEOUT, RoomError
+from ahtwist.ids import new_id
 
 log = Logger(namespace="ahtwist.redis")
 

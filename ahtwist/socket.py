@@ -35,7 +35,7 @@ from ahtwist.connection import EMPTY, NO_HANDSHAKE, Connection, ConnectionRaw, I
 from ahtwist.encoding import NestedTooDeep, dumps, loads
 from ahtwist.errors import ConnectionRefused
 from ahtwist.ids import new_id
-from ahtwist.limits import RATE_LIMITED
+from ahtwist.limits import RATE_LIMITED, over_rate
 from ahtwist.line_output import CRLF, INPUT_PAUSE_BACKLOG, LineOutput
 from ahtwist.node import SOCKET_REQUESTS, Node
 from ahtwist.servers.base import Server
@@ -123,8 +123,7 @@ class SocketServer(Server):
         self.stats.increment(SOCKET_REQUESTS)
         words = line.split(" ")
         verb = words[0]
-        bucket = connection.bucket  # limits.over_rate, without the call (once per line)
-        if bucket is not None and not bucket.take():
+        if over_rate(connection):
             self.stats.increment(RATE_LIMITED)
             self.send_reply(connection, replies.verb_reply(errors.TOO_FAST, None, count, new_id()))
         elif verb == "file":
@@ -170,7 +169,7 @@ class SocketServer(Server):
             if type(request_params) is dict:
                 sticky = dict(request_params)
                 sticky.pop("messageId", None)  # never sticky
-                connection._params = sticky
+                connection.params = sticky
             else:
                 request_params = None
                 sticky = connection.params
@@ -180,9 +179,7 @@ class SocketServer(Server):
             if message_id is None and request_params is not None:
                 message_id = request_params.get("messageId")
         else:
-            if connection._params is None:  # nothing set yet (Connection.params)
-                connection._params = {}
-            sticky = connection._params
+            sticky = connection.params
             sticky["action"] = verb
         params = dict(sticky)
         if request_params is not None and "messageId" in request_params:
@@ -201,12 +198,10 @@ class SocketServer(Server):
             self._render_action(result, connection)
 
     def _render_action(self, data: ActionData, connection: Connection) -> None:
-        transport = connection.transport
-        # (connection.send_message's test, without its call: once per action)
-        if data.to_render and transport is not None and not connection.destroyed:
+        if data.to_render:
             response = replies.stamp(data.response, data.message_count, data.message_id)
             try:
-                transport.send_message(response)
+                connection.send_message(response)
             except Exception:
                 self._render_failed(Failure(), connection, data.message_id, data.message_count)
         if self.draining and connection.pending_actions == 0:

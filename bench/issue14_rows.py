@@ -324,7 +324,7 @@ def markdown(data: dict) -> str:
         "Servers pinned to CPU 0, load generators to CPU 1; raw baseline, before and after of a row "
         "measured one after the other, the order reversed every round; each ratio is against the raw "
         f"baseline of the same round. Shared 2-core machine: load average {data['loadavg_start']} at the start, "
-        f"{data['loadavg_end']} at the end (other helpers' test suites).",
+        f"{data['loadavg_end']} at the end (the benchmark's own processes count in it; \"others\" in the JSON is the CPU the rest of the machine used per measurement).",
         "",
         "| workload | raw | before | after | before / raw | **after / raw** | after / before | at filing | goal | "
         "p99 ms raw / before / after | server CPU µs per item raw / before / after | CPU ratio before, after |",

@@ -156,18 +156,21 @@ class SocketServer(Server):
                 return
             except ValueError:
                 request = None
-        message_id = None
-        request_params = None
-        if type(request) is dict and request.get("event") == "roomAdd" and "since" in request and "action" not in request:
-            # the websocket's resume form, as one JSON line
-            message_id = request.get("messageId")
-            message_id = new_id() if message_id is None else message_id
-            self.run_verb(connection, "roomAdd", [request.get("room")], count, message_id, request["since"])
-            return
-        if type(request) is dict:
+        if type(request) is not dict:  # a word line (or JSON that is not an object)
+            sticky = connection.params
+            sticky["action"] = verb
+            params = sticky.copy()  # (dict.copy: cheaper than dict())
+            message_id = new_id()
+        else:
+            if request.get("event") == "roomAdd" and "since" in request and "action" not in request:
+                # the websocket's resume form, as one JSON line
+                message_id = request.get("messageId")
+                message_id = new_id() if message_id is None else message_id
+                self.run_verb(connection, "roomAdd", [request.get("room")], count, message_id, request["since"])
+                return
             request_params = request.get("params")
             if type(request_params) is dict:
-                sticky = dict(request_params)
+                sticky = request_params.copy()
                 sticky.pop("messageId", None)  # never sticky
                 connection.params = sticky
             else:
@@ -176,16 +179,14 @@ class SocketServer(Server):
             if "action" in request:
                 sticky["action"] = request["action"]
             message_id = request.get("messageId")
-            if message_id is None and request_params is not None:
-                message_id = request_params.get("messageId")
-        else:
-            sticky = connection.params
-            sticky["action"] = verb
-        params = dict(sticky)
-        if request_params is not None and "messageId" in request_params:
-            params["messageId"] = request_params["messageId"]
-        if message_id is None:
-            message_id = new_id()
+            params = sticky.copy()
+            if request_params is not None:
+                if message_id is None:
+                    message_id = request_params.get("messageId")
+                if "messageId" in request_params:
+                    params["messageId"] = request_params["messageId"]
+            if message_id is None:
+                message_id = new_id()
         result = self.processor.start(connection, params, message_id, count)
         if not isinstance(result, ActionData):  # a Deferred (an ABC: a slower isinstance)
             result.addCallbacks(

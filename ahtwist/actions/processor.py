@@ -343,11 +343,11 @@ class ActionProcessor:
         # no middleware: nobody sees the params between the copy and the
         # scrubbing, so the scrubbed copy is the only one made (the same
         # keys in the same order: apiVersion, when added, comes last)
-        if self.scrub and not params.keys() <= plan.kept:
+        if self.scrub and not plan.kept.issuperset(params):  # (no keys view made)
             kept = plan.kept
             params = {k: v for k, v in params.items() if k in kept}
-        else:  # (every param kept: a plain copy, without the comprehension's function call)
-            params = dict(params)
+        else:  # every param kept: a plain copy (dict.copy: cheaper than dict(), no comprehension)
+            params = params.copy()
         if version is None:
             params["apiVersion"] = plan.version
         data.params = params

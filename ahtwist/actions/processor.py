@@ -119,7 +119,7 @@ def log_action(data: ActionData, key: tuple[str, Any], filtered: Any, duration: 
     connection = data.connection
     kind = connection.type
     ip = connection.remote_ip
-    action = data.action
+    action: Any = data.action
     error = data.error
     # most requests' params are {"action": <a str>, "apiVersion": <the
     # version>}: the middle of their line (action, params JSON) is made once

@@ -35,16 +35,13 @@ _pool = _RandomPool()
 random_bytes = _pool.take
 
 # new_id's batch: 256 uuids made from one page of random bytes with a few
-# C-level slice copies, instead of a bytearray, a hex string and five slices
-# in Python per id (a socket or websocket action without a messageId needs one)
+# C-level passes, instead of a bytearray, a hex string and five slices in
+# Python per id (a socket or websocket action without a messageId needs one)
 _UUIDS_PER_BATCH = _RandomPool.PAGE // 16
 #: byte -> the byte with the version nibble 4 / the RFC 4122 variant bits
 _VERSION_4 = bytes((b & 0x0F) | 0x40 for b in range(256))
 _VARIANT = bytes((b & 0x3F) | 0x80 for b in range(256))
-#: 36 characters and a space per id; the x's are overwritten with hex digits
-_TEMPLATE = b"xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx " * _UUIDS_PER_BATCH
-#: (offset in the template's 37, offset in the id's 32 hex digits) of every digit
-_DIGITS = tuple((j + (j >= 8) + (j >= 12) + (j >= 16) + (j >= 20), j) for j in range(32))
+_SPACES = b" " * (_UUIDS_PER_BATCH - 1)
 _ids: list[str] = []
 
 
@@ -53,11 +50,15 @@ def _new_ids() -> list[str]:
     raw = bytearray(os.urandom(_RandomPool.PAGE))
     raw[6::16] = raw[6::16].translate(_VERSION_4)
     raw[8::16] = raw[8::16].translate(_VARIANT)
-    digits = raw.hex().encode("ascii")
-    out = bytearray(_TEMPLATE)
-    for to, at in _DIGITS:
-        out[to::37] = digits[at::32]
-    return out.decode("ascii").split()
+    # hex digits in groups of 4 ("-" between): 40 characters an id, the last
+    # its "-" to the next; that one becomes a space, and the dashes after the
+    # 1st, 6th and 7th groups go (8-4-4-4-12), last first so the offsets hold
+    text = bytearray(raw.hex("-", 2), "ascii")
+    text[39::40] = _SPACES
+    del text[34::40]
+    del text[29::39]
+    del text[4::38]
+    return text.decode("ascii").split(" ")
 
 
 def new_id() -> str:

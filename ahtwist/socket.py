@@ -160,7 +160,7 @@ class SocketServer(Server):
             sticky = connection.params
             sticky["action"] = verb
             params = sticky.copy()  # (dict.copy: cheaper than dict())
-            message_id = new_id()
+            message_id: Any = new_id()
         else:
             if request.get("event") == "roomAdd" and "since" in request and "action" not in request:
                 # the websocket's resume form, as one JSON line

@@ -121,12 +121,16 @@ class SocketServer(Server):
         connection.message_count += 1
         count = connection.message_count
         self.stats.increment(SOCKET_REQUESTS)
-        words = line.split(" ")
-        verb = words[0]
         if over_rate(connection):
             self.stats.increment(RATE_LIMITED)
             self.send_reply(connection, replies.verb_reply(errors.TOO_FAST, None, count, new_id()))
-        elif verb == "file":
+            return
+        if line[0] == "{":  # a JSON request, never a verb: its words are not needed
+            self.run_action_line(connection, line, None, count)
+            return
+        words = line.split(" ")
+        verb = words[0]
+        if verb == "file":
             if len(words) > 1:
                 connection.params["file"] = words[1]  # sticky, as in v17
             self.send_public_file(connection, connection.params.get("file"))
@@ -143,9 +147,10 @@ class SocketServer(Server):
 
     # --- actions ---------------------------------------------------------------
 
-    def run_action_line(self, connection: Connection, line: str, verb: str, count: int) -> None:
+    def run_action_line(self, connection: Connection, line: str, verb: str | None, count: int) -> None:
         """A JSON object request, or the first word as the action name
-        (docs/protocol-socket.md, 'Actions'); the action works on a copy of the sticky params."""
+        (docs/protocol-socket.md, 'Actions'; ``verb`` None: not split yet);
+        the action works on a copy of the sticky params."""
         request = None
         first = line[0]
         if first == "{" or (first in _JSON_SPACE and line.lstrip(_JSON_SPACE)[:1] == "{"):
@@ -158,7 +163,7 @@ class SocketServer(Server):
                 request = None
         if type(request) is not dict:  # a word line (or JSON that is not an object)
             sticky = connection.params
-            sticky["action"] = verb
+            sticky["action"] = line.split(" ")[0] if verb is None else verb
             params = sticky.copy()  # (dict.copy: cheaper than dict())
             message_id: Any = new_id()
         else:

@@ -88,7 +88,7 @@ class LineLogObserver:
             return
         if event.get("log_format") is RENDERED and not self.json:
             # the text is final: only the time and system go before it
-            self._add(self._rendered(event["log_time"], event["log_namespace"], level, event["text"]), immediate)
+            self._add(self._rendered(event["log_time"], (event["log_namespace"], level), event["text"]), immediate)
             return
         line = self._json(event) if self.json else self._text(event, level)
         if line is not None:
@@ -130,17 +130,22 @@ class LineLogObserver:
             text = f"{text}\n{failure.getTraceback()}"
         return self._line(event, level, text) if text else None
 
-    def _rendered(self, when: float, namespace: str, level: LogLevel, text: str) -> str:
-        """The line of a RENDERED event (as :meth:`_line` makes it)."""
+    def _rendered(self, when: float, key: tuple[str, LogLevel], text: str) -> str:
+        """The line of a RENDERED event of ``key``, ``(namespace, level)``
+        (as :meth:`_line` makes it; a new head is kept under ``key``)."""
         if self._second <= when < self._next_second and "\n" not in text:
-            head = self._heads.get((namespace, level))
+            head = self._heads.get(key)
             if head is not None:
                 return f"{head}{text}\n"
-        return self._line({"log_time": when, "log_namespace": namespace}, level, text)
+        return self._line({"log_time": when, "log_namespace": key[0]}, key[1], text, key)
 
-    def _line(self, event: dict[str, Any], level: LogLevel, text: str) -> str:
+    def _line(
+        self, event: dict[str, Any], level: LogLevel, text: str, key: tuple[str, LogLevel] | None = None
+    ) -> str:
         """``<time> [<system>] <text>``: the system is ``<namespace>#<level>``
-        unless the event names one; continuation lines start with a tab."""
+        unless the event names one; continuation lines start with a tab.
+        A new head is kept under ``key`` (the event's namespace and level),
+        the caller's tuple when it gives one."""
         if "\n" in text:
             text = text.replace("\n", "\n\t")
         when = event.get("log_time")
@@ -148,7 +153,8 @@ class LineLogObserver:
         system = event.get("log_system")
         if system is not None:
             return f"{stamp} [{self._tag}{system}] {text}\n"
-        key = (event.get("log_namespace", "-"), level)
+        if key is None:
+            key = (event.get("log_namespace", "-"), level)
         head = self._heads.get(key)
         if head is None:
             head = self._heads[key] = f"{stamp} [{self._tag}{key[0]}#{level.name}] "
@@ -211,30 +217,31 @@ class LineLogObserver:
         self.flush()
 
 
-def emit_rendered(observers: list[Any], level: LogLevel, namespace: str, text: str) -> bool:
-    """Hand a RENDERED line to the text :class:`LineLogObserver` when it is
-    the only one in ``observers`` (a :class:`~twisted.logger.LogPublisher`'s
-    list) -- nobody else would see the event -- and say True; False when any
-    other observer listens (JSON, twistd's, a test's): the emitter then
-    builds and sends the event.  The line is made and buffered as the
-    event's would be (``__call__``'s steps, without the calls: this runs
-    once per action)."""
+def emit_rendered(observers: list[Any], key: tuple[str, LogLevel], text: str) -> bool:
+    """Hand a RENDERED line of ``key`` (its ``(namespace, level)``: best the
+    same tuple for every such line, which the observer's heads find without
+    comparing it) to the text :class:`LineLogObserver` when it is the only
+    one in ``observers`` (a :class:`~twisted.logger.LogPublisher`'s list) --
+    nobody else would see the event -- and say True; False when any other
+    observer listens (JSON, twistd's, a test's): the emitter then builds and
+    sends the event.  The line is made and buffered as the event's would be
+    (``__call__``'s steps, without the calls: this runs once per action)."""
     if len(observers) != 1:
         return False
     observer = observers[0]
     if type(observer) is not LineLogObserver or observer.json:
         return False
-    immediate = observer._accepted.get(level)
+    immediate = observer._accepted.get(key[1])
     if immediate is not None:
         when = time.time()
         head = None
         if observer._second <= when < observer._next_second and "\n" not in text:
-            head = observer._heads.get((namespace, level))
+            head = observer._heads.get(key)
         buffer = observer._buffer
         if head is not None:
             buffer.append(f"{head}{text}\n")
         else:
-            buffer.append(observer._rendered(when, namespace, level, text))
+            buffer.append(observer._rendered(when, key, text))
         if immediate or len(buffer) > 512 or observer._pending is None:
             observer._settle(immediate)
     return True

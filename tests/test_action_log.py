@@ -123,7 +123,7 @@ def test_params_json_of_each_shape_whatever_was_logged_before():
     """The JSON of bare {action, apiVersion} params is remembered per action:
     other shapes, key orders and values are each encoded as they are."""
     from ahtwist.actions.data import ActionData
-    from ahtwist.actions.processor import _log_json, log_action
+    from ahtwist.actions.processor import LINE_KEYS, _log_json, log_action
 
     connection = Connection("socket", "10.1.2.3", 1, 0)
     shapes = [
@@ -144,7 +144,7 @@ def test_params_json_of_each_shape_whatever_was_logged_before():
     try:
         for params in shapes:
             data = ActionData(None, connection, params, "m", 1)
-            log_action(data, LogLevel.info, frozenset(), 0)
+            log_action(data, LINE_KEYS[LogLevel.info], frozenset(), 0)
     finally:
         globalLogPublisher.removeObserver(events.append)
     shown = [re.search(r" params=(.*) duration=", e["text"]).group(1) for e in events]
@@ -162,3 +162,63 @@ def test_params_json_of_each_shape_whatever_was_logged_before():
         '{"action":true,"apiVersion":1}',
     ]
     assert shown == [_log_json(p) for p in shapes]
+
+
+def test_line_of_every_end_and_middle_as_formatted_in_full():
+    """The line's remembered parts (the bare params' middle, the end of a
+    short request without an error) give the text formatting every field
+    gives, on the event and through a sole text observer alike; the middle
+    is not used for an action that is not its params' (middleware changed
+    one of them) nor for params without an apiVersion."""
+    from twisted.internet.task import Clock
+
+    from ahtwist.actions import processor
+    from ahtwist.actions.data import ActionData
+    from ahtwist.logs import LineLogObserver
+
+    connection = Connection("socket", "10.1.2.3", 1, 0)
+    cases = []
+    for duration in (0, 1, 99, 100, 2500):
+        for error in (None, "boom", {"code": 1}):
+            cases.append(({"action": "randomNumber", "apiVersion": 1}, None, duration, error))
+    cases += [
+        ({"action": "randomNumber", "apiVersion": 1}, "status", 0, None),
+        ({"action": "status", "apiVersion": 1}, "status", 3, None),
+        ({"action": "status", "apiVersion": None}, None, 0, None),
+        ({"action": "status", "other": None}, None, 0, None),
+        ({"action": "status", "apiVersion": None}, None, 0, None),
+    ]
+    expected = [
+        f"[ action @ socket ] to=10.1.2.3 action={action or params['action']} "
+        f"params={processor._log_json(params)} duration={duration} "
+        f"error={'' if error is None else processor._log_json(error)}"
+        for params, action, duration, error in cases
+    ]
+
+    def log_all():
+        for params, action, duration, error in cases:
+            data = ActionData(None, connection, dict(params), "m", 1)
+            if action is not None:
+                data.action = action
+            data.error = error
+            processor.log_action(data, processor.LINE_KEYS[LogLevel.info], frozenset(), duration)
+
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        log_all()
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert [e["text"] for e in events if e.get("log_namespace") == "ahtwist.action"] == expected
+
+    lines = []
+    observer = LineLogObserver(type("Out", (), {"write": lambda self, d: lines.append(d), "flush": lambda self: None})(),
+                               LogLevel.info, clock=Clock())
+    kept = list(processor._OBSERVERS)
+    processor._OBSERVERS[:] = [observer]
+    try:
+        log_all()
+        observer.flush()
+    finally:
+        processor._OBSERVERS[:] = kept
+    assert [line.split("#info] ", 1)[1] for line in "".join(lines).splitlines()] == expected

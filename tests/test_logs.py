@@ -79,3 +79,27 @@ class ObserverTests(SynchronousTestCase):
         self.assertEqual(record["remoteIP"], "10.0.0.1")
         self.assertEqual(record["params"], {"key": "abc", "value": "[FILTERED]", "action": "cacheTest", "apiVersion": 1})
         self.assertTrue(record["message"].startswith('[ action @ socket ] to=10.0.0.1 action=cacheTest params={"action":"cacheTest","key":"abc","value":"[FILTERED]"'))
+
+
+def test_rendered_and_event_lines_of_one_namespace_and_level_share_the_head():
+    """An emitter's rendered line keeps its head under the emitter's own key
+    tuple (found again by identity); a RENDERED event and an ordinary event
+    of the same namespace and level in that second are written with the
+    same head, in order; with another observer listening nothing is added."""
+    from ahtwist.logs import RENDERED, emit_rendered
+
+    out = io.StringIO()
+    observer = LineLogObserver(out, clock=None)
+    key = ("ahtwist.test", LogLevel.info)
+    assert emit_rendered([observer], key, "emitted")
+    assert list(observer._heads) == [key] and next(iter(observer._heads)) is key
+    when = observer._second + 0.25  # the emitted line's second
+    observer({"log_time": when, "log_namespace": "ahtwist.test", "log_level": LogLevel.info,
+              "log_format": "{what}", "what": "event"})
+    observer({"log_time": when, "log_namespace": "ahtwist.test", "log_level": LogLevel.info,
+              "log_format": RENDERED, "text": "rendered event"})
+    assert not emit_rendered([observer, print], key, "not here")
+    lines = out.getvalue().splitlines()
+    assert [line.split("] ", 1)[1] for line in lines] == ["emitted", "event", "rendered event"]
+    heads = {line.split("] ", 1)[0] for line in lines}
+    assert len(heads) == 1 and heads.pop().endswith(" [ahtwist.test#info")

@@ -46,6 +46,18 @@ _LEVELS = {
     "critical": LogLevel.critical,
 }
 
+#: the action line's ``(namespace, level)`` by level: one tuple each, which
+#: the log observer's heads find by identity
+LINE_KEYS = {level: ("ahtwist.action", level) for level in _LEVELS.values()}
+
+
+def logged_line_keys(log_level: str) -> dict[str, tuple[str, LogLevel] | None]:
+    """The action line's key (:data:`LINE_KEYS`) by level name when the
+    node logs from ``log_level`` up; None for the levels below."""
+    minimum = _LEVELS[log_level]
+    return {name: LINE_KEYS[level] if level >= minimum else None for name, level in _LEVELS.items()}
+
+
 # action_status values (ActionHero's names); transports map them to codes
 UNKNOWN_ACTION = "unknown_action"
 MISSING_PARAMS = "missing_params"
@@ -76,11 +88,17 @@ def _log_json(value: Any) -> str:
     return dumps(value, default=str).decode("utf-8", "replace")
 
 
-#: action name -> (apiVersion, the log's JSON of exactly ``{"action": name,
-#: "apiVersion": apiVersion}``), checked by identity of the version; at
+#: action name -> (apiVersion, the middle of the line of exactly
+#: ``{"action": name, "apiVersion": apiVersion}`` params: `` action=<name>
+#: params=<their JSON> duration=``), checked by identity of the version; at
 #: most MAX_BARE_PARAMS_JSON names (clients choose them)
 _BARE_PARAMS_JSON: dict[str, tuple[Any, str]] = {}
 MAX_BARE_PARAMS_JSON = 1024
+#: what ends the line of a request without an error that took ``n`` ms, by
+#: ``n`` (``"<n> error="``), for the short durations nearly every request has
+_NO_ERROR_ENDS = tuple(f"{n} error=" for n in range(100))
+#: what ``params.get`` gives for a missing key (never a cached version)
+_MISSING = object()
 
 
 def _forget(result: Any, waiting: set[Any], deferred: Any) -> Any:
@@ -92,54 +110,59 @@ def _maybe_await(result: Any) -> bool:
     return result is not None and isawaitable(result)
 
 
-def log_action(data: ActionData, level: Any, filtered: Any, duration: int) -> None:
-    """The action log line of a finished request, at ``level``."""
+def log_action(data: ActionData, key: tuple[str, Any], filtered: Any, duration: int) -> None:
+    """The action log line of a finished request, ``key`` its
+    ``("ahtwist.action", level)`` (:data:`LINE_KEYS`)."""
     params = data.params
     if filtered:
         params = {k: "[FILTERED]" if k in filtered else v for k, v in params.items()}
     connection = data.connection
     kind = connection.type
     ip = connection.remote_ip
-    action = data.action
+    action: Any = data.action
     error = data.error
     # most requests' params are {"action": <a str>, "apiVersion": <the
-    # version>}: their JSON is encoded once per action (and version object)
+    # version>}: the middle of their line (action, params JSON) is made once
+    # per action (and version object)
     name: Any = params.get("action")
-    bare = len(params) == 2 and type(name) is str and "apiVersion" in params
-    if bare:
-        for first in params:
-            bare = first == "action"
+    version = params.get("apiVersion", _MISSING)  # never a cached version
+    bare = False
+    cached = None
+    if len(params) == 2 and type(name) is str:
+        for first in params:  # the key order is the JSON's
+            if first == "action":
+                bare = True
+                cached = _BARE_PARAMS_JSON.get(name)
             break
-    version = params.get("apiVersion")
-    cached = _BARE_PARAMS_JSON.get(name) if bare else None
-    if cached is not None and cached[0] is version:  # the same object: the same JSON
-        shown = cached[1]
+    if cached is not None and cached[0] is version and action is name:  # the same objects: the same text
+        middle = cached[1]
     else:
         try:  # _log_json's first try, without its Python calls
             shown = orjson.dumps(params, default=str, option=COMPACT_OPTION).decode("utf-8", "replace")
         except TypeError:
             shown = _log_json(params)
-        if bare and len(_BARE_PARAMS_JSON) < MAX_BARE_PARAMS_JSON:
-            _BARE_PARAMS_JSON[name] = (version, shown)
+        middle = f" action={action} params={shown} duration="
+        if bare and version is not _MISSING and action is name and len(_BARE_PARAMS_JSON) < MAX_BARE_PARAMS_JSON:
+            _BARE_PARAMS_JSON[name] = (version, middle)
     # The line is rendered once, here (str.format on the event would parse
     # the format and convert each field again), and sent as a "{text}"
     # event (RENDERED: ahtwist's observer only puts time and system before
     # it) with the structured fields beside it for JSON
     # observers.  The event is what Logger.emit would build, handed
     # straight to the observer: emit() re-validates the level on every call.
-    text = (
-        f"[ action @ {kind} ] to={ip} action={action} params={shown} duration={duration} "
-        f"error={'' if error is None else _log_json(error)}"
-    )
+    if error is None and 0 <= duration < 100:  # the commonest end, made once
+        text = f"[ action @ {kind} ] to={ip}{middle}{_NO_ERROR_ENDS[duration]}"
+    else:
+        text = f"[ action @ {kind} ] to={ip}{middle}{duration} error={'' if error is None else _log_json(error)}"
     if len(text) > MAX_LOG_LINE:  # a junk line must not become a huge log line
         text = f"{text[:MAX_LOG_LINE]}... ({len(text)} characters)"
         params = {"truncated": True}
-    if emit_rendered(_OBSERVERS, level, "ahtwist.action", text):
+    if emit_rendered(_OBSERVERS, key, text):
         return  # no event: nobody else would see it
     log.observer(
         {
             "log_logger": log,
-            "log_level": level,
+            "log_level": key[1],
             "log_namespace": "ahtwist.action",
             "log_source": None,
             "log_format": RENDERED,
@@ -178,9 +201,8 @@ class ActionProcessor:
         self.expose_errors = general.exposeErrors
         self.inputs = InputValidator(self.scrub, tuple(general.missingParamChecks))
         self.filtered = frozenset(general.filteredParams)
-        minimum = _LEVELS[general.logLevel]
-        #: the action line's level by level name; None for the levels not logged
-        self.logged_levels = {name: level if level >= minimum else None for name, level in _LEVELS.items()}
+        #: the action line's key by level name (None: that level is not logged)
+        self.logged_levels = logged_line_keys(general.logLevel)
         #: action (each version its own; None: no such action) ->
         #: :class:`~ahtwist.counters.ActionCounts` of its finished requests
         #: (read by the metrics, docs/metrics.md)
@@ -288,9 +310,9 @@ class ActionProcessor:
         else:
             counts.add(status, duration)
         # the action log line
-        level = self.logged_levels.get(template.log_level if template else "info")
-        if level is not None:
-            log_action(data, level, self.filtered, duration)
+        key = self.logged_levels.get(template.log_level if template else "info")
+        if key is not None:
+            log_action(data, key, self.filtered, duration)
         return data
 
     def _fail(self, data: ActionData, error: Any, status: str) -> bool:

@@ -179,8 +179,6 @@ class Connection:
         "message_count",
         "connected_at",
         "can_chat",
-        "extension",
-        "matched_route",
         "raw",
         "bucket",
         "waiting",
@@ -190,6 +188,11 @@ class Connection:
         "_session",
         "__weakref__",
     )
+
+    #: web: the path's extension and the route that matched (slots of
+    #: :class:`~ahtwist.web.api.WebConnection`); None on other transports
+    extension: str | None = None
+    matched_route: Any = None
 
     def __init__(
         self,
@@ -217,8 +220,6 @@ class Connection:
         self.message_count = 0
         self.connected_at = connected_at
         self.can_chat = type != "web"
-        self.extension: str | None = None
-        self.matched_route: Any = None
         #: the handshake: headers, cookies, query, secure, peer_certificate
         #: (web: :class:`~ahtwist.web.api.WebRaw`; others: :class:`ConnectionRaw`)
         self.raw: Any = None

@@ -77,6 +77,8 @@ class SocketServer(Server):
     sends_welcome = True
     logs_connections = False
     allowed_verbs = SOCKET_VERBS
+    # a SocketProtocol stays its transport's protocol (no upgrade)
+    _lazy_tcp_names = True
 
     def __init__(
         self,

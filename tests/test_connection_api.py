@@ -65,6 +65,45 @@ def test_session_is_per_connection_and_attributes_stay_fixed():
     assert Connection("socket", "127.0.0.1", 1, 0).session == {}
 
 
+class WebOnly(ConnectionMiddleware):
+    """Records what connection middleware sees of the web-only attributes."""
+
+    name = "webOnly"
+
+    def create(self, connection):
+        seen.append((connection.type, connection.extension, connection.matched_route))
+
+
+class WebOnlyAction(Action):
+    name = "webOnly"
+    description = "the web-only attributes an action sees"
+
+    def run(self, data):
+        route = data.connection.matched_route
+        data.response["seen"] = [data.connection.extension, None if route is None else route.path]
+
+
+def test_extension_and_matched_route_are_web_slots_none_on_other_transports():
+    """Only a web request's connection has the two slots (memory per idle
+    socket or websocket client); the others read None, as they did."""
+    assert "extension" not in Connection.__slots__ and "matched_route" not in Connection.__slots__
+    node = make_node('[[routes.get]]\npath = "/seen/:x"\naction = "webOnly"\n', plugins=[WebOnly, WebOnlyAction])
+    http = HTTPClient(node)
+    assert http.get("/api/seen/a.json").json()["seen"] == ["json", "/seen/:x"]
+    assert http.get("/api/webOnly").json()["seen"] == [None, None]
+    socket_client = FakeClient(SocketFactory(node))
+    assert socket_client.messages() == [WELCOME]
+    [reply] = socket_client.ask(b"webOnly\n")
+    assert json.loads(reply)["seen"] == [None, None]
+    ws = WSHarness(node).client()
+    ws.messages()  # the welcome
+    [message] = ws.request({"event": "action", "params": {"action": "webOnly"}})
+    assert message["seen"] == [None, None]
+    assert seen == [("web", None, None), ("web", None, None), ("socket", None, None), ("websocket", None, None)]
+    with pytest.raises(AttributeError):
+        Connection("socket", "127.0.0.1", 1, 0).extension = "json"  # no slot for it
+
+
 def test_websocket_raw_has_the_upgrade_request_and_session_lasts():
     h = WSHarness(make_node(plugins=[Look]))
     c = h.client(path="/ws?token=abc&a[b]=1", headers={"Authorization": "Bearer t", "Cookie": 'x="1"; x=2; y=3', "X-Test": "ok"})

@@ -9,18 +9,20 @@ from twisted.internet import tcp
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactor, StringTransport
 
+from ahtwist.servers.tcp_server import LazyTCPServer
 from ahtwist.servers.write import write_now
 
 
-@pytest.fixture
-def pair():
-    """A real tcp.Server transport over one end of a socket pair (its reactor
-    only records readers and writers), and the other end."""
+@pytest.fixture(params=[tcp.Server, LazyTCPServer], ids=["tcp.Server", "LazyTCPServer"])
+def pair(request):
+    """A real tcp.Server transport (Twisted's, or a socket client's
+    LazyTCPServer) over one end of a socket pair (its reactor only records
+    readers and writers), and the other end."""
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     theirs.setblocking(False)
     reactor = MemoryReactor()
-    transport = tcp.Server(ours, Protocol(), ("127.0.0.1", 40000), None, 1, reactor)
+    transport = request.param(ours, Protocol(), ("127.0.0.1", 40000), None, 1, reactor)
     yield transport, theirs, reactor
     ours.close()
     theirs.close()

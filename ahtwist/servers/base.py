@@ -38,6 +38,7 @@ from ahtwist.connection import Connection, ConnectionRaw, canonical_type
 from ahtwist.files import FileInfo
 from ahtwist.ids import new_id
 from ahtwist.limits import RATE_LIMITED, over_rate
+from ahtwist.servers.tcp_server import use_lazy_transport
 from ahtwist.verbs import COMMON_VERBS, NO_REPLY, NO_SINCE, UnknownVerb, VerbError, Verbs, say_text
 from ahtwist.workers import server_endpoint
 
@@ -51,12 +52,15 @@ _NOT_ARGUMENTS = frozenset({"event", "messageId", "room"})
 
 class Listener(StreamServerEndpointService):
     """A listener that logs the address it really got (port 0 included) and
-    stops start-up with one clear line when it cannot listen."""
+    stops start-up with one clear line when it cannot listen.  With
+    ``lazy_names``, a TCP port (plain, TLS or adopted) accepts its
+    connections as :class:`~ahtwist.servers.tcp_server.LazyTCPServer`."""
 
-    def __init__(self, kind: str, description: str, endpoint: Any, factory: Any) -> None:
+    def __init__(self, kind: str, description: str, endpoint: Any, factory: Any, lazy_names: bool = False) -> None:
         super().__init__(endpoint, factory)
         self.kind = kind
         self.description = description
+        self.lazy_names = lazy_names
         self._raiseSynchronously = True
 
     def privilegedStartService(self) -> None:
@@ -71,6 +75,8 @@ class Listener(StreamServerEndpointService):
             waiting.addCallback(self._listening)
 
     def _listening(self, port: Any) -> Any:
+        if self.lazy_names:
+            use_lazy_transport(port)
         address = port.getHost()
         where = f"{address.host}:{address.port}" if hasattr(address, "port") else str(address)
         _listen_log.info(
@@ -82,9 +88,13 @@ class Listener(StreamServerEndpointService):
         return port
 
 
-def listen_on(parent: MultiService, reactor: Any, kind: str, description: str, factory: Any) -> None:
-    """Add a ``kind`` ("web", "socket", ...) listener for a Twisted endpoint string."""
-    Listener(kind, description, server_endpoint(reactor, kind, description), factory).setServiceParent(parent)
+def listen_on(
+    parent: MultiService, reactor: Any, kind: str, description: str, factory: Any, lazy_names: bool = False
+) -> None:
+    """Add a ``kind`` ("web", "socket", ...) listener for a Twisted endpoint
+    string (``lazy_names``: see :class:`Listener`)."""
+    endpoint = server_endpoint(reactor, kind, description)
+    Listener(kind, description, endpoint, factory, lazy_names).setServiceParent(parent)
 
 
 def wait_until(reactor: Any, done: Callable[[], bool], timeout: float, step: float = 0.05) -> Deferred[bool]:
@@ -137,6 +147,10 @@ class Server(MultiService):
     allowed_verbs: ClassVar[frozenset[str]] = COMMON_VERBS
     #: the largest file sent as one message (``file`` event, ``send_file``)
     max_file_size: int = 10485760
+    #: TCP listeners make connections that name themselves when asked
+    #: (:mod:`ahtwist.servers.tcp_server`): only for a protocol that stays
+    #: its transport's protocol
+    _lazy_tcp_names: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -168,7 +182,7 @@ class Server(MultiService):
         if self.endpoints:
             factory = self.build_factory()
             for description in self.endpoints:
-                listen_on(self, self.reactor, self.kind(), description, factory)
+                listen_on(self, self.reactor, self.kind(), description, factory, self._lazy_tcp_names)
 
     def privilegedStartService(self) -> None:
         self._add_listeners()

@@ -20,12 +20,16 @@ from typing import Any
 
 from twisted.internet.tcp import Server as TCPServer
 
+from ahtwist.servers.tcp_server import LazyTCPServer
+
 
 def sends_now(transport: Any) -> bool:
     """Would :func:`write_now` send at once: a plain (not TLS) TCP server
-    connection, open, with an empty write buffer?"""
+    connection (Twisted's or a socket client's :class:`LazyTCPServer`),
+    open, with an empty write buffer?"""
+    kind = type(transport)
     return bool(
-        type(transport) is TCPServer
+        (kind is LazyTCPServer or kind is TCPServer)
         and not transport.TLS
         and not transport._tempDataBuffer
         and not transport.dataBuffer
@@ -56,5 +60,6 @@ def no_delay(transport: Any) -> None:
     the peer acknowledges the first -- up to its delayed-ACK time (40 ms).
     Twisted's buffer joined them into one send; Autobahn sets this on every
     websocket for the same reason."""
-    if type(transport) is TCPServer:
+    kind = type(transport)
+    if kind is LazyTCPServer or kind is TCPServer:
         transport.setTcpNoDelay(True)

@@ -42,6 +42,15 @@ _DEFAULT_OPTIONS_METHODS = "HEAD, GET, POST, PUT, DELETE, OPTIONS, TRACE"
 
 
 
+class WebConnection(Connection):
+    """A web request's connection: :class:`Connection` plus the slots
+    ``extension`` and ``matched_route`` (set for every one where it is made,
+    :meth:`WebServer._connection`); connections of other transports have
+    neither and read Connection's class default, None."""
+
+    __slots__ = ("extension", "matched_route")
+
+
 @implementer(IConnectionTransport)
 @attrs.define(slots=True, eq=False)
 class WebRaw:
@@ -277,7 +286,7 @@ class WebServer:
             return
         self._serve(request, connection, path)
 
-    def _serve(self, request: WebRequest, connection: Connection, path: str) -> None:
+    def _serve(self, request: WebRequest, connection: WebConnection, path: str) -> None:
         if request._disconnected:
             self.release(request, connection)
             return
@@ -316,7 +325,7 @@ class WebServer:
 
     # --- connections ---------------------------------------------------------
 
-    def _connection(self, request: WebRequest, arrived: int) -> Connection:
+    def _connection(self, request: WebRequest, arrived: int) -> WebConnection:
         fingerprint = None
         headers = request.requestHeaders._rawHeaders  # canonical names (Twisted's Headers)
         cookie_header = headers.get(b"Cookie")
@@ -345,7 +354,7 @@ class WebServer:
             if self.set_cookies:
                 set_cookie = self._cookie(fingerprint, request)
         message_id = new_id()
-        connection = Connection(
+        connection = WebConnection(
             "web",
             ip,
             port,
@@ -353,6 +362,7 @@ class WebServer:
             id=f"{fingerprint}-{message_id}",
             fingerprint=fingerprint,
         )
+        connection.extension = connection.matched_route = None
         raw = WebRaw(
             request=request,
             method=request.method.decode("latin-1"),

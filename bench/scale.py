@@ -23,6 +23,7 @@ ephemeral ports do not run out.  Results: ``bench/results/scale.json`` and
 
 import argparse
 import base64
+import contextlib
 import errno
 import json
 import os
@@ -32,6 +33,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -267,12 +269,24 @@ def mib(kib: int) -> float:
     return round(kib / 1024, 1)
 
 
-def scale_section(workdir: Path, count: int, says: int, tcp_count: int) -> dict:
-    server, web, sock = start_server(workdir, "scale")
+@contextlib.contextmanager
+def crowded_server(workdir: Path, name: str) -> "Iterator[tuple[Server, int, int, Crowd]]":
+    """A started server (settled for a second) and a crowd for it; every
+    member's socket closed and the server stopped afterwards."""
+    server, web, sock = start_server(workdir, name)
     crowd = Crowd()
-    sources = Sources()
     try:
         time.sleep(1)
+        yield server, web, sock, crowd
+    finally:
+        for member in crowd.members.values():
+            member.sock.close()
+        server.stop()
+
+
+def scale_section(workdir: Path, count: int, says: int, tcp_count: int) -> dict:
+    sources = Sources()
+    with crowded_server(workdir, "scale") as (server, web, sock, crowd):
         result: dict = {"rss_mib_start": mib(server.rss_kib())}
         began = perf()
         websockets = crowd.open_many(web, count, True, sources)
@@ -302,20 +316,13 @@ def scale_section(workdir: Path, count: int, says: int, tcp_count: int) -> dict:
         result["rss_mib_after_says"] = mib(server.rss_kib())
         result["server_cpu_seconds"] = round(server.cpu_seconds(), 1)
         return result
-    finally:
-        for member in crowd.members.values():
-            member.sock.close()
-        server.stop()
 
 
 def tcp_section(workdir: Path, count: int, says: int) -> dict:
     """``count`` socket clients alone in a fresh server (the mixed section
     cannot hold 10,000 of each at once under a 20,000 descriptor limit):
     RSS idle and all in one room, and says to all of them."""
-    server, _web, sock = start_server(workdir, "scale-tcp")
-    crowd = Crowd()
-    try:
-        time.sleep(1)
+    with crowded_server(workdir, "scale-tcp") as (server, _web, sock, crowd):
         result: dict = {"connections": count, "rss_mib_start": mib(server.rss_kib())}
         began = perf()
         tcps = crowd.open_many(sock, count, False, Sources())
@@ -329,10 +336,6 @@ def tcp_section(workdir: Path, count: int, says: int) -> dict:
         result["say_tcp_room"] = say_delays(crowd, tcps, "defaultRoom", says, server)
         result["server_cpu_seconds"] = round(server.cpu_seconds(), 1)
         return result
-    finally:
-        for member in crowd.members.values():
-            member.sock.close()
-        server.stop()
 
 
 def churn(port: int, seconds: float, sources: Sources, in_flight: int = 64) -> dict:
